@@ -25,6 +25,9 @@ static const struct subcmd subcmds[] = {
 #ifdef BENCH_HAVE_CALLOUT
 	{"callout", bench_callout, "callout verifications/s against smtp-sink"},
 #endif
+#ifdef BENCH_HAVE_SMTPLOAD
+	{"smtpload", bench_smtpload, "SMTP load generator (sessions x pipelined RCPTs)"},
+#endif
 #ifdef BENCH_HAVE_PEER
 	{"peer", bench_peer, "RCPT answers/s: rcptgate inline vs a Postfix front line"},
 #endif
