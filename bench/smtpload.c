@@ -10,6 +10,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,15 +87,24 @@ void smtpload_cfg_default(struct smtpload_cfg *c)
 	c->seed = 0x9e3779b97f4a7c15ull;
 }
 
-static void fail_note(struct load *l, const char *fmt, const char *arg)
+__attribute__((format(printf, 2, 3))) static void fail_note(struct load *l, const char *fmt,
+								 ...)
 {
-	if (!l->r->first_error[0])
-		snprintf(l->r->first_error, sizeof(l->r->first_error), fmt, arg);
+	if (l->r->first_error[0])
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(l->r->first_error, sizeof(l->r->first_error), fmt, ap);
+	va_end(ap);
 }
 
-static void queue_out(struct sess *s, const char *fmt, const char *arg)
+__attribute__((format(printf, 2, 3))) static void queue_out(struct sess *s, const char *fmt,
+								 ...)
 {
-	int n = snprintf(s->out + s->out_len, LOAD_OUT_MAX - s->out_len, fmt, arg);
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(s->out + s->out_len, LOAD_OUT_MAX - s->out_len, fmt, ap);
+	va_end(ap);
 	if (n > 0 && (size_t)n < LOAD_OUT_MAX - s->out_len)
 		s->out_len += (size_t)n;
 }
@@ -181,11 +191,8 @@ static void send_mail(struct load *l, struct sess *s)
 	queue_out(s, "MAIL FROM:<%s>\r\n", "load@client.test");
 	s->t_mail = bench_now_ns();
 	if (s->pipelining) {
-		char line[128];
-		for (unsigned i = 0; i < c->rcpts; i++) {
-			snprintf(line, sizeof(line), "RCPT TO:<%s@%%s>\r\n", s->rcpt[i]);
-			queue_out(s, line, c->domain);
-		}
+		for (unsigned i = 0; i < c->rcpts; i++)
+			queue_out(s, "RCPT TO:<%s@%s>\r\n", s->rcpt[i], c->domain);
 		s->rcpt_next = c->rcpts;
 	}
 	s->replies_due = c->rcpts;
@@ -194,9 +201,8 @@ static void send_mail(struct load *l, struct sess *s)
 
 static void send_rcpt(struct load *l, struct sess *s)
 {
-	char line[128];
-	snprintf(line, sizeof(line), "RCPT TO:<%s@%%s>\r\n", s->rcpt[s->rcpt_next++]);
-	queue_out(s, line, l->c->domain);
+	unsigned i = s->rcpt_next++;
+	queue_out(s, "RCPT TO:<%s@%s>\r\n", s->rcpt[i], l->c->domain);
 }
 
 static void next_txn_or_quit(struct load *l, struct sess *s)
@@ -317,7 +323,7 @@ static int parse_replies(struct load *l, struct sess *s)
 		if (len >= 4 && !memcmp(line + 4, "PIPELINING", 10 < len - 4 ? 10 : len - 4))
 			has_pipe = 1;
 		if (len < 3) {
-			fail_note(l, "short reply line: %s", "");
+			fail_note(l, "short reply line");
 			return -1;
 		}
 		int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
@@ -340,7 +346,7 @@ static int parse_replies(struct load *l, struct sess *s)
 	memmove(s->in, s->in + start, s->in_len - start);
 	s->in_len -= start;
 	if (s->in_len == LOAD_IN_MAX) {
-		fail_note(l, "reply over %s bytes", "8192");
+		fail_note(l, "reply over %u bytes", LOAD_IN_MAX);
 		return -1;
 	}
 	return 0;
@@ -436,7 +442,7 @@ int smtpload_run(const struct smtpload_cfg *c, struct smtpload_result *r)
 			for (unsigned i = 0; i < c->concurrency; i++)
 				if (l.s[i].st != S_FREE &&
 				    now - l.s[i].t_last > (uint64_t)c->timeout_ms * 1000000ull) {
-					fail_note(&l, "timeout waiting for a reply%s", "");
+					fail_note(&l, "timeout waiting for a reply");
 					sess_end(&l, &l.s[i], 0);
 				}
 		}
