@@ -35,19 +35,25 @@
 #define KHASH_128_FIN2 0xddu
 #define KHASH_64_FIN 0xffu
 
+/* SipHash-2-4: KHASH_C_ROUNDS per word, KHASH_D_ROUNDS per output half;
+ * written out below, not looped, so the state stays in registers. */
 #define KHASH_C_ROUNDS 2
 #define KHASH_D_ROUNDS 4
+
+/* Everything below is inlined into the two entry points: a call boundary
+ * would spill the four state words to memory. */
+#define KHASH_INLINE static inline __attribute__((always_inline))
 
 struct sip {
 	uint64_t v0, v1, v2, v3;
 };
 
-static inline uint64_t rotl64(uint64_t x, unsigned b)
+KHASH_INLINE uint64_t rotl64(uint64_t x, unsigned b)
 {
 	return (x << b) | (x >> (64 - b));
 }
 
-static inline uint64_t load_le64(const uint8_t *p)
+KHASH_INLINE uint64_t load_le64(const uint8_t *p)
 {
 	uint64_t v;
 
@@ -56,7 +62,7 @@ static inline uint64_t load_le64(const uint8_t *p)
 }
 
 /* Bytes p[0..n), n < 8, as a little-endian integer: at most three loads. */
-static inline uint64_t load_le_short(const uint8_t *p, size_t n)
+KHASH_INLINE uint64_t load_le_short(const uint8_t *p, size_t n)
 {
 	uint64_t t = 0;
 	size_t off = 0;
@@ -80,7 +86,7 @@ static inline uint64_t load_le_short(const uint8_t *p, size_t n)
 	return t;
 }
 
-static inline void sip_round(struct sip *s)
+KHASH_INLINE void sip_round(struct sip *s)
 {
 	s->v0 += s->v1;
 	s->v1 = rotl64(s->v1, 13);
@@ -98,24 +104,28 @@ static inline void sip_round(struct sip *s)
 	s->v2 = rotl64(s->v2, 32);
 }
 
-static inline void sip_compress(struct sip *s, uint64_t m)
+_Static_assert(KHASH_C_ROUNDS == 2 && KHASH_D_ROUNDS == 4, "rounds are written out");
+
+KHASH_INLINE void sip_compress(struct sip *s, uint64_t m)
 {
 	s->v3 ^= m;
-	for (int i = 0; i < KHASH_C_ROUNDS; i++)
-		sip_round(s);
+	sip_round(s);
+	sip_round(s);
 	s->v0 ^= m;
 }
 
-static inline uint64_t sip_finalise(struct sip *s)
+KHASH_INLINE uint64_t sip_finalise(struct sip *s)
 {
-	for (int i = 0; i < KHASH_D_ROUNDS; i++)
-		sip_round(s);
+	sip_round(s);
+	sip_round(s);
+	sip_round(s);
+	sip_round(s);
 	return s->v0 ^ s->v1 ^ s->v2 ^ s->v3;
 }
 
 /* Initialise from the key and absorb the whole message, including the last
  * word (remaining bytes plus the length modulo 256 in the top byte). */
-static inline void sip_absorb(struct sip *s, const uint8_t key[16], uint64_t v1_xor,
+KHASH_INLINE void sip_absorb(struct sip *s, const uint8_t key[16], uint64_t v1_xor,
 			      const uint8_t *p, size_t len)
 {
 	const uint64_t k0 = load_le64(key);

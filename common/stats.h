@@ -55,8 +55,15 @@
 	X(NUL_BYTES, "nul_bytes", "command lines containing NUL")                      \
 	X(STARTTLS, "starttls", "flows turned opaque by STARTTLS")                     \
 	X(HARVEST_CLOSED, "harvest_closed", "sessions closed 421 for harvesting")     \
-	X(CSUM_SW, "csum_sw", "checksums computed in software")                        \
-	X(DISPATCH_DROP, "dispatch_drop", "SMTP frames dropped: owner lcore's ring full")
+	X(CSUM_SW, "csum_sw", "checksums computed in software")                       \
+	X(DISPATCH_DROP, "dispatch_drop", "SMTP frames dropped: owner lcore's ring full")	\
+	X(EDIT_NOSPACE, "edit_nospace", "RCPTs forwarded: no room to record the edit") \
+	X(RCPT_LIMIT, "rcpt_limit", "RCPTs forwarded unchecked: per-transaction limit") \
+	X(BAD_CSUM, "bad_csum", "segments dropped: bad TCP checksum") \
+	X(OUT_FULL, "out_full", "frames not emitted: no transmit buffer (TCP resends)") \
+	X(DATA_REFUSED, "data_refused", "DATA/BDAT answered 554: no valid recipients") \
+	X(INJECT_GIVEUP, "inject_giveup", "injected replies abandoned after retries") \
+	X(REPLY_MALFORMED, "reply_malformed", "server replies not starting with a code")
 
 enum stats_id {
 #define STATS_ENUM(id, name, help) STAT_##id,

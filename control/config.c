@@ -1,0 +1,844 @@
+/*
+ * config.c — rcptgated's INI configuration, parsed with inih.
+ *
+ * Every key lives in one dispatch table (config_keys[]): its name, where it
+ * may appear ([global], [domain NAME] or both), its type, its default and its
+ * range.  The inih handler looks the key up, converts and range-checks the
+ * value, and on any error records "file:line: message" (inih returns the line
+ * of the first handler failure).  Keys that tune callouts are "domain keys":
+ * in [global] they set the default each domain inherits, in a domain section
+ * they override it for that domain.  After parsing, cross-key rules are
+ * checked (refresh < ttl, a list file for list mode, ...).
+ *
+ * Thread: main thread, at start-up and on reload.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "dtable.h"
+
+enum key_scope { SC_GLOBAL = 1, SC_DOMAIN = 2, SC_BOTH = 3 };
+
+enum key_type {
+	KT_STR,		/* string into char[size] */
+	KT_U32,		/* unsigned with range */
+	KT_BOOL,	/* yes/no/true/false/on/off/1/0 */
+	KT_SECS,	/* duration: N[s|m|h|d] -> seconds */
+	KT_MS,		/* duration: N[ms|s|m] -> milliseconds */
+	KT_MODE,	/* callout | list | both */
+	KT_MISS,	/* pass | defer */
+	KT_FACILITY,	/* mail, daemon, local0..7 */
+	KT_DESTS,	/* host[:port][, host[:port]...] | mx */
+	KT_UIDS,	/* uid[, uid...] (numbers or user names) */
+	KT_CODES,	/* x.y.z[, x.y.z...] */
+	KT_PORT,	/* 1..65535 */
+};
+
+struct config_key {
+	const char *name;
+	enum key_scope scope;
+	enum key_type type;
+	size_t off;		/* into struct config (SC_GLOBAL) or struct config_dom */
+	size_t size;		/* for KT_STR */
+	const char *def;	/* default, parsed like a value from the file */
+	uint64_t min, max;	/* range for numbers (after unit conversion) */
+	const char *help;
+};
+
+#define G(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+#define D(f) offsetof(struct config_dom, f), sizeof(((struct config_dom *)0)->f)
+#define DAY (86400ull)
+
+static const struct config_key config_keys[] = {
+	/* shared memory */
+	{"shm_path", SC_GLOBAL, KT_STR, G(shm_path), "/dev/shm/rcptgate", 0, 0,
+	 "shared-memory file (hugetlbfs or tmpfs)"},
+	{"shm_max_lcores", SC_GLOBAL, KT_U32, G(shm_max_lcores), "16", 1, SHM_MAX_LCORES,
+	 "data-plane lcore regions (rings, stats)"},
+	{"shm_domains", SC_GLOBAL, KT_U32, G(shm_dtable_slots), "4096", 16, 1u << 20,
+	 "domain table slots (power of two)"},
+	{"table_init_log2", SC_GLOBAL, KT_U32, G(shm_table_init_log2), "16", 8, 26,
+	 "recipient table initial buckets (log2; 3 entries each)"},
+	{"table_max_log2", SC_GLOBAL, KT_U32, G(shm_table_max_log2), "23", 10, 26,
+	 "recipient table maximum buckets (log2)"},
+	{"miss_ring_slots", SC_GLOBAL, KT_U32, G(shm_miss_slots), "4096", 64, 1u << 20,
+	 "miss ring records per lcore (power of two)"},
+	{"event_ring_slots", SC_GLOBAL, KT_U32, G(shm_event_slots), "4096", 64, 1u << 20,
+	 "event ring records per lcore (power of two)"},
+	/* store */
+	{"store_path", SC_GLOBAL, KT_STR, G(store_path), "/var/lib/rcptgate", 0, 0,
+	 "LMDB environment directory of the verdict store"},
+	{"store_map_mb", SC_GLOBAL, KT_U32, G(store_map_mb), "4096", 16, 1u << 20,
+	 "LMDB map size in MiB (address space, not memory)"},
+	/* control socket */
+	{"control_socket", SC_GLOBAL, KT_STR, G(control_socket), "/run/rcptgate/rcptgated.sock",
+	 0, 0, "rcptctl's Unix socket"},
+	{"control_uids", SC_GLOBAL, KT_UIDS, G(control_uids), "0", 0, 0,
+	 "uids allowed on the control socket"},
+	{"control_max_clients", SC_GLOBAL, KT_U32, G(control_max_clients), "16", 1, 1024,
+	 "concurrent control connections"},
+	/* policy service */
+	{"policy_listen", SC_GLOBAL, KT_STR, G(policy_listen), "", 0, 0,
+	 "policy service: host:port or a Unix socket path; empty = off"},
+	{"policy_timeout", SC_GLOBAL, KT_MS, G(policy_timeout_ms), "5s", 0, 60000,
+	 "how long the policy service waits for a callout"},
+	{"policy_max_clients", SC_GLOBAL, KT_U32, G(policy_max_clients), "256", 1, 65536,
+	 "concurrent policy connections"},
+	/* xdp */
+	{"xdp_pin_dir", SC_GLOBAL, KT_STR, G(xdp_pin_dir), "/sys/fs/bpf/rcptgate", 0, 0,
+	 "bpffs directory of the XDP program's pinned maps"},
+	{"block_ttl", SC_GLOBAL, KT_SECS, G(block_ttl), "1h", 1, 30 * DAY,
+	 "how long a harvesting source is blocked at first"},
+	{"block_ttl_max", SC_GLOBAL, KT_SECS, G(block_ttl_max), "1d", 1, 365 * DAY,
+	 "ceiling of the doubling block time for repeat offenders"},
+	{"block_allow", SC_GLOBAL, KT_STR, G(block_allow), "", 0, 0,
+	 "file of prefixes never blocked, one per line"},
+	/* logging */
+	{"syslog_ident", SC_GLOBAL, KT_STR, G(syslog_ident), "rcptgated", 0, 0,
+	 "syslog ident"},
+	{"syslog_facility", SC_GLOBAL, KT_FACILITY, G(syslog_facility), "mail", 0, 0,
+	 "syslog facility"},
+	{"log_stderr", SC_GLOBAL, KT_BOOL, G(log_stderr), "no", 0, 0,
+	 "also log to stderr"},
+	{"log_rate", SC_GLOBAL, KT_U32, G(log_rate), "200", 1, 1000000,
+	 "log lines per second per kind before summarising"},
+	{"log_callouts", SC_GLOBAL, KT_BOOL, G(log_callouts), "yes", 0, 0,
+	 "log one line per callout result"},
+	/* housekeeping */
+	{"queue_max", SC_GLOBAL, KT_U32, G(queue_max), "200000", 16, 100000000,
+	 "addresses waiting for a callout, all domains"},
+	{"dns_timeout", SC_GLOBAL, KT_MS, G(dns_timeout_ms), "5s", 100, 60000,
+	 "MX lookup timeout"},
+	{"dns_server", SC_GLOBAL, KT_STR, G(dns_server), "", 0, 0,
+	 "nameserver for MX queries (IPv4[:port]); empty = /etc/resolv.conf"},
+	{"mx_min_ttl", SC_GLOBAL, KT_SECS, G(mx_min_ttl), "5m", 0, DAY,
+	 "an MX answer is kept at least this long"},
+
+	/* domain keys ([global] = default for every domain) */
+	{"destination", SC_BOTH, KT_DESTS, D(dest), "mx", 0, 0,
+	 "host[:port] list to probe, or mx"},
+	{"mx_port", SC_BOTH, KT_PORT, D(mx_port), "25", 1, 65535,
+	 "port for hosts found by MX lookup"},
+	{"mode", SC_BOTH, KT_MODE, D(mode), "callout", 0, 0, "callout | list | both"},
+	{"list", SC_BOTH, KT_STR, D(list), "", 0, 0,
+	 "file of valid recipients, one per line"},
+	{"miss_policy", SC_BOTH, KT_MISS, D(miss_policy), "pass", 0, 0,
+	 "unknown recipient while verifying: pass | defer"},
+	{"case_sensitive", SC_BOTH, KT_BOOL, D(case_sensitive), "no", 0, 0,
+	 "local parts compared as written"},
+	{"mail_from", SC_BOTH, KT_STR, D(mail_from), "", 0, 0,
+	 "probe sender; empty = the null path <>"},
+	{"helo_name", SC_BOTH, KT_STR, D(helo_name), "", 0, 0,
+	 "EHLO name; empty = the host name"},
+	{"harvest_threshold", SC_BOTH, KT_U32, D(harvest_threshold), "0", 0, 1000000,
+	 "invalid RCPTs per window per source; 0 = the data plane's global value"},
+	{"batch", SC_BOTH, KT_U32, D(batch), "100", 1, 1000,
+	 "RCPTs per transaction"},
+	{"session_max_rcpts", SC_BOTH, KT_U32, D(session_max_rcpts), "1000", 1, 100000,
+	 "RCPTs per connection before QUIT"},
+	{"connect_timeout", SC_BOTH, KT_MS, D(connect_timeout_ms), "5s", 100, 300000,
+	 "TCP connect timeout"},
+	{"greeting_timeout", SC_BOTH, KT_MS, D(greeting_timeout_ms), "20s", 100, 300000,
+	 "wait for the 220 greeting"},
+	{"command_timeout", SC_BOTH, KT_MS, D(command_timeout_ms), "15s", 100, 300000,
+	 "wait for each reply"},
+	{"session_timeout", SC_BOTH, KT_MS, D(session_timeout_ms), "120s", 1000, 3600000,
+	 "whole session"},
+	{"dest_max_conns", SC_BOTH, KT_U32, D(dest_max_conns), "4", 1, 1024,
+	 "concurrent sessions per domain"},
+	{"dest_conn_rate", SC_BOTH, KT_U32, D(dest_conn_rate), "10", 1, 100000,
+	 "new sessions per second per domain"},
+	{"dest_rcpt_rate", SC_BOTH, KT_U32, D(dest_rcpt_rate), "2000", 1, 10000000,
+	 "RCPT probes per second per domain"},
+	{"domain_queue_max", SC_BOTH, KT_U32, D(queue_max), "20000", 1, 100000000,
+	 "addresses waiting per domain"},
+	{"ttl_valid", SC_BOTH, KT_SECS, D(ttl_valid), "7d", 2, 365 * DAY,
+	 "a valid verdict is served this long"},
+	{"refresh_valid", SC_BOTH, KT_SECS, D(refresh_valid), "1d", 1, 365 * DAY,
+	 "a valid verdict is re-checked after this"},
+	{"ttl_invalid", SC_BOTH, KT_SECS, D(ttl_invalid), "1h", 2, 365 * DAY,
+	 "an invalid verdict is served this long"},
+	{"refresh_invalid", SC_BOTH, KT_SECS, D(refresh_invalid), "10m", 1, 365 * DAY,
+	 "an invalid verdict is re-checked after this"},
+	{"ttl_tempfail", SC_BOTH, KT_SECS, D(ttl_tempfail), "60s", 1, DAY,
+	 "no new probe of an address that failed temporarily before this"},
+	{"ttl_unverifiable", SC_BOTH, KT_SECS, D(ttl_unverifiable), "10m", 10, 30 * DAY,
+	 "a destination refusing callouts fails open this long"},
+	{"accept_all_probe", SC_BOTH, KT_BOOL, D(accept_all_probe), "yes", 0, 0,
+	 "probe a random local part to detect accept-all"},
+	{"accept_all_interval", SC_BOTH, KT_SECS, D(accept_all_interval), "6h", 60, 30 * DAY,
+	 "re-probe for accept-all after this"},
+	{"breaker_failures", SC_BOTH, KT_U32, D(breaker_failures), "5", 1, 1000,
+	 "consecutive failed sessions that open the circuit breaker"},
+	{"breaker_open", SC_BOTH, KT_SECS, D(breaker_open_s), "60s", 1, DAY,
+	 "breaker stays open (failing open) this long before a trial session"},
+	{"invalid_codes", SC_BOTH, KT_CODES, D(invalid_codes), "", 0, 0,
+	 "more enhanced codes meaning no such user (e.g. 5.4.1 for M365)"},
+};
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+_Static_assert(NKEYS <= 128, "set_mask holds 128 keys");
+
+struct parse_ctx {
+	const char *fname;
+	struct config *cfg;
+	struct config_dom *cur;	/* NULL in [global] */
+	int in_global;		/* 1 in [global] */
+	int bad_section;	/* unknown section: every key in it fails */
+	char section[256];
+	int failed;		/* first error recorded */
+	char msg[256];
+	size_t cap;
+};
+
+static int fail(struct parse_ctx *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse_ctx *p, const char *fmt, ...)
+{
+	if (!p->failed) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(p->msg, sizeof(p->msg), fmt, ap);
+		va_end(ap);
+		p->failed = 1;
+	}
+	return 0;
+}
+
+static const struct config_key *key_find(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcmp(config_keys[i].name, name))
+			return &config_keys[i];
+	return NULL;
+}
+
+static int parse_u64(const char *v, uint64_t *out, const char **rest)
+{
+	char *end;
+	if (!isdigit((unsigned char)*v))
+		return -EINVAL;
+	errno = 0;
+	unsigned long long n = strtoull(v, &end, 10);
+	if (errno)
+		return -ERANGE;
+	*out = n;
+	*rest = end;
+	return 0;
+}
+
+/* Durations: a number with an optional unit; base is the unit of the result
+ * in milliseconds (1000 for seconds, 1 for milliseconds). */
+static int parse_duration(const char *v, uint64_t base_ms, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t ms;
+	} units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
+	const char *rest;
+	uint64_t n;
+	if (parse_u64(v, &n, &rest))
+		return -EINVAL;
+	uint64_t mult = base_ms;
+	if (*rest) {
+		size_t i;
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (!strcmp(rest, units[i].suffix))
+				break;
+		if (i == sizeof(units) / sizeof(units[0]))
+			return -EINVAL;
+		mult = units[i].ms;
+	}
+	if (n > UINT64_MAX / mult)
+		return -ERANGE;
+	uint64_t ms = n * mult;
+	if (ms % base_ms)
+		return -EINVAL; /* "500ms" for a key counted in seconds */
+	*out = ms / base_ms;
+	return 0;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(v, yes[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcasecmp(v, no[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_facility(const char *v, int *out)
+{
+	static const struct {
+		const char *name;
+		int fac;
+	} fac[] = {{"mail", LOG_MAIL},	   {"daemon", LOG_DAEMON}, {"user", LOG_USER},
+		   {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1}, {"local2", LOG_LOCAL2},
+		   {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4}, {"local5", LOG_LOCAL5},
+		   {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7}};
+	for (size_t i = 0; i < sizeof(fac) / sizeof(fac[0]); i++)
+		if (!strcasecmp(v, fac[i].name)) {
+			*out = fac[i].fac;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t n = strlen(s);
+	while (n && isspace((unsigned char)s[n - 1]))
+		s[--n] = 0;
+	return s;
+}
+
+static int valid_hostname(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n >= CONFIG_HOST_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h[i];
+		if (!(isalnum(c) || c == '-' || c == '.' || c == ':' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+/* "host[:port], [v6addr]:port, ..." or "mx". */
+static int parse_dests(struct parse_ctx *p, const char *v, struct config_dom *d)
+{
+	char buf[1024];
+	if (strlen(v) >= sizeof(buf))
+		return fail(p, "destination list too long");
+	if (!strcasecmp(v, "mx")) {
+		d->ndest = 0;
+		return 1;
+	}
+	snprintf(buf, sizeof(buf), "%s", v);
+	unsigned n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (n == CONFIG_MAX_DESTS)
+			return fail(p, "more than %u destinations", CONFIG_MAX_DESTS);
+		char *host = tok, *port = NULL;
+		if (*tok == '[') {
+			char *close = strchr(tok, ']');
+			if (!close)
+				return fail(p, "unterminated '[' in destination '%s'", tok);
+			*close = 0;
+			host = tok + 1;
+			if (close[1] == ':')
+				port = close + 2;
+			else if (close[1])
+				return fail(p, "junk after ']' in destination");
+		} else {
+			char *colon = strchr(tok, ':');
+			if (colon && strchr(colon + 1, ':'))
+				return fail(p, "IPv6 destination must be written [addr]:port");
+			if (colon) {
+				*colon = 0;
+				port = colon + 1;
+			}
+		}
+		if (!valid_hostname(host))
+			return fail(p, "bad destination host '%s'", host);
+		uint64_t pn = 25;
+		if (port) {
+			const char *rest;
+			if (parse_u64(port, &pn, &rest) || *rest || pn < 1 || pn > 65535)
+				return fail(p, "bad port '%s' (1..65535)", port);
+		}
+		snprintf(d->dest[n].host, sizeof(d->dest[n].host), "%s", host);
+		d->dest[n].port = (uint16_t)pn;
+		n++;
+	}
+	if (n == 0)
+		return fail(p, "empty destination (use 'mx' for an MX lookup)");
+	d->ndest = n;
+	return 1;
+}
+
+static int parse_uids(struct parse_ctx *p, const char *v, struct config *c)
+{
+	char buf[512];
+	snprintf(buf, sizeof(buf), "%s", v);
+	unsigned n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		uint64_t u;
+		const char *rest;
+		if (n == CONFIG_MAX_UIDS)
+			return fail(p, "more than %u uids", CONFIG_MAX_UIDS);
+		if (parse_u64(tok, &u, &rest) || *rest || u > UINT32_MAX - 1)
+			return fail(p, "bad uid '%s' (a number)", tok);
+		c->control_uids[n++] = (uint32_t)u;
+	}
+	if (n == 0)
+		return fail(p, "control_uids needs at least one uid");
+	c->ncontrol_uids = n;
+	return 1;
+}
+
+static int valid_enhanced(const char *s)
+{
+	/* class.subject.detail: class 2/4/5, 1-3 digits, 1-3 digits */
+	if (!(s[0] == '2' || s[0] == '4' || s[0] == '5') || s[1] != '.')
+		return 0;
+	const char *q = s + 2;
+	for (int part = 0; part < 2; part++) {
+		int digits = 0;
+		while (isdigit((unsigned char)*q) && digits < 4) {
+			q++;
+			digits++;
+		}
+		if (digits < 1 || digits > 3)
+			return 0;
+		if (part == 0) {
+			if (*q != '.')
+				return 0;
+			q++;
+		}
+	}
+	return *q == 0;
+}
+
+static int parse_codes(struct parse_ctx *p, const char *v, struct config_dom *d)
+{
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", v);
+	unsigned n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (n == CONFIG_MAX_CODES)
+			return fail(p, "more than %u codes", CONFIG_MAX_CODES);
+		if (!valid_enhanced(tok) || tok[0] != '5')
+			return fail(p, "bad enhanced status code '%s' (5.x.y)", tok);
+		snprintf(d->invalid_codes[n++], sizeof(d->invalid_codes[0]), "%s", tok);
+	}
+	d->ninvalid_codes = n;
+	return 1;
+}
+
+/* Store one value. base is struct config or struct config_dom. */
+static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, const char *v)
+{
+	uint8_t *dst = (uint8_t *)base + k->off;
+	uint64_t n;
+	const char *rest;
+	switch (k->type) {
+	case KT_STR:
+		if (strlen(v) >= k->size)
+			return fail(p, "%s: value longer than %zu characters", k->name, k->size - 1);
+		memcpy(dst, v, strlen(v) + 1);
+		return 1;
+	case KT_U32:
+	case KT_PORT:
+		if (parse_u64(v, &n, &rest) || *rest)
+			return fail(p, "%s: '%s' is not a number", k->name, v);
+		if (n < k->min || n > k->max)
+			return fail(p, "%s: %s out of range %" PRIu64 "..%" PRIu64, k->name, v, k->min,
+				    k->max);
+		if (k->type == KT_PORT)
+			*(uint16_t *)dst = (uint16_t)n;
+		else
+			*(uint32_t *)dst = (uint32_t)n;
+		return 1;
+	case KT_SECS:
+	case KT_MS: {
+		int r = parse_duration(v, k->type == KT_SECS ? 1000 : 1, &n);
+		if (r)
+			return fail(p, "%s: '%s' is not a duration (e.g. 30s, 10m, 1h, 7d%s)", k->name,
+				    v, k->type == KT_MS ? ", 500ms" : "");
+		if (n < k->min || n > k->max)
+			return fail(p, "%s: %s out of range", k->name, v);
+		*(uint32_t *)dst = (uint32_t)n;
+		return 1;
+	}
+	case KT_BOOL:
+		if (parse_bool(v, (bool *)dst))
+			return fail(p, "%s: '%s' is not yes/no", k->name, v);
+		return 1;
+	case KT_MODE:
+		if (!strcasecmp(v, "callout"))
+			*dst = DT_MODE_CALLOUT;
+		else if (!strcasecmp(v, "list"))
+			*dst = DT_MODE_LIST;
+		else if (!strcasecmp(v, "both"))
+			*dst = DT_MODE_BOTH;
+		else
+			return fail(p, "mode: '%s' is not callout, list or both", v);
+		return 1;
+	case KT_MISS:
+		if (!strcasecmp(v, "pass"))
+			*dst = DT_MISS_PASS;
+		else if (!strcasecmp(v, "defer"))
+			*dst = DT_MISS_DEFER;
+		else
+			return fail(p, "miss_policy: '%s' is not pass or defer", v);
+		return 1;
+	case KT_FACILITY:
+		if (parse_facility(v, (int *)dst))
+			return fail(p, "%s: unknown facility '%s'", k->name, v);
+		return 1;
+	case KT_DESTS:
+		return parse_dests(p, v, (struct config_dom *)base);
+	case KT_UIDS:
+		return parse_uids(p, v, (struct config *)base);
+	case KT_CODES:
+		return parse_codes(p, v, (struct config_dom *)base);
+	}
+	return fail(p, "%s: internal: unknown type", k->name);
+}
+
+static int valid_domain_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > RG_DOMAIN_MAX || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!(isalnum(c) || c == '-' || c == '.' || c >= 0x80))
+			return 0;
+		if (c == '.' && s[i + 1] == '.')
+			return 0;
+	}
+	return 1;
+}
+
+/* Register a section header (pre-pass over the text, so that a [domain NAME]
+ * section with no keys still defines the domain). */
+static int add_section(struct parse_ctx *p, const char *section)
+{
+	if (!strcmp(section, "global"))
+		return 1;
+	if (strncmp(section, "domain", 6) || !isspace((unsigned char)section[6]))
+		return fail(p, "unknown section [%s] (expected [global] or [domain NAME])", section);
+	char name[RG_DOMAIN_MAX + 1];
+	const char *s = section + 6;
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t len = strlen(s);
+	if (len > RG_DOMAIN_MAX)
+		return fail(p, "domain name too long");
+	for (size_t i = 0; i <= len; i++)
+		name[i] = (char)tolower((unsigned char)s[i]);
+	if (!valid_domain_name(name))
+		return fail(p, "bad domain name '%s'", name);
+	struct config *c = p->cfg;
+	for (unsigned i = 0; i < c->ndom; i++)
+		if (!strcmp(c->dom[i].name, name))
+			return fail(p, "domain %s defined twice", name);
+	if (c->ndom == CONFIG_MAX_DOMAINS)
+		return fail(p, "more than %u domains", CONFIG_MAX_DOMAINS);
+	if (c->ndom == p->cap) {
+		size_t ncap = p->cap ? p->cap * 2 : 8;
+		struct config_dom *nd = realloc(c->dom, ncap * sizeof(*nd));
+		if (!nd)
+			return fail(p, "out of memory");
+		c->dom = nd;
+		p->cap = ncap;
+	}
+	struct config_dom *d = &c->dom[c->ndom++];
+	memset(d, 0, sizeof(*d));
+	memcpy(d->name, name, len + 1);
+	return 1;
+}
+
+/* Pre-pass: every "[...]" line, in order.  Returns 0 or the failing line. */
+static int scan_sections(struct parse_ctx *p, const char *text)
+{
+	int line = 0;
+	for (const char *s = text; *s;) {
+		const char *eol = strchr(s, '\n');
+		size_t n = eol ? (size_t)(eol - s) : strlen(s);
+		line++;
+		const char *q = s;
+		while (q < s + n && isspace((unsigned char)*q))
+			q++;
+		if (q < s + n && *q == '[') {
+			const char *close = memchr(q, ']', (size_t)(s + n - q));
+			if (close) {
+				char sec[300];
+				size_t len = (size_t)(close - q - 1);
+				if (len >= sizeof(sec))
+					len = sizeof(sec) - 1;
+				memcpy(sec, q + 1, len);
+				sec[len] = 0;
+				if (!add_section(p, trim(sec)))
+					return line;
+			}
+		}
+		s = eol ? eol + 1 : s + n;
+	}
+	return 0;
+}
+
+static int enter_section(struct parse_ctx *p, const char *section)
+{
+	snprintf(p->section, sizeof(p->section), "%s", section);
+	p->cur = NULL;
+	p->in_global = !strcmp(section, "global");
+	p->bad_section = 0;
+	if (p->in_global)
+		return 1;
+	char name[RG_DOMAIN_MAX + 1];
+	const char *s = section + 6;
+	while (isspace((unsigned char)*s))
+		s++;
+	snprintf(name, sizeof(name), "%s", s);
+	for (char *q = name; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	for (unsigned i = 0; i < p->cfg->ndom; i++)
+		if (!strcmp(p->cfg->dom[i].name, name)) {
+			p->cur = &p->cfg->dom[i];
+			return 1;
+		}
+	p->bad_section = 1;
+	if (!section[0])
+		return fail(p, "key outside any section (start with [global])");
+	return fail(p, "unknown section [%s]", section);
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *p = user;
+	if (strcmp(section, p->section) || (!p->in_global && !p->cur && !p->bad_section)) {
+		if (!enter_section(p, section))
+			return 0;
+	}
+	if (p->bad_section)
+		return 0;
+	const struct config_key *k = key_find(name);
+	if (!k)
+		return fail(p, "unknown key '%s' in [%s]", name, section);
+	char vbuf[1024];
+	snprintf(vbuf, sizeof(vbuf), "%s", value);
+	char *v = trim(vbuf);
+	if (p->in_global) {
+		if (k->scope == SC_GLOBAL)
+			return key_set(p, k, p->cfg, v);
+		size_t idx = (size_t)(k - config_keys);
+		p->cfg->defaults.set_mask[idx / 64] |= 1ull << (idx % 64);
+		return key_set(p, k, &p->cfg->defaults, v);
+	}
+	if (!(k->scope & SC_DOMAIN))
+		return fail(p, "key '%s' belongs in [global], not [%s]", name, section);
+	size_t idx = (size_t)(k - config_keys);
+	p->cur->set_mask[idx / 64] |= 1ull << (idx % 64);
+	return key_set(p, k, p->cur, v);
+}
+
+static void apply_defaults(struct config *c)
+{
+	struct parse_ctx p = {.fname = "(defaults)", .cfg = c};
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (k->scope == SC_GLOBAL)
+			key_set(&p, k, c, k->def);
+		else
+			key_set(&p, k, &c->defaults, k->def);
+	}
+}
+
+/* Domain keys not set in a domain section take the [global] value. */
+static void inherit(struct config *c)
+{
+	for (unsigned d = 0; d < c->ndom; d++) {
+		struct config_dom *dom = &c->dom[d];
+		for (size_t i = 0; i < NKEYS; i++) {
+			const struct config_key *k = &config_keys[i];
+			if (k->scope != SC_BOTH || (dom->set_mask[i / 64] & (1ull << (i % 64))))
+				continue;
+			memcpy((uint8_t *)dom + k->off, (uint8_t *)&c->defaults + k->off, k->size);
+			if (k->type == KT_DESTS)
+				dom->ndest = c->defaults.ndest;
+			if (k->type == KT_CODES)
+				dom->ninvalid_codes = c->defaults.ninvalid_codes;
+		}
+	}
+}
+
+static int is_pow2(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* Rules across keys; the message names the section (no line for these). */
+static int validate(struct config *c, char *err, size_t errlen)
+{
+	const char *f = c->path;
+	if (!is_pow2(c->shm_dtable_slots) || !is_pow2(c->shm_miss_slots) ||
+	    !is_pow2(c->shm_event_slots)) {
+		snprintf(err, errlen, "%s: shm_domains, miss_ring_slots and event_ring_slots must be powers of two", f);
+		return -EINVAL;
+	}
+	if (c->shm_table_init_log2 > c->shm_table_max_log2) {
+		snprintf(err, errlen, "%s: table_init_log2 > table_max_log2", f);
+		return -EINVAL;
+	}
+	if (c->ndom > c->shm_dtable_slots / 2) {
+		snprintf(err, errlen, "%s: %u domains need shm_domains >= %u", f, c->ndom, c->ndom * 2);
+		return -EINVAL;
+	}
+	for (unsigned d = 0; d < c->ndom; d++) {
+		const struct config_dom *dom = &c->dom[d];
+		if (dom->refresh_valid >= dom->ttl_valid || dom->refresh_invalid >= dom->ttl_invalid) {
+			snprintf(err, errlen, "%s: [domain %s]: refresh_* must be shorter than ttl_*", f,
+				 dom->name);
+			return -EINVAL;
+		}
+		if (dom->mode != DT_MODE_CALLOUT && !dom->list[0]) {
+			snprintf(err, errlen, "%s: [domain %s]: mode %s needs a list file", f, dom->name,
+				 dom->mode == DT_MODE_LIST ? "list" : "both");
+			return -EINVAL;
+		}
+		if (dom->list[0] && access(dom->list, R_OK)) {
+			snprintf(err, errlen, "%s: [domain %s]: list %s: %s", f, dom->name, dom->list,
+				 strerror(errno));
+			return -errno;
+		}
+		if (dom->mail_from[0] && !strchr(dom->mail_from, '@')) {
+			snprintf(err, errlen, "%s: [domain %s]: mail_from must be local@domain or empty", f,
+				 dom->name);
+			return -EINVAL;
+		}
+	}
+	if (c->dns_server[0]) {
+		char host[64];
+		snprintf(host, sizeof(host), "%s", c->dns_server);
+		char *colon = strchr(host, ':');
+		if (colon)
+			*colon = 0;
+		struct in_addr ia;
+		if (inet_pton(AF_INET, host, &ia) != 1) {
+			snprintf(err, errlen, "%s: dns_server '%s' is not IPv4[:port]", f, c->dns_server);
+			return -EINVAL;
+		}
+	}
+	if (c->block_ttl > c->block_ttl_max) {
+		snprintf(err, errlen, "%s: block_ttl > block_ttl_max", f);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+#define CONFIG_FILE_MAX (16u << 20)
+
+static int load(const char *name, const char *text, struct config *out, char *err,
+		size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->path, sizeof(out->path), "%s", name);
+	apply_defaults(out);
+	struct parse_ctx p = {.fname = name, .cfg = out};
+	p.section[0] = 0;
+	int line = scan_sections(&p, text);
+	if (!line)
+		line = ini_parse_string(text, handler, &p);
+	if (line < 0) {
+		snprintf(err, errlen, "%s: cannot parse", name);
+		config_free(out);
+		return -EIO;
+	}
+	if (line > 0) {
+		if (p.failed)
+			snprintf(err, errlen, "%s:%d: %s", name, line, p.msg);
+		else
+			snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+				 name, line);
+		config_free(out);
+		return -EINVAL;
+	}
+	inherit(out);
+	int r = validate(out, err, errlen);
+	if (r) {
+		config_free(out);
+		return r;
+	}
+	return 0;
+}
+
+int config_load(const char *path, struct config *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	FILE *fp = fopen(path, "r");
+	if (!fp) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	char *text = malloc(CONFIG_FILE_MAX + 1);
+	if (!text) {
+		fclose(fp);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	size_t n = fread(text, 1, CONFIG_FILE_MAX + 1, fp);
+	int rerr = ferror(fp);
+	fclose(fp);
+	if (rerr || n > CONFIG_FILE_MAX) {
+		free(text);
+		snprintf(err, errlen, "%s: %s", path, rerr ? "read error" : "larger than 16 MiB");
+		return rerr ? -EIO : -EFBIG;
+	}
+	text[n] = 0;
+	if (memchr(text, 0, n)) {
+		free(text);
+		snprintf(err, errlen, "%s: contains a NUL byte", path);
+		return -EINVAL;
+	}
+	int r = load(path, text, out, err, errlen);
+	free(text);
+	return r;
+}
+
+int config_load_string(const char *name, const char *text, struct config *out, char *err,
+		       size_t errlen)
+{
+	return load(name, text, out, err, errlen);
+}
+
+void config_free(struct config *c)
+{
+	free(c->dom);
+	c->dom = NULL;
+	c->ndom = 0;
+}
+
+const struct config_dom *config_domain(const struct config *c, const char *name)
+{
+	for (unsigned i = 0; i < c->ndom; i++)
+		if (!strcmp(c->dom[i].name, name))
+			return &c->dom[i];
+	return NULL;
+}
+
+void config_print_defaults(void *file)
+{
+	FILE *f = file;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		fprintf(f, "%-22s %-8s %-30s %s\n", k->name,
+			k->scope == SC_GLOBAL ? "global" : "both", k->def[0] ? k->def : "\"\"", k->help);
+	}
+}

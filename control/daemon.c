@@ -1,0 +1,1764 @@
+/*
+ * daemon.c — rcptgated's core: the single epoll event loop (fds, timers,
+ * signals), and everything that decides and keeps verdicts: the miss and
+ * event rings drained every turn, callout results turned into stored and
+ * published verdicts, static lists, background refresh, the control verbs
+ * (core.h) and reload.
+ *
+ * Order of a loop turn: wait for events (bounded by the next timer and the
+ * ring poll interval), dispatch them, run due timers, drain the rings, run
+ * the callout scheduler, then make the turn's verdicts durable
+ * (store_commit) and only after that publish them into the shared table:
+ * a verdict the data plane has seen is always one a restart will find.
+ * Thread: main thread only.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "callout.h"
+#include "dns.h"
+#include "dtable.h"
+#include "log.h"
+#include "publish.h"
+#include "rings.h"
+#include "rtable.h"
+#include "stats.h"
+#include "store.h"
+#include "ttl.h"
+
+#define DAEMON_VERSION "0.1.0"
+#define DAEMON_MAX_EVENTS 256
+#define RING_POLL_ACTIVE_MS 2	/* ring poll interval while records flow */
+#define RING_POLL_IDLE_MS 10	/* ... and after a quiet second */
+#define RING_BUDGET 512u	/* records per ring per turn */
+#define REFRESH_SCAN_MIN 2000u	/* store records examined per second, at least ... */
+#define REFRESH_PASS_S 60u	/* ... and enough for a whole pass per minute */
+#define REFRESH_BATCH 1024u	/* refreshes (and expiry deletions) per second */
+#define REBUILD_CHUNK 8192u
+
+#define CORE_STATS_LIST(X)                                                              \
+	X(MISSES, "misses", "miss records drained from the rings")                      \
+	X(MISS_UNMANAGED, "miss_unmanaged", "misses for domains not configured")        \
+	X(MISS_LIST, "miss_list_mode", "misses for list-mode domains (no callout)")     \
+	X(MISS_CACHED, "miss_cached", "misses already answered by the store (republished)") \
+	X(MISS_KEY_MISMATCH, "miss_key_mismatch", "misses whose key did not match their address") \
+	X(MISS_BAD, "miss_bad", "misses whose address did not parse")                   \
+	X(EVENTS, "events", "event records drained")                                    \
+	X(HARVEST, "harvest_events", "harvest reports")                                 \
+	X(RING_BAD, "ring_bad_records", "malformed ring records skipped")               \
+	X(STORED, "verdicts_stored", "verdicts written to the store")                   \
+	X(KEPT, "verdicts_kept", "failed probes that left a cached verdict in place")   \
+	X(STORE_ERRORS, "store_errors", "store writes or commits that failed")          \
+	X(PUBLISHED, "verdicts_published", "verdicts written to the shared table")      \
+	X(PUBLISH_ERRORS, "publish_errors", "table writes that failed (table full)")    \
+	X(REFRESHES, "refreshes", "background re-checks started")                       \
+	X(EXPIRED, "store_expired", "expired verdicts removed from the store")          \
+	X(CHECKS, "checks", "policy-service checks")                                    \
+	X(VERIFIES, "verifies", "verify requests")                                      \
+	X(SETS, "sets", "verdicts set by hand")                                         \
+	X(DELS, "dels", "verdicts deleted by hand")                                     \
+	X(FLUSHES, "flushes", "flush requests")                                         \
+	X(RELOADS, "reloads", "successful reloads")                                     \
+	X(RELOAD_ERRORS, "reload_errors", "reloads refused (bad config)")
+
+enum core_stat {
+#define CS_ENUM(id, name, help) CS_##id,
+	CORE_STATS_LIST(CS_ENUM)
+#undef CS_ENUM
+	CS__COUNT
+};
+static const char *const cs_names[] = {
+#define CS_NAME(id, name, help) name,
+	CORE_STATS_LIST(CS_NAME)
+#undef CS_NAME
+};
+static const char *const cs_helps[] = {
+#define CS_HELP(id, name, help) help,
+	CORE_STATS_LIST(CS_HELP)
+#undef CS_HELP
+};
+
+/* ---- event loop state */
+
+struct fd_slot {
+	daemon_fd_cb cb;
+	void *arg;
+	uint32_t gen;
+	bool used;
+};
+
+struct timer {
+	uint64_t id, when, interval;
+	daemon_timer_cb cb;
+	void *arg;
+	bool active;
+};
+
+/* a waiter for a callout result: verify or policy check */
+enum { W_CHECK = 1, W_VERIFY = 2 };
+struct waiter {
+	struct callout_waiter link;	/* first: callout.c chains these */
+	struct waiter *id_next;
+	uint64_t id;
+	int kind;
+	bool cancelled;
+	core_check_cb ccb;
+	core_verify_cb vcb;
+	void *arg;
+	uint64_t started_ms;
+};
+#define WAITER_BUCKETS 1024u
+
+/* a static list of one domain: sorted canonical addresses */
+struct dlist {
+	char name[RG_DOMAIN_MAX + 1];
+	char **addr;
+	size_t n;
+};
+
+struct pubq_ent {
+	char addr[RG_ADDR_MAX + 1];
+	uint16_t len;
+	bool del;
+	uint8_t verdict, source, flags;
+	uint64_t expiry;
+};
+
+static struct {
+	/* loop */
+	int epfd, sigfd;
+	struct fd_slot *fds;
+	size_t nfds;
+	uint32_t fd_gen;
+	struct timer *timers;
+	size_t ntimers, timers_cap;
+	uint64_t next_timer_id;
+	uint64_t now_ms, wall_s;
+	bool loop_ready, stop;
+	uint64_t last_ring_ms;
+	/* core */
+	bool core_ready;
+	struct config *cfg;
+	struct store *store;
+	struct publish pub;
+	struct rings_stats rst;
+	uint64_t st[CS__COUNT];
+	uint64_t started_s, loaded_s;
+	struct waiter *wb[WAITER_BUCKETS];
+	uint64_t next_waiter_id;
+	struct dlist *lists;
+	size_t nlists;
+	struct pubq_ent *pq;
+	size_t npq, pq_cap;
+	char refresh_cursor[RG_ADDR_MAX + 1];
+	core_harvest_fn harvest_fn;
+	void *harvest_arg;
+	bool log_stderr_forced;
+	char config_path[CONFIG_PATH_MAX];
+} dm = {.epfd = -1, .sigfd = -1};
+
+#define CS(x) (dm.st[CS_##x]++)
+
+/* ---------------------------------------------------------------------- */
+/* clocks */
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void clock_update(void)
+{
+	dm.now_ms = mono_ms();
+	dm.wall_s = (uint64_t)time(NULL);
+}
+
+uint64_t daemon_now_ms(void)
+{
+	if (!dm.now_ms)
+		clock_update();
+	return dm.now_ms;
+}
+
+uint64_t daemon_wall_s(void)
+{
+	if (!dm.wall_s)
+		clock_update();
+	return dm.wall_s;
+}
+
+/* ---------------------------------------------------------------------- */
+/* fds */
+
+int daemon_add_fd(int fd, uint32_t events, daemon_fd_cb cb, void *arg)
+{
+	if (fd < 0 || !cb)
+		return -EINVAL;
+	if (dm.epfd < 0)
+		return -ENOTCONN;
+	if ((size_t)fd >= dm.nfds) {
+		size_t n = dm.nfds ? dm.nfds : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		struct fd_slot *ns = realloc(dm.fds, n * sizeof(*ns));
+		if (!ns)
+			return -ENOMEM;
+		memset(ns + dm.nfds, 0, (n - dm.nfds) * sizeof(*ns));
+		dm.fds = ns;
+		dm.nfds = n;
+	}
+	if (dm.fds[fd].used)
+		return -EEXIST;
+	uint32_t gen = ++dm.fd_gen;
+	struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
+	if (epoll_ctl(dm.epfd, EPOLL_CTL_ADD, fd, &ev))
+		return -errno;
+	dm.fds[fd] = (struct fd_slot){.cb = cb, .arg = arg, .gen = gen, .used = true};
+	return 0;
+}
+
+int daemon_mod_fd(int fd, uint32_t events)
+{
+	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
+		return -ENOENT;
+	struct epoll_event ev = {.events = events,
+				 .data.u64 = (uint64_t)dm.fds[fd].gen << 32 | (uint32_t)fd};
+	return epoll_ctl(dm.epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+}
+
+int daemon_del_fd(int fd)
+{
+	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
+		return -ENOENT;
+	epoll_ctl(dm.epfd, EPOLL_CTL_DEL, fd, NULL);
+	dm.fds[fd].used = false;
+	dm.fds[fd].gen = 0;
+	return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* timers */
+
+uint64_t daemon_timer_add(uint64_t delay_ms, uint64_t interval_ms, daemon_timer_cb cb, void *arg)
+{
+	if (!cb)
+		return 0;
+	size_t slot = dm.ntimers;
+	for (size_t i = 0; i < dm.ntimers; i++)
+		if (!dm.timers[i].active) {
+			slot = i;
+			break;
+		}
+	if (slot == dm.ntimers) {
+		if (dm.ntimers == dm.timers_cap) {
+			size_t n = dm.timers_cap ? dm.timers_cap * 2 : 16;
+			struct timer *nt = realloc(dm.timers, n * sizeof(*nt));
+			if (!nt)
+				return 0;
+			dm.timers = nt;
+			dm.timers_cap = n;
+		}
+		dm.ntimers++;
+	}
+	uint64_t id = ++dm.next_timer_id;
+	dm.timers[slot] = (struct timer){.id = id, .when = daemon_now_ms() + delay_ms,
+					 .interval = interval_ms, .cb = cb, .arg = arg,
+					 .active = true};
+	return id;
+}
+
+void daemon_timer_cancel(uint64_t id)
+{
+	for (size_t i = 0; i < dm.ntimers; i++)
+		if (dm.timers[i].active && dm.timers[i].id == id) {
+			dm.timers[i].active = false;
+			return;
+		}
+}
+
+static void run_timers(void)
+{
+	uint64_t now = dm.now_ms;
+	size_t n = dm.ntimers; /* timers added by callbacks wait for the next turn */
+	for (size_t i = 0; i < n; i++) {
+		struct timer *t = &dm.timers[i];
+		if (!t->active || t->when > now)
+			continue;
+		daemon_timer_cb cb = t->cb;
+		void *arg = t->arg;
+		if (t->interval)
+			t->when = now + t->interval;
+		else
+			t->active = false;
+		cb(arg);
+		/* the array may have moved */
+	}
+	while (dm.ntimers && !dm.timers[dm.ntimers - 1].active)
+		dm.ntimers--;
+}
+
+static int next_timeout(int max_ms)
+{
+	uint64_t now = daemon_now_ms();
+	int t = max_ms;
+	for (size_t i = 0; i < dm.ntimers; i++) {
+		if (!dm.timers[i].active)
+			continue;
+		int64_t d = (int64_t)dm.timers[i].when - (int64_t)now;
+		if (d < 0)
+			d = 0;
+		if (t < 0 || d < t)
+			t = (int)d;
+	}
+	return t;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the loop */
+
+int daemon_loop_init(void)
+{
+	if (dm.loop_ready)
+		return 0;
+	dm.epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (dm.epfd < 0)
+		return -errno;
+	dm.loop_ready = true;
+	clock_update();
+	return 0;
+}
+
+void daemon_loop_fini(void)
+{
+	if (dm.epfd >= 0)
+		close(dm.epfd);
+	dm.epfd = -1;
+	free(dm.fds);
+	dm.fds = NULL;
+	dm.nfds = 0;
+	free(dm.timers);
+	dm.timers = NULL;
+	dm.ntimers = dm.timers_cap = 0;
+	dm.loop_ready = false;
+}
+
+static void core_turn(void);
+
+int daemon_loop_once(int timeout_ms)
+{
+	struct epoll_event evs[DAEMON_MAX_EVENTS];
+	clock_update();
+	int tmo = next_timeout(timeout_ms);
+	int n = epoll_wait(dm.epfd, evs, DAEMON_MAX_EVENTS, tmo);
+	if (n < 0) {
+		if (errno != EINTR)
+			return -errno;
+		n = 0;
+	}
+	clock_update();
+	for (int i = 0; i < n; i++) {
+		int fd = (int)(uint32_t)evs[i].data.u64;
+		uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
+		/* skip fds closed (or re-used) by an earlier callback of this batch */
+		if ((size_t)fd >= dm.nfds || !dm.fds[fd].used || dm.fds[fd].gen != gen)
+			continue;
+		dm.fds[fd].cb(fd, evs[i].events, dm.fds[fd].arg);
+	}
+	run_timers();
+	callout_tick(dm.now_ms);
+	core_turn();
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* names */
+
+const char *core_verdict_name(int v)
+{
+	static const char *const n[] = {"none", "valid", "invalid", "tempfail",
+					"unverifiable", "unmanaged", "accept-all"};
+	return v >= 0 && (size_t)v < sizeof(n) / sizeof(n[0]) ? n[v] : "?";
+}
+
+const char *core_source_name(int s)
+{
+	static const char *const n[] = {"callout", "list", "manual", "policy"};
+	return s >= 0 && (size_t)s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+const char *core_health_name(int h)
+{
+	static const char *const n[] = {"unknown", "ok", "degraded", "down", "unverifiable"};
+	return h >= 0 && (size_t)h < sizeof(n) / sizeof(n[0]) ? n[h] : "?";
+}
+
+const struct config *core_config(void)
+{
+	return dm.cfg;
+}
+
+/* ---------------------------------------------------------------------- */
+/* publishing: the turn's verdicts go to the store, are committed, then
+ * written to the table */
+
+static int pubq_add(const char *addr, size_t len, bool del, uint8_t verdict, uint8_t source,
+		    uint8_t flags, uint64_t expiry)
+{
+	if (dm.npq == dm.pq_cap) {
+		size_t n = dm.pq_cap ? dm.pq_cap * 2 : 256;
+		struct pubq_ent *np = realloc(dm.pq, n * sizeof(*np));
+		if (!np)
+			return -ENOMEM;
+		dm.pq = np;
+		dm.pq_cap = n;
+	}
+	struct pubq_ent *e = &dm.pq[dm.npq++];
+	memcpy(e->addr, addr, len);
+	e->addr[len] = 0;
+	e->len = (uint16_t)len;
+	e->del = del;
+	e->verdict = verdict;
+	e->source = source;
+	e->flags = flags;
+	e->expiry = expiry;
+	return 0;
+}
+
+static int put_retry(const char *addr, size_t len, uint8_t verdict, uint8_t source,
+		     uint8_t flags, uint64_t expiry);
+
+static void pubq_flush(void)
+{
+	if (dm.store && store_dirty(dm.store) && store_commit(dm.store)) {
+		CS(STORE_ERRORS);
+		log_kind(LOG_K_GENERAL, LOG_ERR, "store commit failed: verdicts of this turn not durable");
+	}
+	for (size_t i = 0; i < dm.npq; i++) {
+		struct pubq_ent *e = &dm.pq[i];
+		int r = e->del ? publish_del(&dm.pub, e->addr, e->len)
+			       : put_retry(e->addr, e->len, e->verdict, e->source, e->flags, e->expiry);
+		if (!e->del) {
+			if (r) {
+				CS(PUBLISH_ERRORS);
+			} else {
+				CS(PUBLISHED);
+			}
+		}
+	}
+	dm.npq = 0;
+}
+
+/* A put that finds the probe window full drives the table's growth to the
+ * end and tries once more. */
+static int put_retry(const char *addr, size_t len, uint8_t verdict, uint8_t source,
+		     uint8_t flags, uint64_t expiry)
+{
+	int r = publish_put(&dm.pub, addr, len, verdict, source, flags, expiry);
+	if (r != -ENOSPC)
+		return r;
+	for (int i = 0; i < 64 && rtable_maintain(&dm.pub.w, UINT32_MAX, mono_ms() * 1000000ull); i++)
+		if (!dm.pub.w.migrating)
+			break;
+	return publish_put(&dm.pub, addr, len, verdict, source, flags, expiry);
+}
+
+/* Store a record (durable at the end of the turn) and queue its publication. */
+static void verdict_record(const char *addr, size_t len, const struct store_rec *rec, bool publish)
+{
+	if (store_put(dm.store, addr, len, rec)) {
+		CS(STORE_ERRORS);
+		return;
+	}
+	CS(STORED);
+	if (publish)
+		pubq_add(addr, len, false, rec->verdict, rec->source, rec->flags, rec->expiry);
+}
+
+/* Note that an address was asked about (for the refresh rule: verdicts are
+ * refreshed only while in use).  Written at most once per TOUCH_INTERVAL_S. */
+#define TOUCH_INTERVAL_S 3600u
+static void touch(const char *addr, size_t len, struct store_rec *rec)
+{
+	if (dm.wall_s - rec->last_seen < TOUCH_INTERVAL_S)
+		return;
+	rec->last_seen = dm.wall_s;
+	if (store_put(dm.store, addr, len, rec))
+		CS(STORE_ERRORS);
+}
+
+/* ---------------------------------------------------------------------- */
+/* address helpers */
+
+/* Split at the last '@' and lowercase the domain into dom. */
+static int addr_domain(const char *addr, size_t len, char *dom)
+{
+	size_t at = len;
+	while (at > 0 && addr[at - 1] != '@')
+		at--;
+	if (at == 0 || at == len || len - at > RG_DOMAIN_MAX)
+		return -EINVAL;
+	for (size_t i = at; i < len; i++) {
+		char c = addr[i];
+		dom[i - at] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	dom[len - at] = 0;
+	return 0;
+}
+
+/* Canonical form of user input; the domain's case rule applies. */
+static int normalize(const char *in, char *out, char *dom, const struct config_dom **dc,
+		     char *err, size_t errlen)
+{
+	size_t n = strlen(in);
+	char tmp[RG_ADDR_MAX + 1];
+	/* find the domain first (case rule), from a first case-insensitive pass */
+	int len = addr_normalize(in, n, false, tmp, sizeof(tmp) - 1);
+	if (len < 0) {
+		if (err)
+			snprintf(err, errlen, "%s: %s", in, addr_strerror(len));
+		return -EINVAL;
+	}
+	if (addr_domain(tmp, (size_t)len, dom)) {
+		if (err)
+			snprintf(err, errlen, "%s: no domain", in);
+		return -EINVAL;
+	}
+	const struct config_dom *d = dm.cfg ? config_domain(dm.cfg, dom) : NULL;
+	if (d && d->case_sensitive) {
+		len = addr_normalize(in, n, true, tmp, sizeof(tmp) - 1);
+		if (len < 0) {
+			if (err)
+				snprintf(err, errlen, "%s: %s", in, addr_strerror(len));
+			return -EINVAL;
+		}
+	}
+	memcpy(out, tmp, (size_t)len);
+	out[len] = 0;
+	if (dc)
+		*dc = d;
+	return len;
+}
+
+/* ---------------------------------------------------------------------- */
+/* static lists */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static struct dlist *list_find(const char *dom)
+{
+	for (size_t i = 0; i < dm.nlists; i++)
+		if (!strcmp(dm.lists[i].name, dom))
+			return &dm.lists[i];
+	return NULL;
+}
+
+static bool list_has(const char *dom, const char *addr)
+{
+	struct dlist *l = list_find(dom);
+	if (!l || !l->n)
+		return false;
+	const char *k = addr;
+	return bsearch(&k, l->addr, l->n, sizeof(char *), cmp_str) != NULL;
+}
+
+static void list_free(struct dlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->addr[i]);
+	free(l->addr);
+	l->addr = NULL;
+	l->n = 0;
+}
+
+#define LIST_MAX_ENTRIES 50000000u
+
+/* Read one list file: addresses of that domain, canonical, sorted, unique. */
+static int list_load(const struct config_dom *d, struct dlist *out)
+{
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", d->name);
+	FILE *f = fopen(d->list, "r");
+	if (!f) {
+		int e = errno;
+		log_msg(LOG_ERR, "list %s for %s: %s", d->list, d->name, strerror(e));
+		return -e;
+	}
+	char line[1024];
+	size_t cap = 0, lineno = 0, bad = 0, other = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *s = line;
+		while (*s == ' ' || *s == '\t')
+			s++;
+		size_t n = strcspn(s, "\r\n");
+		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+			n--;
+		s[n] = 0;
+		if (!n || *s == '#')
+			continue;
+		char canon[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
+		int len = addr_normalize(s, n, d->case_sensitive, canon, sizeof(canon) - 1);
+		if (len < 0 || addr_domain(canon, (size_t)len, dom)) {
+			if (bad++ < 5)
+				log_msg(LOG_WARNING, "%s:%zu: bad address '%s'", d->list, lineno, s);
+			continue;
+		}
+		canon[len] = 0;
+		if (strcmp(dom, d->name)) {
+			other++;
+			continue;
+		}
+		if (out->n == LIST_MAX_ENTRIES)
+			break;
+		if (out->n == cap) {
+			size_t nc = cap ? cap * 2 : 256;
+			char **na = realloc(out->addr, nc * sizeof(*na));
+			if (!na) {
+				fclose(f);
+				list_free(out);
+				return -ENOMEM;
+			}
+			out->addr = na;
+			cap = nc;
+		}
+		out->addr[out->n] = strdup(canon);
+		if (!out->addr[out->n]) {
+			fclose(f);
+			list_free(out);
+			return -ENOMEM;
+		}
+		out->n++;
+	}
+	fclose(f);
+	qsort(out->addr, out->n, sizeof(char *), cmp_str);
+	size_t w = 0;
+	for (size_t i = 0; i < out->n; i++) {
+		if (w && !strcmp(out->addr[w - 1], out->addr[i])) {
+			free(out->addr[i]);
+			continue;
+		}
+		out->addr[w++] = out->addr[i];
+	}
+	out->n = w;
+	if (bad || other)
+		log_msg(LOG_WARNING, "list %s: %zu bad lines, %zu addresses of other domains skipped",
+			d->list, bad, other);
+	log_msg(LOG_INFO, "list %s: %zu addresses for %s", d->list, out->n, d->name);
+	return 0;
+}
+
+/* Publish a list's entries now (not through the store: the file is the
+ * source of truth). */
+static void list_publish(const struct dlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (put_retry(l->addr[i], strlen(l->addr[i]), RT_VALID, RT_SRC_LIST, 0, 0))
+			CS(PUBLISH_ERRORS);
+}
+
+/* An address leaves the table: fall back to what the store knows. */
+static void unpublish_or_restore(const char *addr)
+{
+	size_t len = strlen(addr);
+	struct store_rec rec;
+	if (!store_get(dm.store, addr, len, &rec) && ttl_live(&rec, dm.wall_s))
+		publish_put(&dm.pub, addr, len, rec.verdict, rec.source, rec.flags, rec.expiry);
+	else
+		publish_del(&dm.pub, addr, len);
+}
+
+/* (Re)load every domain's list; entries gone from a list leave the table. */
+static void lists_reload(const struct config *cfg)
+{
+	struct dlist *nl = calloc(cfg->ndom ? cfg->ndom : 1, sizeof(*nl));
+	size_t nn = 0;
+	if (!nl) {
+		log_msg(LOG_ERR, "lists: out of memory; keeping the old lists");
+		return;
+	}
+	for (unsigned i = 0; i < cfg->ndom; i++) {
+		const struct config_dom *d = &cfg->dom[i];
+		if (!d->list[0])
+			continue;
+		struct dlist *old = list_find(d->name);
+		if (list_load(d, &nl[nn])) {
+			/* unreadable now: keep the old list rather than open the gate */
+			if (old) {
+				nl[nn] = *old;
+				old->addr = NULL;
+				old->n = 0;
+			} else {
+				snprintf(nl[nn].name, sizeof(nl[nn].name), "%s", d->name);
+			}
+		}
+		nn++;
+	}
+	/* removals: in an old list, not in the new one */
+	for (size_t i = 0; i < dm.nlists; i++) {
+		struct dlist *old = &dm.lists[i];
+		struct dlist *now = NULL;
+		for (size_t j = 0; j < nn; j++)
+			if (!strcmp(nl[j].name, old->name))
+				now = &nl[j];
+		for (size_t k = 0; k < old->n; k++) {
+			const char *a = old->addr[k];
+			if (!now || !bsearch(&a, now->addr, now->n, sizeof(char *), cmp_str))
+				unpublish_or_restore(a);
+		}
+		list_free(old);
+	}
+	free(dm.lists);
+	dm.lists = nl;
+	dm.nlists = nn;
+	for (size_t i = 0; i < nn; i++)
+		list_publish(&nl[i]);
+}
+
+/* ---------------------------------------------------------------------- */
+/* domains in the domain table */
+
+static void domain_publish(const struct config_dom *c)
+{
+	struct callout_dom *d = callout_domain(c->name);
+	struct dtable_info info = {.mode = c->mode, .miss_policy = c->miss_policy,
+				   .harvest_threshold = c->harvest_threshold};
+	info.flags = 0;
+	if (c->case_sensitive)
+		info.flags |= DT_F_CASE_SENSITIVE;
+	if (d && d->accept_all)
+		info.flags |= DT_F_ACCEPT_ALL;
+	if (d && callout_failing_open(d, daemon_now_ms()))
+		info.flags |= DT_F_FAILOPEN;
+	if (publish_domain(&dm.pub, c->name, &info))
+		log_msg(LOG_ERR, "domain table full: %s not published", c->name);
+}
+
+static void domains_publish(const struct config *cfg, const struct config *old)
+{
+	if (old)
+		for (unsigned i = 0; i < old->ndom; i++)
+			if (!config_domain(cfg, old->dom[i].name))
+				publish_domain_del(&dm.pub, old->dom[i].name);
+	for (unsigned i = 0; i < cfg->ndom; i++)
+		domain_publish(&cfg->dom[i]);
+	__atomic_store_n(&shm_hdr(&dm.pub.map)->dtable_count, cfg->ndom, __ATOMIC_RELAXED);
+}
+
+static void on_domain_changed(struct callout_dom *d, void *arg)
+{
+	(void)arg;
+	if (!dm.core_ready)
+		return;
+	const struct config_dom *c = config_domain(dm.cfg, d->cfg.name);
+	if (c)
+		domain_publish(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* waiters */
+
+static struct waiter *waiter_new(int kind, void *arg)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->kind = kind;
+	w->arg = arg;
+	w->id = ++dm.next_waiter_id;
+	w->started_ms = daemon_now_ms();
+	struct waiter **b = &dm.wb[w->id % WAITER_BUCKETS];
+	w->id_next = *b;
+	*b = w;
+	return w;
+}
+
+static void waiter_free(struct waiter *w)
+{
+	struct waiter **b = &dm.wb[w->id % WAITER_BUCKETS];
+	while (*b && *b != w)
+		b = &(*b)->id_next;
+	if (*b)
+		*b = w->id_next;
+	free(w);
+}
+
+void core_cancel(uint64_t id)
+{
+	for (struct waiter *w = dm.wb[id % WAITER_BUCKETS]; w; w = w->id_next)
+		if (w->id == id) {
+			w->cancelled = true;
+			return;
+		}
+}
+
+/* ---------------------------------------------------------------------- */
+/* callout results */
+
+static void on_result(const struct callout_result *r, void *arg)
+{
+	(void)arg;
+	if (r->flags & CALLOUT_F_PROBE) {
+		log_kind(LOG_K_CALLOUT, LOG_INFO, "callout: accept-all probe %s: %s (%s)", r->addr,
+			 core_verdict_name(r->verdict), r->reply);
+		return;
+	}
+	const struct config_dom *dc = dm.cfg ? config_domain(dm.cfg, r->domain) : NULL;
+	bool cached = false;
+	uint64_t now = daemon_wall_s();
+	if (dc && dm.core_ready) {
+		struct store_rec old, rec;
+		bool have = !store_get(dm.store, r->addr, r->len, &old);
+		/* a verdict set by hand or from a list is replaced only by verify */
+		bool protect = have && old.source != RT_SRC_CALLOUT &&
+			       !(r->flags & CALLOUT_F_VERIFY) && ttl_live(&old, now);
+		/* on an accept-all destination a 2xx says nothing about the address */
+		enum ttl_outcome o = (protect || r->verdict == CORE_V_ACCEPT_ALL) ?
+					     TTL_NONE :
+					     ttl_apply(dc, have ? &old : NULL, r->verdict, now, &rec);
+		if (o == TTL_STORE) {
+			rec.code = r->code;
+			snprintf(rec.reply, sizeof(rec.reply), "%s", r->reply);
+			verdict_record(r->addr, r->len, &rec, true);
+			cached = true;
+		} else if (o == TTL_KEEP) {
+			CS(KEPT);
+			verdict_record(r->addr, r->len, &rec, true); /* clears the stale flag */
+		}
+	}
+	if (!dm.cfg || dm.cfg->log_callouts)
+		log_kind(LOG_K_CALLOUT, LOG_INFO, "callout: <%s>: %s%s via %s in %llu ms: %s", r->addr,
+			 core_verdict_name(r->verdict), (r->flags & CALLOUT_F_REFRESH) ? " (refresh)" : "",
+			 r->dest[0] ? r->dest : "-", (unsigned long long)r->elapsed_ms, r->reply);
+	struct callout_waiter *cw = r->waiters;
+	while (cw) {
+		struct waiter *w = (struct waiter *)cw;
+		cw = cw->next;
+		if (!w->cancelled) {
+			if (w->kind == W_VERIFY && w->vcb) {
+				struct core_verify_result vr;
+				memset(&vr, 0, sizeof(vr));
+				snprintf(vr.addr, sizeof(vr.addr), "%s", r->addr);
+				vr.verdict = r->verdict;
+				vr.code = r->code;
+				snprintf(vr.enhanced, sizeof(vr.enhanced), "%s", r->enh);
+				snprintf(vr.reply, sizeof(vr.reply), "%s", r->reply);
+				snprintf(vr.dest, sizeof(vr.dest), "%s", r->dest);
+				vr.cached = cached;
+				vr.elapsed_ms = daemon_now_ms() - w->started_ms;
+				vr.transcript = r->transcript ? r->transcript : "";
+				vr.transcript_len = r->transcript ? r->transcript_len : 0;
+				w->vcb(&vr, w->arg);
+			} else if (w->kind == W_CHECK && w->ccb) {
+				struct core_check c;
+				memset(&c, 0, sizeof(c));
+				snprintf(c.addr, sizeof(c.addr), "%s", r->addr);
+				c.verdict = r->verdict;
+				c.miss_policy = dc ? dc->miss_policy : DT_MISS_PASS;
+				struct callout_dom *d = callout_domain(r->domain);
+				c.failopen = d && callout_failing_open(d, daemon_now_ms());
+				w->ccb(&c, w->arg);
+			}
+		}
+		waiter_free(w);
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* rings */
+
+static void on_miss(const struct msg_miss *m, void *arg)
+{
+	(void)arg;
+	CS(MISSES);
+	char addr[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
+	size_t len = m->len;
+	memcpy(addr, m->addr, len);
+	addr[len] = 0;
+	if (memchr(addr, 0, len) || addr_domain(addr, len, dom)) {
+		CS(MISS_BAD);
+		return;
+	}
+	struct rg_key128 k;
+	publish_key(&dm.pub, addr, len, &k);
+	if (k.hi != m->key_hi || k.lo != m->key_lo)
+		CS(MISS_KEY_MISMATCH);
+	const struct config_dom *dc = config_domain(dm.cfg, dom);
+	if (!dc) {
+		CS(MISS_UNMANAGED);
+		return;
+	}
+	if (dc->mode == DT_MODE_LIST) {
+		CS(MISS_LIST);
+		return;
+	}
+	struct callout_dom *cd = callout_domain(dom);
+	if (cd && cd->accept_all)
+		return; /* nothing to learn: the destination takes any local part */
+	struct store_rec rec;
+	if (!store_get(dm.store, addr, len, &rec) && ttl_live(&rec, dm.wall_s)) {
+		/* known but not (or no longer) in the table: put it back */
+		CS(MISS_CACHED);
+		touch(addr, len, &rec);
+		pubq_add(addr, len, false, rec.verdict, rec.source, rec.flags, rec.expiry);
+		if (!ttl_refresh_due(&rec, dm.wall_s))
+			return;
+	}
+	callout_submit(addr, len, 0, NULL);
+}
+
+static void on_event(const struct msg_event *ev, void *arg)
+{
+	(void)arg;
+	CS(EVENTS);
+	log_event(ev);
+	if (ev->type == MSG_EV_HARVEST) {
+		CS(HARVEST);
+		if (dm.harvest_fn)
+			dm.harvest_fn(ev, dm.harvest_arg);
+	}
+}
+
+void core_set_harvest_hook(core_harvest_fn fn, void *arg)
+{
+	dm.harvest_fn = fn;
+	dm.harvest_arg = arg;
+}
+
+/* ---------------------------------------------------------------------- */
+/* background refresh and store expiry */
+
+struct scan_ctx {
+	char (*refresh)[RG_ADDR_MAX + 1];
+	size_t nrefresh, cap;
+	char (*expired)[RG_ADDR_MAX + 1];
+	size_t nexpired;
+};
+
+static int scan_fn(const char *addr, size_t len, const struct store_rec *rec, void *arg)
+{
+	struct scan_ctx *c = arg;
+	if (!ttl_live(rec, dm.wall_s)) {
+		if (c->nexpired < c->cap) {
+			memcpy(c->expired[c->nexpired], addr, len + 1);
+			c->nexpired++;
+		}
+		/* full: stop here, the next scan resumes after this record */
+		return c->nexpired == c->cap;
+	}
+	if (!ttl_refresh_due(rec, dm.wall_s))
+		return 0;
+	/* refreshed only while in use: not asked about for a whole TTL, it expires */
+	uint64_t ttl = rec->expiry > rec->updated ? rec->expiry - rec->updated : 0;
+	if (rec->last_seen && ttl && dm.wall_s - rec->last_seen > ttl)
+		return 0;
+	if (c->nrefresh < c->cap) {
+		memcpy(c->refresh[c->nrefresh], addr, len + 1);
+		c->nrefresh++;
+	}
+	return c->nrefresh == c->cap;
+}
+
+static void refresh_scan(void *arg)
+{
+	(void)arg;
+	if (!dm.core_ready)
+		return;
+	/* keep background work below half the queue */
+	if (callout_nqueued() > dm.cfg->queue_max / 2)
+		return;
+	static char bufr[REFRESH_BATCH][RG_ADDR_MAX + 1], bufe[REFRESH_BATCH][RG_ADDR_MAX + 1];
+	struct scan_ctx c = {.refresh = bufr, .expired = bufe, .cap = REFRESH_BATCH};
+	char next[RG_ADDR_MAX + 1];
+	uint64_t budget = store_count(dm.store) / REFRESH_PASS_S;
+	if (budget < REFRESH_SCAN_MIN)
+		budget = REFRESH_SCAN_MIN;
+	long n = store_scan(dm.store, dm.refresh_cursor, budget, scan_fn, &c, next);
+	if (n < 0)
+		return;
+	memcpy(dm.refresh_cursor, next, sizeof(next));
+	for (size_t i = 0; i < c.nexpired; i++) {
+		const char *a = c.expired[i];
+		if (!store_del(dm.store, a, strlen(a)))
+			CS(EXPIRED);
+	}
+	for (size_t i = 0; i < c.nrefresh; i++) {
+		const char *a = c.refresh[i];
+		size_t len = strlen(a);
+		char dom[RG_DOMAIN_MAX + 1];
+		if (addr_domain(a, len, dom) || !config_domain(dm.cfg, dom) || callout_pending(a, len))
+			continue;
+		if (callout_submit(a, len, CALLOUT_F_REFRESH, NULL) == 0) {
+			CS(REFRESHES);
+			struct store_rec rec;
+			if (!store_get(dm.store, a, len, &rec))
+				pubq_add(a, len, false, rec.verdict, rec.source, rec.flags | RT_F_STALE,
+					 rec.expiry);
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* per-turn work */
+
+static void core_turn(void)
+{
+	if (!dm.core_ready)
+		return;
+	uint64_t now = dm.now_ms;
+	unsigned got = rings_drain(&dm.pub.map, RING_BUDGET, on_miss, on_event, NULL, &dm.rst);
+	if (got)
+		dm.last_ring_ms = now;
+	pubq_flush();
+	publish_tick(&dm.pub, now, dm.wall_s);
+}
+
+static void housekeeping(void *arg)
+{
+	(void)arg;
+	log_tick(daemon_now_ms());
+}
+
+/* ---------------------------------------------------------------------- */
+/* signals */
+
+static int do_reload(char *err, size_t errlen);
+
+static void on_signal(int fd, uint32_t events, void *arg)
+{
+	(void)events;
+	(void)arg;
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			char err[512];
+			if (do_reload(err, sizeof(err)))
+				log_msg(LOG_ERR, "reload failed, old configuration kept: %s", err);
+		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_msg(LOG_INFO, "signal %u: stopping", si.ssi_signo);
+			dm.stop = true;
+		}
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* start-up */
+
+struct rebuild_ctx {
+	uint64_t published, expired, errors;
+	char (*expired_addr)[RG_ADDR_MAX + 1];
+	size_t nexp, cap;
+};
+
+static int rebuild_fn(const char *addr, size_t len, const struct store_rec *rec, void *arg)
+{
+	struct rebuild_ctx *c = arg;
+	if (!ttl_live(rec, dm.wall_s)) {
+		c->expired++;
+		if (c->nexp < c->cap) {
+			memcpy(c->expired_addr[c->nexp], addr, len + 1);
+			c->nexp++;
+		}
+		return 0;
+	}
+	if (put_retry(addr, len, rec->verdict, rec->source, rec->flags, rec->expiry))
+		c->errors++;
+	else
+		c->published++;
+	return 0;
+}
+
+static void rebuild_table(void)
+{
+	/* size the table for the store first, so that the rebuild does not
+	 * migrate generation after generation */
+	uint64_t want = store_count(dm.store) * 2; /* slots at <= 1/2 load */
+	uint32_t log2 = dm.cfg->shm_table_init_log2;
+	while (log2 < dm.cfg->shm_table_max_log2 && ((uint64_t)RTABLE_SLOTS << log2) < want)
+		log2++;
+	if (rtable_grow_to(&dm.pub.w, log2))
+		log_msg(LOG_NOTICE, "table: could not pre-size to 2^%u buckets", log2);
+	static char exp_buf[1024][RG_ADDR_MAX + 1];
+	struct rebuild_ctx c = {.expired_addr = exp_buf, .cap = 1024};
+	char cursor[RG_ADDR_MAX + 1] = "", next[RG_ADDR_MAX + 1];
+	uint64_t t0 = mono_ms();
+	for (;;) {
+		long n = store_scan(dm.store, cursor, REBUILD_CHUNK, rebuild_fn, &c, next);
+		/* migration steps between chunks keep growth moving */
+		while (rtable_maintain(&dm.pub.w, 1u << 16, mono_ms() * 1000000ull) && dm.pub.w.migrating)
+			;
+		if (n <= 0 || !next[0])
+			break;
+		memcpy(cursor, next, sizeof(cursor));
+	}
+	for (size_t i = 0; i < c.nexp; i++)
+		store_del(dm.store, c.expired_addr[i], strlen(c.expired_addr[i]));
+	store_commit(dm.store);
+	log_msg(LOG_INFO, "table rebuilt from the store: %llu verdicts published, %llu expired, "
+		"%llu not published (table full) in %llu ms",
+		(unsigned long long)c.published, (unsigned long long)c.expired,
+		(unsigned long long)c.errors, (unsigned long long)(mono_ms() - t0));
+}
+
+static int modules_start(const struct config *cfg, char *err, size_t errlen)
+{
+	int r = 0;
+	(void)cfg;
+	(void)err;
+	(void)errlen;
+#ifdef RG_HAVE_CTL
+	if ((r = ctl_start(cfg, err, errlen)))
+		return r;
+#endif
+#ifdef RG_HAVE_POLICY
+	if ((r = policy_start(cfg, err, errlen)))
+		return r;
+#endif
+#ifdef RG_HAVE_XDP
+	if ((r = xdp_start(cfg, err, errlen)))
+		return r;
+#endif
+	return r;
+}
+
+static void modules_reload(const struct config *cfg)
+{
+	char err[512];
+	(void)cfg;
+	(void)err;
+#ifdef RG_HAVE_CTL
+	if (ctl_reload(cfg, err, sizeof(err)))
+		log_msg(LOG_ERR, "control socket reload: %s", err);
+#endif
+#ifdef RG_HAVE_POLICY
+	if (policy_reload(cfg, err, sizeof(err)))
+		log_msg(LOG_ERR, "policy service reload: %s", err);
+#endif
+#ifdef RG_HAVE_XDP
+	if (xdp_reload(cfg, err, sizeof(err)))
+		log_msg(LOG_ERR, "xdp reload: %s", err);
+#endif
+}
+
+static void modules_stop(void)
+{
+#ifdef RG_HAVE_XDP
+	xdp_stop();
+#endif
+#ifdef RG_HAVE_POLICY
+	policy_stop();
+#endif
+#ifdef RG_HAVE_CTL
+	ctl_stop();
+#endif
+}
+
+int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
+{
+	int r;
+	snprintf(dm.config_path, sizeof(dm.config_path), "%s", o->config_path);
+	dm.log_stderr_forced = o->log_stderr;
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return -ENOMEM;
+	if ((r = config_load(o->config_path, cfg, err, errlen))) {
+		free(cfg);
+		return r;
+	}
+	dm.cfg = cfg;
+	log_init(cfg->syslog_ident, cfg->syslog_facility, cfg->log_stderr || o->log_stderr,
+		 cfg->log_rate);
+	if ((r = daemon_loop_init())) {
+		snprintf(err, errlen, "epoll: %s", strerror(-r));
+		return r;
+	}
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	dm.sigfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (dm.sigfd < 0 || daemon_add_fd(dm.sigfd, EPOLLIN, on_signal, NULL)) {
+		snprintf(err, errlen, "signalfd: %s", strerror(errno));
+		return -errno;
+	}
+	if ((r = store_open(&dm.store, cfg->store_path, cfg->store_map_mb, err, errlen)))
+		return r;
+	if ((r = publish_open(&dm.pub, cfg, err, errlen)))
+		return r;
+	clock_update();
+	dm.started_s = dm.loaded_s = dm.wall_s;
+	rebuild_table();
+	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain_changed};
+	if ((r = callout_init(&h)) || (r = callout_configure(cfg))) {
+		snprintf(err, errlen, "callout engine: %s", strerror(-r));
+		return r;
+	}
+	if ((r = dns_start())) {
+		snprintf(err, errlen, "resolver thread: %s", strerror(-r));
+		return r;
+	}
+	dns_set_server(cfg->dns_server);
+	dm.core_ready = true;
+	lists_reload(cfg);
+	domains_publish(cfg, NULL);
+	if (!daemon_timer_add(1000, 1000, refresh_scan, NULL) ||
+	    !daemon_timer_add(1000, 1000, housekeeping, NULL)) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if ((r = modules_start(cfg, err, errlen)))
+		return r;
+	log_msg(LOG_INFO, "rcptgated %s started: %u domains, store %s (%llu verdicts), shm %s",
+		DAEMON_VERSION, cfg->ndom, cfg->store_path,
+		(unsigned long long)store_count(dm.store), cfg->shm_path);
+	return 0;
+}
+
+int daemon_run(void)
+{
+	dm.stop = false;
+	while (!dm.stop) {
+		int poll = dm.now_ms - dm.last_ring_ms < 1000 ? RING_POLL_ACTIVE_MS : RING_POLL_IDLE_MS;
+		int r = daemon_loop_once(poll);
+		if (r < 0) {
+			log_msg(LOG_ERR, "event loop: %s", strerror(-r));
+			return r;
+		}
+	}
+	return 0;
+}
+
+void daemon_stop(void)
+{
+	dm.stop = true;
+}
+
+void daemon_fini(void)
+{
+	modules_stop();
+	if (dm.core_ready) {
+		callout_shutdown();
+		pubq_flush();
+		dns_stop();
+	}
+	dm.core_ready = false;
+	for (size_t i = 0; i < dm.nlists; i++)
+		list_free(&dm.lists[i]);
+	free(dm.lists);
+	dm.lists = NULL;
+	dm.nlists = 0;
+	for (size_t b = 0; b < WAITER_BUCKETS; b++)
+		while (dm.wb[b]) {
+			struct waiter *w = dm.wb[b];
+			dm.wb[b] = w->id_next;
+			free(w);
+		}
+	if (dm.store) {
+		store_close(dm.store);
+		dm.store = NULL;
+	}
+	publish_close(&dm.pub);
+	if (dm.sigfd >= 0) {
+		daemon_del_fd(dm.sigfd);
+		close(dm.sigfd);
+		dm.sigfd = -1;
+	}
+	daemon_loop_fini();
+	if (dm.cfg) {
+		config_free(dm.cfg);
+		free(dm.cfg);
+		dm.cfg = NULL;
+	}
+	free(dm.pq);
+	dm.pq = NULL;
+	dm.npq = dm.pq_cap = 0;
+	log_close();
+}
+
+/* ---------------------------------------------------------------------- */
+/* reload */
+
+static int do_reload(char *err, size_t errlen)
+{
+	struct config *nc = calloc(1, sizeof(*nc));
+	if (!nc)
+		return -ENOMEM;
+	int r = config_load(dm.config_path, nc, err, errlen);
+	if (r) {
+		free(nc);
+		CS(RELOAD_ERRORS);
+		return r;
+	}
+	struct config *old = dm.cfg;
+	/* what is fixed for the life of the process stays as it was */
+	if (strcmp(nc->shm_path, old->shm_path) || nc->shm_max_lcores != old->shm_max_lcores ||
+	    nc->shm_dtable_slots != old->shm_dtable_slots ||
+	    nc->shm_table_max_log2 != old->shm_table_max_log2 ||
+	    nc->shm_miss_slots != old->shm_miss_slots || nc->shm_event_slots != old->shm_event_slots ||
+	    strcmp(nc->store_path, old->store_path))
+		log_msg(LOG_WARNING, "reload: shared-memory and store settings take effect at the "
+			"next restart");
+	snprintf(nc->shm_path, sizeof(nc->shm_path), "%s", old->shm_path);
+	nc->shm_max_lcores = old->shm_max_lcores;
+	nc->shm_dtable_slots = old->shm_dtable_slots;
+	nc->shm_table_init_log2 = old->shm_table_init_log2;
+	nc->shm_table_max_log2 = old->shm_table_max_log2;
+	nc->shm_miss_slots = old->shm_miss_slots;
+	nc->shm_event_slots = old->shm_event_slots;
+	snprintf(nc->store_path, sizeof(nc->store_path), "%s", old->store_path);
+	nc->store_map_mb = old->store_map_mb;
+	dm.cfg = nc;
+	log_reconfigure(nc->syslog_ident, nc->syslog_facility, nc->log_stderr || dm.log_stderr_forced,
+			nc->log_rate);
+	dns_set_server(nc->dns_server);
+	callout_configure(nc);
+	lists_reload(nc);
+	domains_publish(nc, old);
+	modules_reload(nc);
+	config_free(old);
+	free(old);
+	dm.loaded_s = daemon_wall_s();
+	CS(RELOADS);
+	log_msg(LOG_INFO, "configuration reloaded: %u domains", nc->ndom);
+	return 0;
+}
+
+int core_reload(char *err, size_t errlen)
+{
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	return do_reload(err, errlen);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the verbs */
+
+int core_status(struct core_status *o)
+{
+	memset(o, 0, sizeof(*o));
+	snprintf(o->version, sizeof(o->version), "%s", DAEMON_VERSION);
+	o->pid = (uint32_t)getpid();
+	o->started_s = dm.started_s;
+	o->uptime_s = daemon_wall_s() - dm.started_s;
+	if (!dm.core_ready)
+		return -ENOTCONN;
+	snprintf(o->config_path, sizeof(o->config_path), "%s", dm.config_path);
+	o->config_loaded_s = dm.loaded_s;
+	snprintf(o->shm_path, sizeof(o->shm_path), "%s", dm.cfg->shm_path);
+	o->shm_size = dm.pub.map.size;
+	o->table_entries = rtable_count(&dm.pub.w);
+	o->table_gen = __atomic_load_n(&shm_hdr(&dm.pub.map)->rtable_gen, __ATOMIC_ACQUIRE);
+	o->domains = dm.cfg->ndom;
+	o->dp_heartbeat_age_ms = UINT64_MAX;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	const struct shm_hdr *h = shm_hdr(&dm.pub.map);
+	for (unsigned i = 0; i < h->max_lcores; i++) {
+		const struct shm_lcore *lc = shm_lcore_at(&dm.pub.map, i);
+		if (!__atomic_load_n(&lc->online, __ATOMIC_RELAXED))
+			continue;
+		o->dp_lcores_online++;
+		uint64_t hb = __atomic_load_n(&lc->heartbeat_ns, __ATOMIC_RELAXED);
+		uint64_t age = now_ns > hb ? (now_ns - hb) / 1000000u : 0;
+		if (age < o->dp_heartbeat_age_ms)
+			o->dp_heartbeat_age_ms = age;
+	}
+	snprintf(o->store_path, sizeof(o->store_path), "%s", store_path(dm.store));
+	o->store_entries = store_count(dm.store);
+	o->callouts_pending = callout_nqueued();
+	o->callouts_inflight = callout_ninflight();
+	o->sessions_open = callout_nsessions();
+	return 0;
+}
+
+void core_stats_foreach(core_stat_fn fn, void *arg)
+{
+	for (int i = 0; i < CS__COUNT; i++)
+		fn("daemon", cs_names[i], dm.st[i], cs_helps[i], arg);
+	for (int i = 0; i < CALLOUT_ST__COUNT; i++)
+		fn("daemon", callout_stat_name((enum callout_stat)i),
+		   callout_stat((enum callout_stat)i), callout_stat_help((enum callout_stat)i), arg);
+	fn("daemon", "log_suppressed_reject", log_suppressed(LOG_K_REJECT),
+	   "rejection log lines suppressed by log_rate", arg);
+	fn("daemon", "log_suppressed_callout", log_suppressed(LOG_K_CALLOUT),
+	   "callout log lines suppressed by log_rate", arg);
+	if (!dm.core_ready)
+		return;
+	const struct rtable_writer_stats *ws = &dm.pub.w.st;
+	fn("table", "entries", rtable_count(&dm.pub.w), "live entries in the recipient table", arg);
+	fn("table", "inserts", ws->inserts, "entries inserted", arg);
+	fn("table", "updates", ws->updates, "entries updated", arg);
+	fn("table", "deletes", ws->deletes, "entries deleted", arg);
+	fn("table", "expired", ws->expired, "entries expired", arg);
+	fn("table", "full", ws->full, "puts refused: table full", arg);
+	fn("table", "grows", ws->grows, "table growths", arg);
+	fn("table", "store_entries", store_count(dm.store), "verdicts in the LMDB store", arg);
+	uint64_t md, mdrop, ed, edrop;
+	rings_depths(&dm.pub.map, &md, &mdrop, &ed, &edrop);
+	fn("rings", "miss_depth", md, "miss records waiting", arg);
+	fn("rings", "miss_drops", mdrop, "misses dropped by the data plane: ring full", arg);
+	fn("rings", "event_depth", ed, "event records waiting", arg);
+	fn("rings", "event_drops", edrop, "events dropped by the data plane: ring full", arg);
+	fn("rings", "bad_records", dm.rst.bad_records, "malformed records skipped", arg);
+	for (int i = 0; i < STAT__COUNT; i++)
+		fn("dataplane", stats_names[i], stats_sum(&dm.pub.map, (enum stats_id)i),
+		   stats_help[i], arg);
+#ifdef RG_HAVE_XDP
+	xdp_stats_foreach(fn, arg);
+#endif
+}
+
+int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)
+{
+	memset(o, 0, sizeof(*o));
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	const struct config_dom *dc;
+	int len = normalize(in, o->addr, o->domain, &dc, err, errlen);
+	if (len < 0)
+		return len;
+	o->managed = dc != NULL;
+	o->verdict = dc ? CORE_V_NONE : CORE_V_UNMANAGED;
+	if (dc) {
+		o->mode = dc->mode;
+		struct callout_dom *d = callout_domain(o->domain);
+		o->accept_all = d && d->accept_all;
+	}
+	struct rtable_val v;
+	if (publish_get(&dm.pub, o->addr, (size_t)len, &v) && rtable_val_live(&v, daemon_wall_s())) {
+		o->in_table = true;
+		o->verdict = v.verdict == RT_VALID ? CORE_V_VALID : CORE_V_INVALID;
+		o->source = v.source;
+		o->pinned = v.flags & RT_F_PINNED;
+		o->stale = v.flags & RT_F_STALE;
+		o->expiry_s = v.expiry;
+	}
+	struct store_rec rec;
+	if (!store_get(dm.store, o->addr, (size_t)len, &rec) && ttl_live(&rec, daemon_wall_s())) {
+		o->in_store = true;
+		if (!o->in_table || o->source == rec.source) {
+			o->verdict = rec.verdict == RT_VALID ? CORE_V_VALID : CORE_V_INVALID;
+			o->source = rec.source;
+			o->expiry_s = rec.expiry;
+		}
+		o->updated_s = rec.updated;
+		o->refresh_s = rec.refresh_at;
+		o->pinned = rec.flags & RT_F_PINNED;
+		o->code = rec.code;
+		snprintf(o->reply, sizeof(o->reply), "%s", rec.reply);
+		if (ttl_refresh_due(&rec, daemon_wall_s()))
+			o->stale = true;
+	}
+	if (dc && !o->in_table && !o->in_store && dc->mode == DT_MODE_LIST) {
+		o->verdict = CORE_V_INVALID; /* closed list: unlisted */
+		o->source = RT_SRC_LIST;
+	}
+	if (dc && list_has(o->domain, o->addr)) {
+		o->verdict = CORE_V_VALID;
+		o->source = RT_SRC_LIST;
+	}
+	if (o->verdict == CORE_V_NONE && o->accept_all)
+		o->verdict = CORE_V_ACCEPT_ALL;
+	o->pending = callout_pending(o->addr, (size_t)len);
+	return 0;
+}
+
+int core_set(const char *in, bool valid, uint32_t ttl_s, char *err, size_t errlen)
+{
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	char addr[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
+	int len = normalize(in, addr, dom, NULL, err, errlen);
+	if (len < 0)
+		return len;
+	struct store_rec rec;
+	ttl_manual(&rec, valid, ttl_s, daemon_wall_s());
+	if (store_put(dm.store, addr, (size_t)len, &rec) || store_commit(dm.store)) {
+		CS(STORE_ERRORS);
+		snprintf(err, errlen, "store write failed");
+		return -EIO;
+	}
+	CS(SETS);
+	int r = publish_put(&dm.pub, addr, (size_t)len, rec.verdict, rec.source, rec.flags, rec.expiry);
+	if (r) {
+		snprintf(err, errlen, "stored, but the table is full: not published");
+		return r;
+	}
+	log_msg(LOG_INFO, "set <%s> %s%s by hand", addr, valid ? "valid" : "invalid",
+		ttl_s ? "" : " (pinned)");
+	return 0;
+}
+
+int core_del(const char *in, char *err, size_t errlen)
+{
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	char addr[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
+	int len = normalize(in, addr, dom, NULL, err, errlen);
+	if (len < 0)
+		return len;
+	int rs = store_del(dm.store, addr, (size_t)len);
+	store_commit(dm.store);
+	int rt = publish_del(&dm.pub, addr, (size_t)len);
+	if (rs && rt) {
+		snprintf(err, errlen, "%s: not cached", addr);
+		return -ENOENT;
+	}
+	if (list_has(dom, addr)) /* the list still says so */
+		publish_put(&dm.pub, addr, (size_t)len, RT_VALID, RT_SRC_LIST, 0, 0);
+	CS(DELS);
+	log_msg(LOG_INFO, "deleted <%s> by hand", addr);
+	return 0;
+}
+
+struct flush_ctx {
+	const char *dom;
+	size_t dlen;
+	char (*addr)[RG_ADDR_MAX + 1];
+	size_t n, cap;
+};
+
+static int flush_fn(const char *addr, size_t len, const struct store_rec *rec, void *arg)
+{
+	(void)rec;
+	struct flush_ctx *c = arg;
+	if (len > c->dlen && addr[len - c->dlen - 1] == '@' && !memcmp(addr + len - c->dlen, c->dom, c->dlen) &&
+	    c->n < c->cap) {
+		memcpy(c->addr[c->n++], addr, len + 1);
+	}
+	return 0;
+}
+
+int core_flush(const char *domain, uint64_t *removed, char *err, size_t errlen)
+{
+	*removed = 0;
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	CS(FLUSHES);
+	if (!domain) {
+		int r = store_flush(dm.store, NULL, removed);
+		if (!r)
+			r = store_commit(dm.store);
+		if (r) {
+			snprintf(err, errlen, "store: %s", strerror(-r));
+			return r;
+		}
+		rtable_flush(&dm.pub.w);
+		for (size_t i = 0; i < dm.nlists; i++)
+			list_publish(&dm.lists[i]);
+		log_msg(LOG_INFO, "flushed all verdicts (%llu)", (unsigned long long)*removed);
+		return 0;
+	}
+	char dom[RG_DOMAIN_MAX + 1];
+	size_t dl = strlen(domain);
+	if (!dl || dl > RG_DOMAIN_MAX) {
+		snprintf(err, errlen, "bad domain");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i <= dl; i++)
+		dom[i] = (char)((domain[i] >= 'A' && domain[i] <= 'Z') ? domain[i] + 32 : domain[i]);
+	/* the table has no per-domain index: walk the store for its addresses */
+	static char buf[4096][RG_ADDR_MAX + 1];
+	char cursor[RG_ADDR_MAX + 1] = "", next[RG_ADDR_MAX + 1];
+	for (;;) {
+		struct flush_ctx c = {.dom = dom, .dlen = dl, .addr = buf, .cap = 4096};
+		long n = store_scan(dm.store, cursor, 4096, flush_fn, &c, next);
+		for (size_t i = 0; i < c.n; i++)
+			publish_del(&dm.pub, c.addr[i], strlen(c.addr[i]));
+		if (n <= 0 || !next[0])
+			break;
+		memcpy(cursor, next, sizeof(cursor));
+	}
+	int r = store_flush(dm.store, dom, removed);
+	if (!r)
+		r = store_commit(dm.store);
+	if (r) {
+		snprintf(err, errlen, "store: %s", strerror(-r));
+		return r;
+	}
+	struct dlist *l = list_find(dom);
+	if (l)
+		list_publish(l);
+	log_msg(LOG_INFO, "flushed %llu verdicts of %s", (unsigned long long)*removed, dom);
+	return 0;
+}
+
+int core_verify(const char *in, core_verify_cb cb, void *arg, uint64_t *id, char *err,
+		size_t errlen)
+{
+	if (!dm.core_ready) {
+		snprintf(err, errlen, "not running");
+		return -ENOTCONN;
+	}
+	char addr[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
+	const struct config_dom *dc;
+	int len = normalize(in, addr, dom, &dc, err, errlen);
+	if (len < 0)
+		return len;
+	if (!dc) {
+		snprintf(err, errlen, "%s: domain %s is not configured", addr, dom);
+		return -ENOENT;
+	}
+	struct waiter *w = waiter_new(W_VERIFY, arg);
+	if (!w)
+		return -ENOMEM;
+	w->vcb = cb;
+	int r = callout_submit(addr, (size_t)len, CALLOUT_F_VERIFY, &w->link);
+	if (r < 0) {
+		waiter_free(w);
+		snprintf(err, errlen, "%s: cannot start a callout: %s", addr, strerror(-r));
+		return r;
+	}
+	CS(VERIFIES);
+	if (id)
+		*id = w->id;
+	return 0;
+}
+
+int core_domains_foreach(core_domain_fn fn, void *arg)
+{
+	if (!dm.cfg)
+		return 0;
+	for (unsigned i = 0; i < dm.cfg->ndom; i++) {
+		const struct config_dom *c = &dm.cfg->dom[i];
+		struct callout_dom *d = callout_domain(c->name);
+		struct core_domain_info o;
+		memset(&o, 0, sizeof(o));
+		snprintf(o.name, sizeof(o.name), "%s", c->name);
+		o.mode = c->mode;
+		o.miss_policy = c->miss_policy;
+		o.case_sensitive = c->case_sensitive;
+		if (c->ndest == 0) {
+			snprintf(o.dest, sizeof(o.dest), "MX");
+		} else {
+			size_t off = 0;
+			for (unsigned k = 0; k < c->ndest && off < sizeof(o.dest); k++) {
+				int n = snprintf(o.dest + off, sizeof(o.dest) - off, "%s%s%s%s:%u",
+						 k ? "," : "", strchr(c->dest[k].host, ':') ? "[" : "",
+						 c->dest[k].host, strchr(c->dest[k].host, ':') ? "]" : "",
+						 c->dest[k].port);
+				if (n < 0)
+					break;
+				off += (size_t)n;
+			}
+		}
+		struct dlist *l = list_find(c->name);
+		o.list_entries = l ? (uint32_t)l->n : 0;
+		if (d) {
+			o.accept_all = d->accept_all;
+			o.accept_all_checked_s = d->aa_checked_s;
+			o.failopen = callout_failing_open(d, daemon_now_ms());
+			o.health = d->health;
+			snprintf(o.dest_last, sizeof(o.dest_last), "%s", d->dest_last);
+			o.breaker_until_s = d->breaker_until_ms && daemon_now_ms() < d->breaker_until_ms ?
+						    d->breaker_until_s : 0;
+			o.consecutive_failures = d->failures;
+			o.pending = d->nqueued;
+			o.sessions_open = d->sessions_open;
+			o.callouts = d->callouts;
+			o.valid = d->valid;
+			o.invalid = d->invalid;
+			o.tempfail = d->tempfail;
+			o.unverifiable = d->unverifiable;
+			o.sessions = d->sessions;
+			o.connect_failures = d->connect_failures;
+			snprintf(o.last_error, sizeof(o.last_error), "%s", d->last_error);
+		}
+		int r = fn(&o, arg);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int core_check_recipient(const char *in, struct core_check *o, core_check_cb cb, void *arg,
+			 uint64_t *id)
+{
+	memset(o, 0, sizeof(*o));
+	if (!dm.core_ready)
+		return -ENOTCONN;
+	CS(CHECKS);
+	char dom[RG_DOMAIN_MAX + 1];
+	const struct config_dom *dc;
+	int len = normalize(in, o->addr, dom, &dc, NULL, 0);
+	if (len < 0)
+		return len;
+	o->from_cache = true;
+	if (!dc) {
+		o->verdict = CORE_V_UNMANAGED;
+		return 0;
+	}
+	o->miss_policy = dc->miss_policy;
+	struct callout_dom *d = callout_domain(dom);
+	if (list_has(dom, o->addr)) {
+		o->verdict = CORE_V_VALID;
+		return 0;
+	}
+	struct store_rec rec;
+	bool have = !store_get(dm.store, o->addr, (size_t)len, &rec) && ttl_live(&rec, daemon_wall_s());
+	if (have) {
+		o->verdict = rec.verdict == RT_VALID ? CORE_V_VALID : CORE_V_INVALID;
+		touch(o->addr, (size_t)len, &rec);
+		if (ttl_refresh_due(&rec, daemon_wall_s()) && !callout_pending(o->addr, (size_t)len) &&
+		    dc->mode != DT_MODE_LIST)
+			if (callout_submit(o->addr, (size_t)len, CALLOUT_F_REFRESH, NULL) == 0)
+				CS(REFRESHES);
+		return 0;
+	}
+	if (dc->mode == DT_MODE_LIST) {
+		o->verdict = CORE_V_INVALID;
+		return 0;
+	}
+	if (d && d->accept_all) {
+		o->verdict = CORE_V_ACCEPT_ALL;
+		return 0;
+	}
+	if (d && callout_failing_open(d, daemon_now_ms())) {
+		o->verdict = d->health == CORE_H_UNVERIFIABLE ? CORE_V_UNVERIFIABLE : CORE_V_TEMPFAIL;
+		o->failopen = true;
+		return 0;
+	}
+	struct waiter *w = waiter_new(W_CHECK, arg);
+	if (!w)
+		return -ENOMEM;
+	w->ccb = cb;
+	int r = callout_submit(o->addr, (size_t)len, 0, &w->link);
+	if (r >= 0) {
+		o->from_cache = false;
+		if (id)
+			*id = w->id;
+		return 1;
+	}
+	waiter_free(w);
+	o->verdict = CORE_V_TEMPFAIL;
+	o->failopen = r == -EHOSTDOWN;
+	return 0;
+}

@@ -1,0 +1,387 @@
+/*
+ * dpconf.c — rcptgate-dp's settings from the command line and an INI file.
+ * One keyword table serves both: "--max-flows N" on the command line is
+ * "max_flows = N" (or "max-flows") in the [dataplane] section of the file.
+ * The INI reader is inih's.  Main thread only, at start-up.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "dpconf.h"
+
+typedef int (*dpconf_set_fn)(struct dpconf *c, const char *val, char *err, size_t errlen);
+
+struct dpconf_kw {
+	const char *name;	/* long option / INI key (dashes) */
+	int has_arg;
+	dpconf_set_fn set;
+	const char *arg;
+	const char *help;
+};
+
+static int parse_uint(const char *s, unsigned lo, unsigned hi, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int set_uint(unsigned *dst, const char *what, const char *val, unsigned lo,
+		    unsigned hi, char *err, size_t errlen)
+{
+	if (parse_uint(val, lo, hi, dst) < 0) {
+		snprintf(err, errlen, "%s: '%s' is not a number in [%u, %u]", what,
+			 val ? val : "", lo, hi);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int set_shm(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	if (strlen(v) >= sizeof(c->shm_path)) {
+		snprintf(err, errlen, "shm: path too long");
+		return -EINVAL;
+	}
+	snprintf(c->shm_path, sizeof(c->shm_path), "%s", v);
+	return 0;
+}
+
+static int set_pair(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	char a[16], *colon;
+	unsigned o, i;
+
+	if (c->n_pairs >= DPCONF_MAX_PAIRS) {
+		snprintf(err, errlen, "pair: at most %u pairs", DPCONF_MAX_PAIRS);
+		return -EINVAL;
+	}
+	if (strlen(v) >= sizeof(a))
+		goto bad;
+	snprintf(a, sizeof(a), "%s", v);
+	colon = strchr(a, ':');
+	if (!colon)
+		goto bad;
+	*colon = 0;
+	if (parse_uint(a, 0, UINT16_MAX - 1, &o) || parse_uint(colon + 1, 0, UINT16_MAX - 1, &i) ||
+	    o == i)
+		goto bad;
+	c->pairs[c->n_pairs].outside = (uint16_t)o;
+	c->pairs[c->n_pairs].inside = (uint16_t)i;
+	c->n_pairs++;
+	return 0;
+bad:
+	snprintf(err, errlen, "pair: '%s' is not OUTSIDE:INSIDE (two different port ids)", v);
+	return -EINVAL;
+}
+
+static int set_smtp_ports(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	char buf[256], *save = NULL, *tok;
+	unsigned n = 0, p;
+
+	if (strlen(v) >= sizeof(buf))
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (n >= DPCONF_MAX_SMTP_PORTS || parse_uint(tok, 1, 65535, &p))
+			goto bad;
+		c->smtp_ports[n++] = (uint16_t)p;
+	}
+	if (n == 0)
+		goto bad;
+	c->n_smtp_ports = n;
+	return 0;
+bad:
+	snprintf(err, errlen, "smtp-ports: '%s' is not a list of up to %u ports", v,
+		 DPCONF_MAX_SMTP_PORTS);
+	return -EINVAL;
+}
+
+static int set_burst(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->burst, "burst", v, 1, DPCONF_MAX_BURST, err, errlen);
+}
+
+static int set_rx_desc(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->rx_desc, "rx-desc", v, 64, 16384, err, errlen);
+}
+
+static int set_tx_desc(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->tx_desc, "tx-desc", v, 64, 16384, err, errlen);
+}
+
+static int set_mbufs(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->mbufs, "mbufs", v, 1023, 1u << 22, err, errlen);
+}
+
+static int set_ring_slots(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	int rc = set_uint(&c->ring_slots, "ring-slots", v, 64, 1u << 20, err, errlen);
+	if (rc == 0 && (c->ring_slots & (c->ring_slots - 1))) {
+		snprintf(err, errlen, "ring-slots: %u is not a power of two", c->ring_slots);
+		return -EINVAL;
+	}
+	return rc;
+}
+
+static int set_max_flows(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->max_flows, "max-flows", v, 16, DPCONF_MAX_MAX_FLOWS, err, errlen);
+}
+
+static int set_idle(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->idle_s, "idle-timeout", v, 1, 86400, err, errlen);
+}
+
+static int set_shm_retry(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_uint(&c->shm_retry_s, "shm-retry", v, 1, 3600, err, errlen);
+}
+
+static int set_dispatch(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	static const char *const names[] = {"auto", "rss", "sw"};
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(v, names[i])) {
+			c->dispatch = i;
+			return 0;
+		}
+	snprintf(err, errlen, "dispatch: '%s' is not auto, rss or sw", v);
+	return -EINVAL;
+}
+
+static int set_bool(int *dst, const char *what, const char *v, char *err, size_t errlen)
+{
+	if (!v || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "true")) {
+		*dst = 1;
+		return 0;
+	}
+	if (!strcmp(v, "0") || !strcmp(v, "no") || !strcmp(v, "false")) {
+		*dst = 0;
+		return 0;
+	}
+	snprintf(err, errlen, "%s: '%s' is not yes or no", what, v);
+	return -EINVAL;
+}
+
+static int set_no_engine(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_bool(&c->no_engine, "no-engine", v, err, errlen);
+}
+
+static int set_inbound_only(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_bool(&c->inbound_only, "inbound-only", v, err, errlen);
+}
+
+static int set_sw_csum(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_bool(&c->sw_csum, "sw-csum", v, err, errlen);
+}
+
+static int set_verbose(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_bool(&c->verbose, "verbose", v, err, errlen);
+}
+
+static const struct dpconf_kw dpconf_kws[] = {
+	{"shm", 1, set_shm, "PATH", "shared-memory file rcptgated created (required)"},
+	{"pair", 1, set_pair, "OUT:IN", "bridge ports OUT (internet) and IN (servers); repeatable"},
+	{"smtp-ports", 1, set_smtp_ports, "LIST", "TCP ports parsed as SMTP (default 25)"},
+	{"dispatch", 1, set_dispatch, "MODE", "auto|rss|sw: flow-to-lcore steering (default auto)"},
+	{"burst", 1, set_burst, "N", "frames per RX burst (default 32, max 64)"},
+	{"rx-desc", 1, set_rx_desc, "N", "RX descriptors per queue (default 1024)"},
+	{"tx-desc", 1, set_tx_desc, "N", "TX descriptors per queue (default 1024)"},
+	{"mbufs", 1, set_mbufs, "N", "mbufs per port (default 16383)"},
+	{"ring-slots", 1, set_ring_slots, "N", "software-dispatch ring per lcore (default 4096)"},
+	{"max-flows", 1, set_max_flows, "N", "SMTP flows tracked per lcore (default 65536)"},
+	{"idle-timeout", 1, set_idle, "S", "SMTP flow idle timeout in seconds (default 300)"},
+	{"shm-retry", 1, set_shm_retry, "S", "seconds between attach attempts (default 1)"},
+	{"no-engine", 0, set_no_engine, NULL, "bridge every frame untouched (no SMTP parsing)"},
+	{"inbound-only", 0, set_inbound_only, NULL,
+	 "parse only sessions opened from the outside port"},
+	{"sw-csum", 0, set_sw_csum, NULL, "compute checksums in software even with offloads"},
+	{"verbose", 0, set_verbose, NULL, "log port capabilities and lcore mapping"},
+};
+#define DPCONF_NKW (sizeof(dpconf_kws) / sizeof(dpconf_kws[0]))
+
+void dpconf_defaults(struct dpconf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->smtp_ports[0] = 25;
+	c->n_smtp_ports = 1;
+	c->burst = DPCONF_DEF_BURST;
+	c->rx_desc = DPCONF_DEF_RX_DESC;
+	c->tx_desc = DPCONF_DEF_TX_DESC;
+	c->mbufs = DPCONF_DEF_MBUFS;
+	c->ring_slots = DPCONF_DEF_RING_SLOTS;
+	c->max_flows = DPCONF_DEF_MAX_FLOWS;
+	c->idle_s = DPCONF_DEF_IDLE_S;
+	c->shm_retry_s = DPCONF_DEF_SHM_RETRY_S;
+	c->dispatch = DPCONF_DISPATCH_AUTO;
+}
+
+void dpconf_usage(FILE *out, const char *prog)
+{
+	fprintf(out,
+		"usage: %s [EAL options] -- [--config FILE] --shm PATH --pair OUT:IN [options]\n"
+		"\nOptions (also keys of the [dataplane] section of --config FILE):\n",
+		prog);
+	for (size_t i = 0; i < DPCONF_NKW; i++) {
+		char left[40];
+		snprintf(left, sizeof(left), "--%s%s%s", dpconf_kws[i].name,
+			 dpconf_kws[i].arg ? " " : "", dpconf_kws[i].arg ? dpconf_kws[i].arg : "");
+		fprintf(out, "  %-26s %s\n", left, dpconf_kws[i].help);
+	}
+	fprintf(out, "  %-26s %s\n", "--config FILE", "INI file with a [dataplane] section");
+}
+
+static const struct dpconf_kw *kw_find(const char *name)
+{
+	char norm[64];
+	size_t i;
+
+	if (strlen(name) >= sizeof(norm))
+		return NULL;
+	for (i = 0; name[i]; i++)
+		norm[i] = name[i] == '_' ? '-' : name[i];
+	norm[i] = 0;
+	for (i = 0; i < DPCONF_NKW; i++)
+		if (!strcmp(norm, dpconf_kws[i].name))
+			return &dpconf_kws[i];
+	return NULL;
+}
+
+struct dpconf_ini_ctx {
+	struct dpconf *c;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int dpconf_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct dpconf_ini_ctx *x = user;
+	const struct dpconf_kw *kw;
+
+	if (strcmp(section, "dataplane") != 0)
+		return 1; /* other sections belong to rcptgated */
+	kw = kw_find(name);
+	if (!kw) {
+		snprintf(x->err, x->errlen, "unknown key '%s' in [dataplane]", name);
+		x->failed = 1;
+		return 0;
+	}
+	if (kw->set(x->c, value, x->err, x->errlen) < 0) {
+		x->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int dpconf_load_file(struct dpconf *c, const char *path, char *err, size_t errlen)
+{
+	struct dpconf_ini_ctx x = {.c = c, .err = err, .errlen = errlen};
+	char msg[256] = "";
+	int line;
+
+	x.err = msg;
+	x.errlen = sizeof(msg);
+	line = ini_parse(path, dpconf_ini_line, &x);
+	if (line < 0) {
+		snprintf(err, errlen, "%s: cannot open", path);
+		return -ENOENT;
+	}
+	if (line > 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, line, x.failed ? msg : "syntax error");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int dpconf_parse_args(struct dpconf *c, int argc, char **argv, char *err, size_t errlen,
+		      FILE *out)
+{
+	struct option opts[DPCONF_NKW + 3];
+	size_t i;
+	int o, idx;
+
+	for (i = 0; i < DPCONF_NKW; i++)
+		opts[i] = (struct option){dpconf_kws[i].name,
+					  dpconf_kws[i].has_arg ? required_argument : no_argument,
+					  NULL, 0};
+	opts[i++] = (struct option){"config", required_argument, NULL, 0};
+	opts[i++] = (struct option){"help", no_argument, NULL, 'h'};
+	opts[i] = (struct option){0};
+
+	optind = 1;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "hv", opts, &idx)) != -1) {
+		if (o == 'h') {
+			dpconf_usage(out, argv[0]);
+			return 1;
+		}
+		if (o == 'v') {
+			c->verbose = 1;
+			continue;
+		}
+		if (o != 0) {
+			snprintf(err, errlen, "unknown or incomplete option '%s'",
+				 argv[optind - 1]);
+			return -EINVAL;
+		}
+		if ((size_t)idx == DPCONF_NKW) {
+			int rc = dpconf_load_file(c, optarg, err, errlen);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
+		if (dpconf_kws[idx].set(c, optarg, err, errlen) < 0)
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int dpconf_validate(const struct dpconf *c, char *err, size_t errlen)
+{
+	if (!c->shm_path[0]) {
+		snprintf(err, errlen, "--shm PATH is required");
+		return -EINVAL;
+	}
+	if (c->n_pairs == 0) {
+		snprintf(err, errlen, "at least one --pair OUTSIDE:INSIDE is required");
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < c->n_pairs; i++)
+		for (unsigned j = 0; j < c->n_pairs; j++) {
+			const struct dpconf_pair *a = &c->pairs[i], *b = &c->pairs[j];
+			if (i != j && (a->outside == b->outside || a->outside == b->inside ||
+				       a->inside == b->inside || a->inside == b->outside)) {
+				snprintf(err, errlen, "port in two pairs (%u:%u and %u:%u)",
+					 a->outside, a->inside, b->outside, b->inside);
+				return -EINVAL;
+			}
+		}
+	return 0;
+}

@@ -1,0 +1,2035 @@
+/*
+ * engine.c — the engine's packet path (see engine.h): flow tracking, the
+ * client command and server reply state machines of each flow, the RCPT
+ * decision through the shared tables, and the TCP stream editor that removes
+ * refused commands, injects replies in RFC 2920 order and keeps both TCP
+ * conversations consistent (DESIGN.md, "The data plane's TCP stream editor").
+ *
+ * Written by hand: no library edits live TCP streams in both directions with
+ * more than one sequence-adjustment point (netfilter's nf_ct_seqadj keeps one).
+ *
+ * Runs on one worker lcore per struct engine; init/destroy in the main thread.
+ *
+ * The stream model, per flow:
+ *   client -> server: bytes below c_fwd are decided (forwarded, or removed by
+ *     a c2s edit point); [c_fwd, c_rcv) is a partial command line held in the
+ *     busy block, not forwarded and so not acknowledged; c_rcv is the next
+ *     byte expected.  Bytes below c_fwd that arrive again are replayed through
+ *     the edit list, never re-parsed: the first copy decided.
+ *   server -> client: bytes below s_fwd are parsed; replies the engine answers
+ *     are inserted by s2c edit points at reply boundaries, in the order of the
+ *     reply queue.  An insertion rides in the server segment that carries the
+ *     preceding reply's end, or, when no server reply is due before it, goes
+ *     out on its own and is retransmitted by engine_timer() until acknowledged.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "addr.h"
+#include "dtable.h"
+#include "engine.h"
+#include "flow.h"
+#include "harvest.h"
+#include "khash.h"
+#include "pkt.h"
+#include "smtp.h"
+#include "tcpedit.h"
+
+#define ENGINE_SCRATCH 65536u		/* largest IP payload */
+#define ENGINE_CLOSING_MS 10000u	/* closed flows kept for stray segments */
+#define ENGINE_EXPIRE_SCAN 64u		/* flow slots checked per engine_timer() */
+#define ENGINE_RETX_SCAN 64u		/* retransmission entries per engine_timer() */
+#define ENGINE_EVICT_SCAN 8u		/* flows sampled to find one to evict */
+#define ENGINE_DEF_MSS4 536u		/* RFC 9293 default MSS */
+#define ENGINE_DEF_MSS6 1220u
+#define ENGINE_REPLY_MAX (RG_ADDR_MAX + 96u)
+#define ENGINE_TTL 64u
+
+#define REPLY_550_A "550 5.1.1 <"
+#define REPLY_550_B ">: Recipient address rejected: User unknown\r\n"
+#define REPLY_450_A "450 4.7.1 <"
+#define REPLY_450_B ">: Recipient address rejected: verification in progress\r\n"
+#define REPLY_421 "421 4.7.0 Too many invalid recipients\r\n"
+#define REPLY_554 "554 5.5.1 Error: no valid recipients\r\n"
+
+struct engine {
+	struct engine_conf c;
+	struct engine_shm s;
+	struct shm_lcore priv_stats;	/* used when the caller gives none */
+	int64_t rt_off;
+	void *own_mem;
+	size_t mem_size;
+	struct flow_table ft;
+	struct harvest hv;
+	uint8_t *src;			/* held line + new client bytes, contiguous */
+	uint8_t *obuf;			/* composed output payload */
+	struct tcpedit_piece *pieces;
+	unsigned max_pieces;
+	uint32_t retx_head, retx_tail;
+	uint32_t now_ms;
+	uint64_t now_ns;
+};
+
+static inline void st(struct engine *e, enum stats_id id)
+{
+	stats_add(e->s.stats, id, 1);
+}
+
+/* ---- configuration and set-up ---- */
+
+void engine_conf_default(struct engine_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->max_flows = ENGINE_DEF_MAX_FLOWS;
+	c->idle_timeout_ms = ENGINE_DEF_IDLE_TIMEOUT_MS;
+	c->handshake_timeout_ms = ENGINE_DEF_HANDSHAKE_TIMEOUT_MS;
+	c->busy_blocks = ENGINE_DEF_BUSY_BLOCKS;
+	c->seg_blocks = ENGINE_DEF_SEG_BLOCKS;
+	c->line_max = ENGINE_DEF_LINE_MAX;
+	c->ooo_max = ENGINE_DEF_OOO_MAX;
+	c->cmd_max = ENGINE_DEF_CMD_MAX;
+	c->rcpt_max = ENGINE_DEF_RCPT_MAX;
+	c->inject_max = ENGINE_DEF_INJECT_MAX;
+	c->retx_initial_ms = ENGINE_DEF_RETX_INITIAL_MS;
+	c->retx_max = ENGINE_DEF_RETX_MAX;
+	c->harvest_threshold = ENGINE_DEF_HARVEST_THRESHOLD;
+	c->harvest_window_ms = ENGINE_DEF_HARVEST_WINDOW_MS;
+	c->harvest_slots = ENGINE_DEF_HARVEST_SLOTS;
+	c->smtp_ports[0] = 25;
+	c->n_smtp_ports = 1;
+	c->inbound_only = 1;
+}
+
+int engine_conf_check(const struct engine_conf *c, char *err, size_t errlen)
+{
+#define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); return -EINVAL; } while (0)
+	if (c->max_flows < 1 || c->max_flows > (1u << 26))
+		BAD("max_flows %u: must be 1..%u", c->max_flows, 1u << 26);
+	if (c->line_max < 64 || c->line_max > ENGINE_LINE_MAX_MAX)
+		BAD("line_max %u: must be 64..%u", c->line_max, ENGINE_LINE_MAX_MAX);
+	if (c->cmd_max < FLOW_INLINE_Q || c->cmd_max > 4096)
+		BAD("cmd_max %u: must be %u..4096", c->cmd_max, FLOW_INLINE_Q);
+	if (c->inject_max < 2 * ENGINE_REPLY_MAX || c->inject_max > (1u << 20))
+		BAD("inject_max %u: must be %u..%u", c->inject_max, 2 * ENGINE_REPLY_MAX,
+		    1u << 20);
+	if (c->busy_blocks > (1u << 24) || c->seg_blocks > (1u << 24))
+		BAD("busy_blocks/seg_blocks: at most %u", 1u << 24);
+	if (c->ooo_max > 255)
+		BAD("ooo_max %u: at most 255", c->ooo_max);
+	if (c->n_smtp_ports < 1 || c->n_smtp_ports > ENGINE_MAX_SMTP_PORTS)
+		BAD("smtp ports: 1..%u needed", ENGINE_MAX_SMTP_PORTS);
+	if (c->idle_timeout_ms < 1000 || c->handshake_timeout_ms < 1000)
+		BAD("timeouts: at least 1000 ms");
+	if (c->retx_initial_ms < 10 || c->retx_max > 16)
+		BAD("retx_initial_ms >= 10 and retx_max <= 16 needed");
+	if (c->harvest_slots > (1u << 24) || c->harvest_window_ms < 1000)
+		BAD("harvest_slots <= %u and harvest_window_ms >= 1000 needed", 1u << 24);
+	return 0;
+#undef BAD
+}
+
+static uint32_t pow2_ceil(uint32_t v)
+{
+	uint32_t p = 1;
+	while (p < v && p < (1u << 31))
+		p <<= 1;
+	return p;
+}
+
+#define ALIGN64(x) (((x) + 63u) & ~(size_t)63u)
+
+struct mem_plan {
+	size_t eng, flows, hv, src, obuf, pieces, total;
+	unsigned max_pieces;
+	uint32_t hslots;
+};
+
+static void plan(const struct engine_conf *c, struct mem_plan *m)
+{
+	m->eng = ALIGN64(sizeof(struct engine));
+	m->flows = ALIGN64(flow_mem_size(c->max_flows, c->busy_blocks, c->seg_blocks,
+					 c->line_max, c->cmd_max, c->inject_max));
+	m->hslots = c->harvest_slots ? pow2_ceil(c->harvest_slots) : 0;
+	m->hv = ALIGN64(harvest_mem_size(m->hslots));
+	m->src = ALIGN64(ENGINE_SCRATCH + c->line_max);
+	m->obuf = ALIGN64(ENGINE_SCRATCH + c->inject_max + c->line_max);
+	m->max_pieces = 2u * (c->cmd_max + 8u) + 4u;
+	m->pieces = ALIGN64(m->max_pieces * sizeof(struct tcpedit_piece));
+	m->total = m->eng + m->flows + m->hv + m->src + m->obuf + m->pieces;
+}
+
+size_t engine_mem_size(const struct engine_conf *c)
+{
+	struct mem_plan m;
+	char err[128];
+	if (engine_conf_check(c, err, sizeof(err)) != 0)
+		return 0;
+	plan(c, &m);
+	return m.total;
+}
+
+void engine_set_shm(struct engine *e, const struct engine_shm *s)
+{
+	e->s = *s;
+	if (!e->s.stats)
+		e->s.stats = &e->priv_stats;
+}
+
+int engine_init(void *mem, size_t len, const struct engine_conf *c,
+		const struct engine_shm *s, struct engine **out)
+{
+	struct mem_plan m;
+	struct engine *e = mem;
+	uint8_t *p = mem;
+	uint32_t seed[2];
+	char err[128];
+
+	if (engine_conf_check(c, err, sizeof(err)) != 0)
+		return -EINVAL;
+	plan(c, &m);
+	if (!mem || len < m.total || ((uintptr_t)mem & 63u))
+		return -EINVAL;
+	memset(e, 0, sizeof(*e));
+	e->c = *c;
+	e->mem_size = m.total;
+	engine_set_shm(e, s);
+	if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed)) {
+		seed[0] = (uint32_t)(uintptr_t)mem ^ 0x2545f491u;
+		seed[1] = seed[0] * 0x9e3779b1u;
+	}
+	p += m.eng;
+	flow_table_init(&e->ft, p, c->max_flows, c->busy_blocks, c->seg_blocks, c->line_max,
+			c->cmd_max, c->inject_max, seed[0]);
+	p += m.flows;
+	harvest_init(&e->hv, m.hslots ? p : NULL, m.hslots, c->harvest_window_ms, seed[1]);
+	p += m.hv;
+	e->src = p;
+	p += m.src;
+	e->obuf = p;
+	p += m.obuf;
+	e->pieces = (struct tcpedit_piece *)p;
+	e->max_pieces = m.max_pieces;
+	e->retx_head = e->retx_tail = FLOW_NONE;
+	*out = e;
+	return 0;
+}
+
+int engine_create(const struct engine_conf *c, const struct engine_shm *s,
+		  struct engine **out)
+{
+	size_t n = engine_mem_size(c);
+	void *mem;
+	int rc;
+	if (!n)
+		return -EINVAL;
+	mem = aligned_alloc(64, ALIGN64(n));
+	if (!mem)
+		return -ENOMEM;
+	rc = engine_init(mem, ALIGN64(n), c, s, out);
+	if (rc) {
+		free(mem);
+		return rc;
+	}
+	(*out)->own_mem = mem;
+	return 0;
+}
+
+void engine_destroy(struct engine *e)
+{
+	if (e && e->own_mem)
+		free(e->own_mem);
+}
+
+void engine_set_realtime_offset(struct engine *e, int64_t real_minus_mono_ns)
+{
+	e->rt_off = real_minus_mono_ns;
+}
+
+void engine_info(const struct engine *e, struct engine_info *o)
+{
+	o->flows = e->ft.used;
+	o->max_flows = e->ft.max;
+	o->busy_used = e->ft.busy_used;
+	o->busy_total = e->ft.busy_total;
+	o->seg_used = e->ft.seg_used;
+	o->seg_total = e->ft.seg_total;
+	o->flow_bytes = sizeof(struct flow) + sizeof(uint32_t);
+	o->mem_bytes = e->mem_size;
+}
+
+uint32_t engine_flow_hash(const uint8_t *frame, uint16_t len)
+{
+	return pkt_flow_hash(frame, len);
+}
+
+static int smtp_port(const struct engine *e, uint16_t port)
+{
+	for (unsigned i = 0; i < e->c.n_smtp_ports; i++)
+		if (e->c.smtp_ports[i] == port)
+			return 1;
+	return 0;
+}
+
+int engine_is_smtp(const struct engine *e, const uint8_t *frame, uint16_t len)
+{
+	struct pkt p;
+	if (pkt_parse(&p, (uint8_t *)frame, len) != PKT_TCP)
+		return 0;
+	return smtp_port(e, p.sport) || smtp_port(e, p.dport);
+}
+
+/* ---- the reply queue (RFC 2920 order) ---- */
+
+static unsigned q_len(const struct engine *e, const struct flow *f)
+{
+	return f->busy != FLOW_NONE ? flow_busy(&e->ft, f)->q_n : f->q_n;
+}
+
+static struct flow_qent q_head(const struct engine *e, const struct flow *f)
+{
+	struct flow_qent q = {Q_FWD, 0, 0};
+	if (f->busy != FLOW_NONE) {
+		const struct flow_busy *b = flow_busy(&e->ft, f);
+		if (b->q_n)
+			q = flow_q(&e->ft, f)[b->q_head];
+	} else if (f->q_n) {
+		q.kind = f->q_inl[f->q_head];
+	}
+	return q;
+}
+
+static void q_pop(struct engine *e, struct flow *f)
+{
+	if (f->busy != FLOW_NONE) {
+		struct flow_busy *b = flow_busy(&e->ft, f);
+		if (b->q_n) {
+			b->q_head = (uint16_t)((b->q_head + 1u) % e->c.cmd_max);
+			b->q_n--;
+		}
+	} else if (f->q_n) {
+		f->q_head = (uint8_t)((f->q_head + 1u) % FLOW_INLINE_Q);
+		f->q_n--;
+	}
+}
+
+static int q_push(struct engine *e, struct flow *f, uint8_t kind, uint16_t len)
+{
+	if (f->busy == FLOW_NONE) {
+		if (f->q_n < FLOW_INLINE_Q && kind < Q_INJ) {
+			f->q_inl[(f->q_head + f->q_n) % FLOW_INLINE_Q] = kind;
+			f->q_n++;
+			return 0;
+		}
+		if (flow_busy_get(&e->ft, f) != 0)
+			return -ENOSPC;
+	}
+	struct flow_busy *b = flow_busy(&e->ft, f);
+	if (b->q_n >= e->c.cmd_max)
+		return -ENOSPC;
+	struct flow_qent *q = &flow_q(&e->ft, f)[(b->q_head + b->q_n) % e->c.cmd_max];
+	q->kind = kind;
+	q->_pad0 = 0;
+	q->len = len;
+	b->q_n++;
+	return 0;
+}
+
+/* ---- injected reply text (a ring in the busy block) ---- */
+
+static void text_append(struct engine *e, struct flow *f, const uint8_t *t, uint32_t n)
+{
+	struct flow_busy *b = flow_busy(&e->ft, f);
+	uint8_t *ring = flow_text(&e->ft, f);
+	uint32_t cap = e->ft.text_max, at = (b->t_head + b->t_len) % cap;
+	uint32_t first = n < cap - at ? n : cap - at;
+	memcpy(ring + at, t, first);
+	memcpy(ring, t + first, n - first);
+	b->t_len += n;
+	b->t_pend += n;
+}
+
+/* Copy n bytes at offset off of the live text into dst. */
+static void text_copy(const struct engine *e, const struct flow *f, uint32_t off, uint32_t n,
+		      uint8_t *dst)
+{
+	const struct flow_busy *b = flow_busy(&e->ft, f);
+	const uint8_t *ring = flow_text(&e->ft, f);
+	uint32_t cap = e->ft.text_max, at = (b->t_head + off) % cap;
+	uint32_t first = n < cap - at ? n : cap - at;
+	memcpy(dst, ring + at, first);
+	memcpy(dst + first, ring, n - first);
+}
+
+static void text_free(struct engine *e, struct flow *f, uint32_t n)
+{
+	struct flow_busy *b;
+	if (!n)
+		return;
+	b = flow_busy(&e->ft, f);
+	b->t_head = (b->t_head + n) % e->ft.text_max;
+	b->t_len -= n;
+}
+
+/* ---- edit lists of a flow ---- */
+
+static inline struct tcpedit_pt *pts_of(const struct engine *e, const struct flow *f, int s2c)
+{
+	return f->busy != FLOW_NONE ? flow_pts(&e->ft, f, s2c) : NULL;
+}
+
+static uint32_t map_c2s(const struct engine *e, const struct flow *f, uint32_t p)
+{
+	return f->c2s.n ? tcpedit_map_hi(&f->c2s, pts_of(e, f, 0), p) : p + (uint32_t)f->c2s.base;
+}
+
+static uint32_t map_s2c_hi(const struct engine *e, const struct flow *f, uint32_t p)
+{
+	return f->s2c.n ? tcpedit_map_hi(&f->s2c, pts_of(e, f, 1), p) : p + (uint32_t)f->s2c.base;
+}
+
+/* Server ACK (of forwarded client bytes) -> client's view. */
+static uint32_t unmap_c2s(const struct engine *e, const struct flow *f, uint32_t v)
+{
+	return f->c2s.n ? tcpedit_unmap(&f->c2s, pts_of(e, f, 0), v) : v - (uint32_t)f->c2s.base;
+}
+
+/* Client ACK (of the server stream as the client sees it) -> server's view. */
+static uint32_t unmap_s2c(const struct engine *e, const struct flow *f, uint32_t v)
+{
+	return f->s2c.n ? tcpedit_unmap(&f->s2c, pts_of(e, f, 1), v) : v - (uint32_t)f->s2c.base;
+}
+
+/* ---- retransmission list ---- */
+
+static void retx_unlink(struct engine *e, struct flow *f)
+{
+	struct flow *fl = e->ft.flows;
+	uint32_t idx = flow_index(&e->ft, f);
+	if (!(f->flags & FLOW_F_RETX))
+		return;
+	if (f->retx_prev != FLOW_NONE)
+		fl[f->retx_prev].retx_next = f->retx_next;
+	else
+		e->retx_head = f->retx_next;
+	if (f->retx_next != FLOW_NONE)
+		fl[f->retx_next].retx_prev = f->retx_prev;
+	else
+		e->retx_tail = f->retx_prev;
+	f->retx_next = f->retx_prev = FLOW_NONE;
+	f->flags &= (uint8_t)~FLOW_F_RETX;
+	(void)idx;
+}
+
+static void retx_append(struct engine *e, struct flow *f)
+{
+	uint32_t idx = flow_index(&e->ft, f);
+	f->retx_next = FLOW_NONE;
+	f->retx_prev = e->retx_tail;
+	if (e->retx_tail != FLOW_NONE)
+		e->ft.flows[e->retx_tail].retx_next = idx;
+	else
+		e->retx_head = idx;
+	e->retx_tail = idx;
+	f->flags |= FLOW_F_RETX;
+}
+
+static void retx_arm(struct engine *e, struct flow *f)
+{
+	f->retx_n = 0;
+	f->retx_ms = e->now_ms + e->c.retx_initial_ms;
+	if (!(f->flags & FLOW_F_RETX))
+		retx_append(e, f);
+}
+
+static void flow_forget(struct engine *e, struct flow *f)
+{
+	retx_unlink(e, f);
+	flow_remove(&e->ft, f);
+}
+
+/* Give the busy block back once nothing needs it. */
+static void maybe_release(struct engine *e, struct flow *f)
+{
+	const struct flow_busy *b;
+	if (f->busy == FLOW_NONE)
+		return;
+	b = flow_busy(&e->ft, f);
+	if (f->c2s.n || f->s2c.n || b->t_len || f->c_rcv != f->c_fwd || b->q_n > FLOW_INLINE_Q ||
+	    b->ooo_n[0] || b->ooo_n[1])
+		return;
+	for (unsigned k = 0; k < b->q_n; k++)
+		if (flow_q(&e->ft, f)[(b->q_head + k) % e->c.cmd_max].kind >= Q_INJ)
+			return;
+	flow_busy_put(&e->ft, f);
+}
+
+/* ---- building frames ---- */
+
+static inline uint16_t csum_fix32(uint16_t ck, uint32_t old, uint32_t nw)
+{
+	/* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') */
+	uint32_t s = (uint16_t)~ck;
+	s += (uint16_t)~(old >> 16);
+	s += (uint16_t)~(old & 0xffffu);
+	s += nw >> 16;
+	s += nw & 0xffffu;
+	return (uint16_t)~pkt_csum_fold(s);
+}
+
+static void put32_fix(uint8_t *field, uint8_t *ck, uint32_t nw)
+{
+	uint32_t old = pkt_get32(field);
+	if (old == nw)
+		return;
+	pkt_put32(field, nw);
+	pkt_put16(ck, csum_fix32(pkt_get16(ck), old, nw));
+}
+
+/* Checksums of a frame whose payload or length changed. */
+static void finish_csum(struct engine *e, struct pkt *p, uint16_t *tx_flags)
+{
+	uint8_t *th = p->frame + p->tcp_off;
+	if (e->c.tx_csum_offload) {
+		uint16_t tlen = (uint16_t)(p->ip_end - p->tcp_off);
+		if (p->family == 4) {
+			uint8_t *ip = p->frame + p->ip_off;
+			ip[10] = ip[11] = 0;
+		}
+		pkt_put16(th + 16, pkt_csum_fold(pkt_pseudo_sum(p, tlen)));
+		*tx_flags = (uint16_t)((p->family == 4 ? ENGINE_TX_IPV4 : ENGINE_TX_IPV6) |
+				       ENGINE_TX_TCP_CKSUM);
+		return;
+	}
+	pkt_ip_csum(p);
+	pkt_tcp_csum(p);
+	*tx_flags = 0;
+	st(e, STAT_CSUM_SW);
+}
+
+static int out_take(struct engine *e, struct engine_out *out, uint16_t need)
+{
+	if (!out || out->n >= out->cap || out->buf[out->n].cap < need) {
+		st(e, STAT_OUT_FULL);
+		return -1;
+	}
+	return out->n++;
+}
+
+/*
+ * A frame of our own toward the client (s2c = 1) or the server, carrying
+ * len bytes of payload from pay, at view sequence seq.  Headers as the flow's
+ * frames look, timestamps copied from the latest segments.
+ */
+static int build_frame(struct engine *e, struct flow *f, int s2c, struct engine_out *out,
+		       uint32_t seq, uint32_t ack, const uint8_t *pay, uint16_t len,
+		       uint8_t flags)
+{
+	unsigned l2 = PKT_ETH_LEN + f->n_vlan * PKT_VLAN_LEN;
+	unsigned l3 = f->family == 4 ? PKT_IPV4_LEN : PKT_IPV6_LEN;
+	unsigned l4 = PKT_TCP_LEN + ((f->flags & FLOW_F_TS) ? 12u : 0u);
+	unsigned alen = f->family == 4 ? 4u : 16u;
+	int k = out_take(e, out, (uint16_t)(l2 + l3 + l4 + len));
+	struct engine_txbuf *tb;
+	uint8_t *b, *ip, *th;
+	const uint8_t *sip, *dip;
+	struct pkt p;
+
+	if (k < 0)
+		return -ENOSPC;
+	tb = &out->buf[k];
+	b = tb->data;
+	memcpy(b, s2c ? f->mac_c : f->mac_s, 6);
+	memcpy(b + 6, s2c ? f->mac_s : f->mac_c, 6);
+	memcpy(b + 12, f->vlan, f->n_vlan * PKT_VLAN_LEN);
+	pkt_put16(b + 12 + f->n_vlan * PKT_VLAN_LEN,
+		  f->family == 4 ? PKT_ETHERTYPE_IPV4 : PKT_ETHERTYPE_IPV6);
+	ip = b + l2;
+	sip = s2c ? f->s_ip : f->c_ip;
+	dip = s2c ? f->c_ip : f->s_ip;
+	if (f->family == 4) {
+		ip[0] = 0x45;
+		ip[1] = 0;
+		pkt_put16(ip + 2, (uint16_t)(l3 + l4 + len));
+		pkt_put16(ip + 4, 0);
+		pkt_put16(ip + 6, 0x4000); /* DF */
+		ip[8] = ENGINE_TTL;
+		ip[9] = 6;
+		ip[10] = ip[11] = 0;
+		memcpy(ip + 12, sip, 4);
+		memcpy(ip + 16, dip, 4);
+	} else {
+		pkt_put32(ip, 0x60000000u);
+		pkt_put16(ip + 4, (uint16_t)(l4 + len));
+		ip[6] = 6;
+		ip[7] = ENGINE_TTL;
+		memcpy(ip + 8, sip, alen);
+		memcpy(ip + 24, dip, alen);
+	}
+	th = ip + l3;
+	pkt_put16(th, s2c ? f->s_port : f->c_port);
+	pkt_put16(th + 2, s2c ? f->c_port : f->s_port);
+	pkt_put32(th + 4, seq);
+	pkt_put32(th + 8, ack);
+	th[12] = (uint8_t)((l4 / 4) << 4);
+	th[13] = flags;
+	pkt_put16(th + 14, s2c ? f->s_win : f->c_win);
+	pkt_put16(th + 16, 0);
+	pkt_put16(th + 18, 0);
+	if (f->flags & FLOW_F_TS) {
+		th[20] = 1;
+		th[21] = 1;
+		th[22] = 8;
+		th[23] = 10;
+		pkt_put32(th + 24, s2c ? f->s_tsval : f->c_tsval);
+		pkt_put32(th + 28, s2c ? f->c_tsval : f->s_tsval);
+	}
+	if (len)
+		memcpy(th + l4, pay, len);
+	tb->len = (uint16_t)(l2 + l3 + l4 + len);
+	tb->port = s2c ? f->c_rxport : f->s_rxport;
+	tb->l2_len = (uint8_t)l2;
+	tb->l3_len = (uint8_t)l3;
+	tb->l4_len = (uint8_t)l4;
+	memset(&p, 0, sizeof(p));
+	p.frame = b;
+	p.family = f->family;
+	p.ip_off = (uint16_t)l2;
+	p.tcp_off = (uint16_t)(l2 + l3);
+	p.pay_off = (uint16_t)(l2 + l3 + l4);
+	p.pay_len = len;
+	p.ip_end = (uint16_t)(l2 + l3 + l4 + len);
+	p.saddr = ip + (f->family == 4 ? 12 : 8);
+	p.daddr = ip + (f->family == 4 ? 16 : 24);
+	finish_csum(e, &p, &tb->tx_flags);
+	return 0;
+}
+
+/* Payload bytes per frame toward the client (s2c) or the server. */
+static uint16_t mss_to(const struct flow *f, int s2c, uint16_t opt_len)
+{
+	uint16_t m = s2c ? f->c_mss : f->s_mss;
+	if (!m)
+		m = f->family == 4 ? ENGINE_DEF_MSS4 : ENGINE_DEF_MSS6;
+	return m > opt_len + 64u ? (uint16_t)(m - opt_len) : 64u;
+}
+
+/* Send view bytes [vseq, vseq+len) of injected text (offset toff) to the client. */
+static void send_text(struct engine *e, struct flow *f, struct engine_out *out, uint32_t vseq,
+		      uint32_t toff, uint32_t len, uint8_t extra_flags)
+{
+	uint16_t mss = mss_to(f, 1, (f->flags & FLOW_F_TS) ? 12 : 0);
+	uint32_t ack = unmap_c2s(e, f, f->s_ack);
+	while (len) {
+		uint16_t n = (uint16_t)(len < mss ? len : mss);
+		uint8_t fl = PKT_TH_ACK | (n == len ? (PKT_TH_PSH | extra_flags) : 0);
+		text_copy(e, f, toff, n, e->obuf);
+		if (build_frame(e, f, 1, out, vseq, ack, e->obuf, n, fl) != 0)
+			return;
+		f->ack_to_c = ack;
+		vseq += n;
+		toff += n;
+		len -= n;
+	}
+}
+
+/* ---- events and misses ---- */
+
+static void fill_event(struct engine *e, const struct flow *f, struct msg_event *ev,
+		       uint16_t type, uint16_t code)
+{
+	memset(ev, 0, offsetof(struct msg_event, helo));
+	ev->type = type;
+	ev->code = code;
+	ev->family = f->family;
+	ev->ts_ns = (uint64_t)((int64_t)e->now_ns + e->rt_off);
+	memcpy(ev->client_ip, f->c_ip, 16);
+	memcpy(ev->server_ip, f->s_ip, 16);
+	ev->client_port = f->c_port;
+	ev->server_port = f->s_port;
+	ev->helo_len = f->helo_len;
+	memcpy(ev->helo, f->helo, f->helo_len);
+	ev->from_len = f->from_len;
+	memcpy(ev->from, f->from, f->from_len);
+}
+
+static void post_event(struct engine *e, const struct flow *f, uint16_t type, uint16_t code,
+		       const char *rcpt, size_t rcpt_len, uint8_t prefix, uint32_t count)
+{
+	struct msg_event *ev;
+	if (!e->s.event_ring) {
+		st(e, STAT_EVENT_RING_FULL);
+		return;
+	}
+	ev = spsc_reserve(e->s.event_ring);
+	if (!ev) {
+		st(e, STAT_EVENT_RING_FULL);
+		return;
+	}
+	fill_event(e, f, ev, type, code);
+	ev->rcpt_len = (uint16_t)rcpt_len;
+	memcpy(ev->rcpt, rcpt, rcpt_len);
+	ev->prefix_len = prefix;
+	ev->count = count;
+	spsc_commit(e->s.event_ring);
+	st(e, STAT_EVENT_ENQ);
+}
+
+static void post_miss(struct engine *e, const struct rg_key128 *k, const char *addr, size_t n)
+{
+	struct msg_miss *m;
+	if (!e->s.miss_ring) {
+		st(e, STAT_MISS_RING_FULL);
+		return;
+	}
+	m = spsc_reserve(e->s.miss_ring);
+	if (!m) {
+		st(e, STAT_MISS_RING_FULL);
+		return;
+	}
+	m->key_hi = k->hi;
+	m->key_lo = k->lo;
+	m->ts_ns = (uint64_t)((int64_t)e->now_ns + e->rt_off);
+	m->len = (uint16_t)n;
+	memcpy(m->addr, addr, n);
+	spsc_commit(e->s.miss_ring);
+	st(e, STAT_MISS_ENQ);
+}
+
+/* ---- the client command state machine ---- */
+
+static void txn_reset(struct flow *f)
+{
+	f->txn_fwd = 0;
+	f->txn_ref = 0;
+}
+
+/* Turn the client stream opaque: nothing more is parsed or edited; the
+ * server stream follows once the replies queued so far are placed. */
+static void c_failopen(struct engine *e, struct flow *f)
+{
+	if (f->cmode != CM_OPAQUE)
+		st(e, STAT_FAILOPEN);
+	f->cmode = CM_OPAQUE;
+}
+
+/* Can the flow record one more removal answered by n bytes of text? */
+static int can_answer(struct engine *e, struct flow *f, uint32_t n)
+{
+	const struct flow_busy *b;
+	if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0)
+		return 0;
+	b = flow_busy(&e->ft, f);
+	return b->q_n < e->c.cmd_max && f->c2s.n + 1u < e->ft.pts_max &&
+	       f->s2c.n + b->q_n + 1u < e->ft.pts_max && b->t_len + n <= e->ft.text_max;
+}
+
+/* Remove client bytes [pos, pos+len) and queue the answer text. */
+static void answer(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
+		   const uint8_t *text, uint32_t n, uint8_t kind)
+{
+	tcpedit_add(&f->c2s, flow_pts(&e->ft, f, 0), e->ft.pts_max, pos, len, 0);
+	text_append(e, f, text, n);
+	q_push(e, f, kind, (uint16_t)n);
+}
+
+/* Remove client bytes without an answer (swallowed BDAT chunks, the rest of a
+ * harvesting session). */
+static int swallow(struct engine *e, struct flow *f, uint32_t pos, uint32_t len)
+{
+	if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0)
+		return -ENOSPC;
+	return tcpedit_add(&f->c2s, flow_pts(&e->ft, f, 0), e->ft.pts_max, pos, len, 0);
+}
+
+static uint32_t reply_text(uint8_t *out, const char *a, const struct addr_parsed *ad,
+			   const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), n = 0;
+	memcpy(out, a, la);
+	n = la;
+	memcpy(out + n, ad->local, ad->local_len);
+	n += ad->local_len;
+	if (ad->domain_len) {
+		out[n++] = '@';
+		memcpy(out + n, ad->domain, ad->domain_len);
+		n += ad->domain_len;
+	}
+	memcpy(out + n, b, lb);
+	return (uint32_t)(n + lb);
+}
+
+enum rcpt_decision { RD_FORWARD, RD_REJECT, RD_DEFER };
+
+/* Decide one RCPT: forward, or answer it (returns the decision). */
+static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
+				      size_t arg_len, struct addr_parsed *ad, char *canon,
+				      int *canon_len, uint32_t *hthreshold)
+{
+	struct dtable_info di;
+	struct rg_key128 k;
+	struct rtable_val v;
+	char dom[RG_DOMAIN_MAX + 1];
+	int dl, cl;
+	const struct shm_hdr *h;
+
+	if (addr_parse_path((const char *)arg, arg_len, ad) != ADDR_OK ||
+	    (ad->flags & ADDR_F_NULL)) {
+		st(e, STAT_RCPT_BADADDR);
+		return RD_FORWARD;
+	}
+	if (!e->s.map || (ad->flags & ADDR_F_POSTMASTER) || !ad->domain_len) {
+		st(e, STAT_RCPT_UNMANAGED);
+		return RD_FORWARD;
+	}
+	h = shm_hdr(e->s.map);
+	dl = addr_domain_lower(ad, dom, sizeof(dom));
+	if (dl <= 0) {
+		st(e, STAT_RCPT_BADADDR);
+		return RD_FORWARD;
+	}
+	dtable_key(e->s.map, dom, (size_t)dl, &k);
+	if (!dtable_lookup(e->s.map, &k, &di)) {
+		st(e, STAT_RCPT_UNMANAGED);
+		return RD_FORWARD;
+	}
+	if (di.flags & DT_F_ACCEPT_ALL) {
+		st(e, STAT_RCPT_ACCEPT_ALL);
+		return RD_FORWARD;
+	}
+	cl = addr_canonical(ad, (di.flags & DT_F_CASE_SENSITIVE) != 0, canon, RG_ADDR_MAX);
+	if (cl <= 0) {
+		st(e, STAT_RCPT_BADADDR);
+		return RD_FORWARD;
+	}
+	*canon_len = cl;
+	*hthreshold = di.harvest_threshold ? di.harvest_threshold : e->c.harvest_threshold;
+	khash128(h->hash_key, canon, (size_t)cl, &k);
+	if (e->s.reader && rtable_lookup(e->s.reader, &k, &v) &&
+	    rtable_val_live(&v, (uint64_t)(((int64_t)e->now_ns + e->rt_off) / 1000000000ll))) {
+		if (v.verdict == RT_VALID) {
+			st(e, STAT_RCPT_VALID);
+			return RD_FORWARD;
+		}
+		if (v.verdict == RT_INVALID)
+			return RD_REJECT;
+	}
+	st(e, STAT_RCPT_MISS);
+	if (di.mode == DT_MODE_LIST)
+		return RD_REJECT; /* closed list: unlisted means invalid */
+	post_miss(e, &k, canon, (size_t)cl);
+	if (di.miss_policy == DT_MISS_DEFER && !(di.flags & DT_F_FAILOPEN))
+		return RD_DEFER;
+	return RD_FORWARD;
+}
+
+/* One RCPT line [pos, pos+len) whose argument is arg. */
+static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
+		    const uint8_t *arg, size_t arg_len)
+{
+	struct addr_parsed ad;
+	char canon[RG_ADDR_MAX];
+	uint8_t text[ENGINE_REPLY_MAX];
+	int canon_len = 0;
+	uint32_t n, thr = 0, count = 0;
+	unsigned tripped = 0;
+	enum rcpt_decision d;
+
+	st(e, STAT_RCPT);
+	if (f->txn_fwd + f->txn_ref >= e->c.rcpt_max) {
+		st(e, STAT_RCPT_LIMIT);
+		d = RD_FORWARD;
+	} else {
+		d = rcpt_decide(e, arg, arg_len, &ad, canon, &canon_len, &thr);
+	}
+	if (d != RD_FORWARD) {
+		if (d == RD_REJECT) {
+			tripped = harvest_note(&e->hv, f->family, f->c_ip, e->now_ms, thr, &count);
+			if (tripped)
+				n = (uint32_t)(sizeof(REPLY_421) - 1);
+			else
+				n = reply_text(text, REPLY_550_A, &ad, REPLY_550_B);
+		} else {
+			n = reply_text(text, REPLY_450_A, &ad, REPLY_450_B);
+		}
+		if (!can_answer(e, f, n)) {
+			st(e, STAT_EDIT_NOSPACE);
+			d = RD_FORWARD;
+		}
+	}
+	if (d == RD_FORWARD) {
+		f->txn_fwd++;
+		st(e, STAT_RCPT_FORWARDED);
+		if (q_push(e, f, Q_RCPT, 0) != 0)
+			c_failopen(e, f);
+		return;
+	}
+	f->txn_ref++;
+	if (tripped) {
+		answer(e, f, pos, len, (const uint8_t *)REPLY_421, n, Q_INJ_CLOSE);
+		f->flags |= FLOW_F_HARVEST;
+		f->cmode = CM_SWALLOW;
+		st(e, STAT_HARVEST_CLOSED);
+		st(e, STAT_RCPT_REJECTED);
+		post_event(e, f, MSG_EV_HARVEST, 421, canon, (size_t)canon_len, (uint8_t)tripped,
+			   count);
+		return;
+	}
+	answer(e, f, pos, len, text, n, Q_INJ);
+	if (d == RD_REJECT) {
+		st(e, STAT_RCPT_REJECTED);
+		post_event(e, f, MSG_EV_REJECT, 550, canon, (size_t)canon_len, 0, 0);
+	} else {
+		st(e, STAT_RCPT_DEFERRED);
+		post_event(e, f, MSG_EV_DEFER, 450, canon, (size_t)canon_len, 0, 0);
+	}
+}
+
+static void keep_arg(char *dst, uint8_t *dlen, size_t max, const uint8_t *a, size_t n)
+{
+	while (n && (a[0] == ' '))
+		a++, n--;
+	if (n > max)
+		n = max;
+	memcpy(dst, a, n);
+	*dlen = (uint8_t)n;
+}
+
+/* One whole command line [pos, pos+len) (len includes the line end). */
+static void on_line(struct engine *e, struct flow *f, const uint8_t *line, uint32_t pos,
+		    uint32_t len)
+{
+	struct smtp_cmd c;
+	size_t n = len;
+	uint8_t kind = Q_FWD;
+
+	if (n && line[n - 1] == '\n')
+		n--;
+	if (n && line[n - 1] == '\r')
+		n--;
+	else
+		st(e, STAT_BARE_LF);
+	st(e, STAT_CMDS);
+	if (memchr(line, 0, n)) {
+		/* NUL is no command a server accepts: forward, decide nothing */
+		st(e, STAT_NUL_BYTES);
+		if (q_push(e, f, Q_FWD, 0) != 0)
+			c_failopen(e, f);
+		return;
+	}
+	smtp_cmd_parse(line, n, &c);
+	switch (c.verb) {
+	case SMTP_V_HELO:
+	case SMTP_V_EHLO:
+		keep_arg(f->helo, &f->helo_len, FLOW_HELO_MAX, line + c.arg_off, n - c.arg_off);
+		txn_reset(f);
+		kind = c.verb == SMTP_V_EHLO ? Q_EHLO : Q_HELO;
+		break;
+	case SMTP_V_MAIL: {
+		struct addr_parsed ad;
+		txn_reset(f);
+		f->from_len = 0;
+		if (!c.bad && addr_parse_path((const char *)line + c.arg_off, n - c.arg_off, &ad) ==
+				      ADDR_OK) {
+			size_t k = ad.local_len < FLOW_FROM_MAX ? ad.local_len : FLOW_FROM_MAX;
+			memcpy(f->from, ad.local, k);
+			if (ad.domain_len && k < FLOW_FROM_MAX)
+				f->from[k++] = '@';
+			for (size_t i = 0; i < ad.domain_len && k < FLOW_FROM_MAX; i++)
+				f->from[k++] = ad.domain[i];
+			f->from_len = (uint8_t)k;
+		}
+		break;
+	}
+	case SMTP_V_RCPT:
+		if (!c.bad) {
+			on_rcpt(e, f, pos, len, line + c.arg_off, n - c.arg_off);
+			return;
+		}
+		break;
+	case SMTP_V_DATA:
+		if (f->txn_fwd == 0 && f->txn_ref > 0 &&
+		    can_answer(e, f, sizeof(REPLY_554) - 1)) {
+			answer(e, f, pos, len, (const uint8_t *)REPLY_554, sizeof(REPLY_554) - 1,
+			       Q_INJ);
+			st(e, STAT_DATA_REFUSED);
+			return;
+		}
+		kind = Q_DATA;
+		f->cmode = CM_DATA_WAIT;
+		break;
+	case SMTP_V_BDAT:
+		if (c.bad) {
+			if (q_push(e, f, Q_FWD, 0) == 0)
+				c_failopen(e, f); /* chunk length unknown */
+			else
+				c_failopen(e, f);
+			return;
+		}
+		f->bdat_left = c.bdat_size;
+		if (f->txn_fwd == 0 && f->txn_ref > 0 &&
+		    can_answer(e, f, sizeof(REPLY_554) - 1)) {
+			answer(e, f, pos, len, (const uint8_t *)REPLY_554, sizeof(REPLY_554) - 1,
+			       Q_INJ);
+			st(e, STAT_DATA_REFUSED);
+			f->cmode = f->bdat_left ? CM_BDAT_EAT : CM_CMD;
+			return;
+		}
+		kind = Q_BDAT;
+		f->cmode = f->bdat_left ? CM_BDAT : CM_CMD;
+		break;
+	case SMTP_V_RSET:
+		txn_reset(f);
+		break;
+	case SMTP_V_STARTTLS:
+		kind = Q_STARTTLS;
+		f->cmode = CM_TLS_WAIT;
+		break;
+	case SMTP_V_AUTH:
+		kind = Q_AUTH;
+		f->cmode = CM_AUTH;
+		break;
+	default:
+		break;
+	}
+	if (q_push(e, f, kind, 0) != 0)
+		c_failopen(e, f);
+}
+
+/* End-of-body matcher states. */
+enum { BS_BOL = 0, BS_MID, BS_DOT, BS_DOTCR };
+
+/* One byte of the end-of-body matcher; 1 when it completes CRLF.CRLF (or a
+ * bare-LF "." line, as Postfix accepts). */
+static int body_step(struct flow *f, uint8_t c)
+{
+	switch (f->body_st) {
+	case BS_BOL:
+		f->body_st = c == '.' ? BS_DOT : c == '\n' ? BS_BOL : BS_MID;
+		return 0;
+	case BS_DOT:
+		if (c == '\n')
+			return 1;
+		f->body_st = c == '\r' ? BS_DOTCR : BS_MID;
+		return 0;
+	case BS_DOTCR:
+		if (c == '\n')
+			return 1;
+		f->body_st = BS_MID;
+		return 0;
+	default:
+		f->body_st = c == '\n' ? BS_BOL : BS_MID;
+		return 0;
+	}
+}
+
+/*
+ * Scan body bytes b[0..n); returns bytes up to and including the end line,
+ * or n when the body goes on.  Only a line starting with '.' can end the
+ * body, so the scan jumps from one "\n." to the next (memmem), and looks at
+ * single bytes only around those and at the segment's edges.
+ */
+static uint32_t body_scan(struct flow *f, const uint8_t *b, uint32_t n, int *end)
+{
+	uint32_t i = 0;
+	*end = 0;
+	for (;;) {
+		/* bytes whose meaning depends on the carried state */
+		while (i < n && f->body_st != BS_MID) {
+			if (body_step(f, b[i++])) {
+				*end = 1;
+				return i;
+			}
+		}
+		if (i >= n)
+			return n;
+		const uint8_t *hit = memmem(b + i, n - i, "\n.", 2);
+		if (!hit) {
+			f->body_st = b[n - 1] == '\n' ? BS_BOL : BS_MID;
+			return n;
+		}
+		i = (uint32_t)(hit - b) + 2;
+		f->body_st = BS_DOT;
+	}
+}
+
+/*
+ * Parse client bytes [c_fwd, to) that lie in src (src[0] is sequence
+ * src_seq).  Advances c_fwd over what is decided; a trailing partial command
+ * line stays undecided (the caller holds it).  flush: a FIN follows, so a
+ * partial line goes out as it is.
+ */
+static void c_consume(struct engine *e, struct flow *f, const uint8_t *src, uint32_t src_seq,
+		      uint32_t to, int flush)
+{
+	while (seq_lt(f->c_fwd, to)) {
+		const uint8_t *b = src + (f->c_fwd - src_seq);
+		uint32_t avail = to - f->c_fwd, n;
+		int end;
+
+		switch (f->cmode) {
+		case CM_CMD: {
+			const uint8_t *lf = memchr(b, '\n', avail);
+			if (!lf) {
+				if (avail > e->c.line_max) {
+					st(e, STAT_LINE_TOO_LONG);
+					c_failopen(e, f);
+					break;
+				}
+				if (flush) {
+					c_failopen(e, f);
+					break;
+				}
+				return; /* partial line: held */
+			}
+			n = (uint32_t)(lf - b) + 1;
+			if (n > e->c.line_max) {
+				st(e, STAT_LINE_TOO_LONG);
+				c_failopen(e, f);
+				break;
+			}
+			on_line(e, f, b, f->c_fwd, n);
+			f->c_fwd += n;
+			break;
+		}
+		case CM_BODY:
+			n = body_scan(f, b, avail, &end);
+			f->c_fwd += n;
+			if (end) {
+				f->cmode = CM_CMD;
+				txn_reset(f);
+				if (q_push(e, f, Q_DOT, 0) != 0)
+					c_failopen(e, f);
+			}
+			break;
+		case CM_BDAT:
+		case CM_BDAT_EAT:
+			n = avail < f->bdat_left ? avail : f->bdat_left;
+			if (f->cmode == CM_BDAT_EAT && swallow(e, f, f->c_fwd, n) != 0) {
+				/* cannot remove it: let the server see it */
+				c_failopen(e, f);
+				break;
+			}
+			f->c_fwd += n;
+			f->bdat_left -= n;
+			if (!f->bdat_left)
+				f->cmode = CM_CMD;
+			break;
+		case CM_SWALLOW:
+			if (swallow(e, f, f->c_fwd, avail) != 0) {
+				c_failopen(e, f);
+				break;
+			}
+			f->c_fwd = to;
+			break;
+		case CM_DATA_WAIT:
+		case CM_TLS_WAIT:
+			/* bytes before the reply that says what they are */
+			c_failopen(e, f);
+			break;
+		case CM_AUTH:
+		case CM_OPAQUE:
+		default:
+			f->c_fwd = to;
+			break;
+		}
+	}
+}
+
+/* ---- the server reply state machine ---- */
+
+/* Place the injected replies now at the queue's head at server position pos.
+ * Returns the inserted bytes. */
+static uint32_t place_injections(struct engine *e, struct flow *f, uint32_t pos, int *close)
+{
+	uint32_t total = 0;
+	while (q_len(e, f)) {
+		struct flow_qent q = q_head(e, f);
+		struct flow_busy *b;
+		if (q.kind != Q_INJ && q.kind != Q_INJ_CLOSE)
+			break;
+		b = flow_busy(&e->ft, f);
+		if (tcpedit_add(&f->s2c, flow_pts(&e->ft, f, 1), e->ft.pts_max, pos, 0, q.len) != 0)
+			break; /* cannot happen: can_answer() reserved the point */
+		b->t_pend -= q.len;
+		total += q.len;
+		q_pop(e, f);
+		if (q.kind == Q_INJ_CLOSE) {
+			*close = 1;
+			break;
+		}
+	}
+	return total;
+}
+
+static void on_reply(struct engine *e, struct flow *f)
+{
+	struct flow_qent q;
+	if (f->rp.bad)
+		st(e, STAT_REPLY_MALFORMED);
+	if (!q_len(e, f))
+		return; /* unsolicited (a 421 shutdown, say) */
+	q = q_head(e, f);
+	switch (q.kind) {
+	case Q_EHLO:
+		if (f->rp.code / 100 == 2) {
+			f->flags &= (uint8_t)~(FLOW_F_PIPELINING | FLOW_F_CHUNKING);
+			if (f->rp.caps & SMTP_CAP_PIPELINING)
+				f->flags |= FLOW_F_PIPELINING;
+			if (f->rp.caps & SMTP_CAP_CHUNKING)
+				f->flags |= FLOW_F_CHUNKING;
+		}
+		break;
+	case Q_DATA:
+		if (f->cmode == CM_DATA_WAIT) {
+			f->cmode = f->rp.code == 354 ? CM_BODY : CM_CMD;
+			f->body_st = BS_BOL;
+		}
+		break;
+	case Q_STARTTLS:
+		if (f->cmode == CM_TLS_WAIT) {
+			if (f->rp.code / 100 == 2) {
+				f->cmode = CM_OPAQUE;
+				f->flags |= FLOW_F_S_OPAQUE;
+				st(e, STAT_STARTTLS);
+			} else {
+				f->cmode = CM_CMD;
+			}
+		}
+		break;
+	case Q_AUTH:
+		if (f->rp.code == 334)
+			return; /* the exchange goes on: AUTH stays at the head */
+		if (f->cmode == CM_AUTH)
+			f->cmode = CM_CMD;
+		break;
+	default:
+		break;
+	}
+	q_pop(e, f);
+}
+
+/* Parse server bytes [s_fwd, to) from b (b[0] is s_fwd). Returns 1 when a
+ * harvest 421 was placed (the session is to be closed). */
+static int s_consume(struct engine *e, struct flow *f, const uint8_t *b, uint32_t to,
+		     uint32_t *ins)
+{
+	int close = 0;
+	while (seq_lt(f->s_fwd, to) && !(f->flags & FLOW_F_S_OPAQUE)) {
+		int done;
+		size_t n = smtp_reply_feed(&f->rp, b, to - f->s_fwd, &done);
+		b += n;
+		f->s_fwd += (uint32_t)n;
+		if (!done)
+			break;
+		on_reply(e, f);
+		smtp_reply_reset(&f->rp);
+		if (f->busy != FLOW_NONE)
+			*ins += place_injections(e, f, f->s_fwd, &close);
+		if (close)
+			return 1;
+		if (f->cmode == CM_OPAQUE && !q_len(e, f))
+			f->flags |= FLOW_F_S_OPAQUE;
+	}
+	if (f->flags & FLOW_F_S_OPAQUE)
+		f->s_fwd = to;
+	return 0;
+}
+
+/* ---- emitting an edited segment ---- */
+
+/* Translate the SACK blocks of a segment through the other direction's list.
+ * Blocks that become empty are dropped and the option shrinks (NOP padding). */
+static int sack_fix(struct engine *e, struct flow *f, struct pkt *p, int c2s)
+{
+	uint8_t *o = p->frame + p->sack_off;
+	uint32_t blk[PKT_MAX_SACK][2];
+	unsigned k = 0, n = p->sack_n, len;
+	int changed = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint32_t l = pkt_get32(o + 2 + 8 * i), r = pkt_get32(o + 6 + 8 * i);
+		uint32_t l2 = c2s ? unmap_s2c(e, f, l) : unmap_c2s(e, f, l);
+		uint32_t r2 = c2s ? unmap_s2c(e, f, r) : unmap_c2s(e, f, r);
+		if (l2 != l || r2 != r)
+			changed = 1;
+		if (!seq_lt(l2, r2)) {
+			changed = 1;
+			continue;
+		}
+		blk[k][0] = l2;
+		blk[k][1] = r2;
+		k++;
+	}
+	if (!changed)
+		return 0;
+	len = 2 + 8 * n;
+	if (k == 0) {
+		memset(o, 1, len);
+	} else {
+		o[1] = (uint8_t)(2 + 8 * k);
+		for (unsigned i = 0; i < k; i++) {
+			pkt_put32(o + 2 + 8 * i, blk[i][0]);
+			pkt_put32(o + 6 + 8 * i, blk[i][1]);
+		}
+		memset(o + 2 + 8 * k, 1, len - (2 + 8 * k));
+	}
+	return 1;
+}
+
+/*
+ * Emit the view of original range [x, y) of direction s2c (src[0] is
+ * original sequence src_seq) in the received frame and, past what it holds,
+ * in lent buffers.  ack/fin/news as decided by the caller.
+ */
+static enum engine_verdict emit(struct engine *e, struct flow *f, struct engine_frame *fr,
+				struct pkt *p, int s2c, const uint8_t *src, uint32_t src_seq,
+				uint32_t x, uint32_t y, uint32_t empty_seq, int fin_ok, int news,
+				struct engine_out *out)
+{
+	const struct tcpedit *l = s2c ? &f->s2c : &f->c2s;
+	const struct tcpedit_pt *pts = pts_of(e, f, s2c);
+	uint8_t *th = p->frame + p->tcp_off;
+	uint8_t flags = p->flags, *ck = th + 16;
+	unsigned np;
+	uint32_t vstart, total = 0;
+	int sack_changed = 0;
+
+	/* acknowledgement and SACK of the other direction */
+	if (p->flags & PKT_TH_ACK) {
+		uint32_t a = s2c ? unmap_c2s(e, f, p->ack) : unmap_s2c(e, f, p->ack);
+		put32_fix(th + 8, ck, a);
+		if (s2c)
+			f->ack_to_c = a;
+		else
+			f->ack_to_s = a;
+		if (p->sack_n)
+			sack_changed = sack_fix(e, f, p, !s2c);
+	}
+	if (!fin_ok && (flags & PKT_TH_FIN)) {
+		uint16_t old = pkt_get16(th + 12);
+		th[13] &= (uint8_t)~PKT_TH_FIN;
+		flags &= (uint8_t)~PKT_TH_FIN;
+		pkt_put16(ck, csum_fix32(pkt_get16(ck), old, pkt_get16(th + 12)));
+	}
+
+	if (seq_lt(x, y)) {
+		if (l->n) {
+			np = tcpedit_pieces(l, pts, x, y, e->pieces, e->max_pieces, &vstart);
+		} else {
+			e->pieces[0].from = x;
+			e->pieces[0].len = y - x;
+			e->pieces[0].insert = 0;
+			np = 1;
+			vstart = x + (uint32_t)l->base;
+		}
+		for (unsigned i = 0; i < np; i++)
+			total += e->pieces[i].len;
+	} else {
+		np = 0;
+		vstart = empty_seq;
+	}
+
+	/* the common case: the payload goes out as it came, only renumbered */
+	if (np == 1 && !e->pieces[0].insert && e->pieces[0].from == p->seq &&
+	    e->pieces[0].len == p->pay_len && src == p->frame + p->pay_off) {
+		put32_fix(th + 4, ck, vstart);
+		if (sack_changed)
+			finish_csum(e, p, &fr->tx_flags);
+		return ENGINE_FORWARD;
+	}
+	if (total == 0) {
+		if (!(flags & (PKT_TH_FIN | PKT_TH_RST | PKT_TH_SYN)) && !news)
+			return ENGINE_DROP;
+		pkt_put32(th + 4, vstart);
+		pkt_set_ip_len(p, 0);
+		fr->len = p->ip_end;
+		finish_csum(e, p, &fr->tx_flags);
+		return ENGINE_FORWARD;
+	}
+
+	/* compose the new payload, then cut it into frames */
+	{
+		uint8_t *ob = e->obuf;
+		uint32_t off = 0, done = 0, room;
+		uint16_t mss = mss_to(f, s2c, (uint16_t)(p->pay_off - p->tcp_off - PKT_TCP_LEN));
+		uint16_t hdr = p->pay_off;
+		if (p->pay_len > mss)
+			mss = p->pay_len; /* never cut finer than the sender did */
+		if (total > ENGINE_SCRATCH + e->c.inject_max)
+			total = ENGINE_SCRATCH + e->c.inject_max;
+		for (unsigned i = 0; i < np && off < total; i++) {
+			const struct tcpedit_piece *pc = &e->pieces[i];
+			uint32_t n = pc->len < total - off ? pc->len : total - off;
+			if (pc->insert)
+				text_copy(e, f, pc->from, n, ob + off);
+			else
+				memcpy(ob + off, src + (pc->from - src_seq), n);
+			off += n;
+		}
+		room = (uint32_t)fr->len + fr->tailroom;
+		room = room > hdr ? room - hdr : 0;
+		if (room > mss)
+			room = mss;
+		if (room == 0)
+			return ENGINE_DROP;
+		/* the received frame carries the first part */
+		{
+			uint32_t n = total < room ? total : room;
+			int last = n == total;
+			memcpy(p->frame + p->pay_off, ob, n);
+			pkt_set_ip_len(p, (uint16_t)n);
+			fr->len = p->ip_end;
+			pkt_put32(th + 4, vstart);
+			if (!last)
+				th[13] &= (uint8_t)~(PKT_TH_FIN | PKT_TH_PSH);
+			finish_csum(e, p, &fr->tx_flags);
+			done = n;
+		}
+		/* the rest in lent buffers, headers cloned from the first */
+		while (done < total) {
+			uint32_t n = total - done < mss ? total - done : mss;
+			int k = out_take(e, out, (uint16_t)(hdr + n));
+			struct engine_txbuf *tb;
+			struct pkt q;
+			if (k < 0)
+				break; /* the receiver asks again; we answer the same */
+			tb = &out->buf[k];
+			memcpy(tb->data, p->frame, hdr);
+			memcpy(tb->data + hdr, ob + done, n);
+			q = *p;
+			q.frame = tb->data;
+			q.saddr = tb->data + (p->saddr - p->frame);
+			q.daddr = tb->data + (p->daddr - p->frame);
+			pkt_set_ip_len(&q, (uint16_t)n);
+			pkt_put32(tb->data + q.tcp_off + 4, vstart + done);
+			tb->data[q.tcp_off + 13] = (uint8_t)(flags & ~(PKT_TH_FIN | PKT_TH_PSH));
+			if (done + n == total)
+				tb->data[q.tcp_off + 13] = flags;
+			tb->len = q.ip_end;
+			tb->port = fr->peer_port;
+			tb->l2_len = (uint8_t)p->ip_off;
+			tb->l3_len = (uint8_t)(p->tcp_off - p->ip_off);
+			tb->l4_len = (uint8_t)(p->pay_off - p->tcp_off);
+			finish_csum(e, &q, &tb->tx_flags);
+			done += n;
+		}
+	}
+	return ENGINE_FORWARD;
+}
+
+/* ---- harvest close ---- */
+
+static void harvest_close(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	/* reset the server side at the next byte it expects */
+	uint32_t seq = map_c2s(e, f, f->c_fwd);
+	build_frame(e, f, 0, out, seq, f->s_fwd, NULL, 0, PKT_TH_RST | PKT_TH_ACK);
+	/* and end the client's side after the 421 */
+	build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), unmap_c2s(e, f, f->s_ack), NULL, 0,
+		    PKT_TH_FIN | PKT_TH_ACK);
+	f->flags |= FLOW_F_S_OPAQUE;
+	f->state = FS_CLOSING;
+}
+
+/* Replies at the queue's head with no server reply due before them go to
+ * the client on their own, inserted where the server's stream stands. */
+static void inject_alone(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	uint32_t v0, ins;
+	int close = 0;
+	if (f->busy == FLOW_NONE || !q_len(e, f) || !smtp_reply_idle(&f->rp) ||
+	    (f->flags & FLOW_F_S_OPAQUE))
+		return;
+	v0 = map_s2c_hi(e, f, f->s_fwd);
+	ins = place_injections(e, f, f->s_fwd, &close);
+	if (!ins)
+		return;
+	{
+		const struct tcpedit_pt *pts = flow_pts(&e->ft, f, 1);
+		uint32_t toff = tcpedit_live_ins(&f->s2c, pts) - ins;
+		send_text(e, f, out, v0, toff, ins, 0);
+	}
+	st(e, STAT_INJECTED);
+	retx_arm(e, f);
+	if (close)
+		harvest_close(e, f, out);
+}
+
+/* ---- per-direction segment handling ---- */
+
+static void note_ts(struct flow *f, const struct pkt *p, int c2s)
+{
+	if (!p->has_ts)
+		return;
+	if (c2s)
+		f->c_tsval = pkt_get32(p->frame + p->ts_off);
+	else
+		f->s_tsval = pkt_get32(p->frame + p->ts_off);
+}
+
+static int csum_bad(struct engine *e, const struct engine_frame *fr, const struct pkt *p)
+{
+	if (fr->rx_csum == ENGINE_RXCSUM_GOOD)
+		return 0;
+	if (fr->rx_csum == ENGINE_RXCSUM_BAD || !pkt_tcp_csum_ok(p)) {
+		st(e, STAT_BAD_CSUM);
+		return 1;
+	}
+	return 0;
+}
+
+/* Keep an out-of-order segment for later; 0 stored, -1 not. */
+static int ooo_store(struct engine *e, struct flow *f, const struct pkt *p, int dir)
+{
+	struct flow_busy *b;
+	uint32_t idx, *pp;
+	struct flow_seg *sg;
+
+	if (p->pay_len > FLOW_SEG_DATA || (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f)))
+		goto full;
+	b = flow_busy(&e->ft, f);
+	if (b->ooo_n[dir] >= e->c.ooo_max)
+		goto full;
+	pp = &b->ooo_head[dir];
+	while (*pp != FLOW_NONE) {
+		struct flow_seg *o = flow_seg(&e->ft, *pp);
+		if (o->seq == p->seq && o->len >= p->pay_len)
+			return 0; /* a copy of what is kept */
+		if (seq_lt(p->seq, o->seq))
+			break;
+		pp = &o->next;
+	}
+	idx = flow_seg_get(&e->ft);
+	if (idx == FLOW_NONE)
+		goto full;
+	sg = flow_seg(&e->ft, idx);
+	sg->seq = p->seq;
+	sg->len = p->pay_len;
+	sg->fin = (p->flags & PKT_TH_FIN) != 0;
+	memcpy(sg + 1, p->frame + p->pay_off, p->pay_len);
+	sg->next = *pp;
+	*pp = idx;
+	b->ooo_n[dir]++;
+	st(e, STAT_OOO_SEGS);
+	return 0;
+full:
+	st(e, STAT_OOO_LIMIT);
+	return -1;
+}
+
+static enum engine_verdict c2s_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
+				   struct pkt *p, struct engine_out *out);
+static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
+				   struct pkt *p, struct engine_out *out);
+
+/*
+ * Out-of-order segments that became in order: run them through the same
+ * path as a received frame, built in a lent buffer from the current frame's
+ * headers.
+ */
+static void ooo_drain(struct engine *e, struct flow *f, struct engine_frame *fr,
+		      const struct pkt *cur, int dir, struct engine_out *out)
+{
+	for (;;) {
+		struct flow_busy *b;
+		struct flow_seg *sg;
+		uint32_t idx, next_seq = dir == 0 ? f->c_rcv : f->s_fwd;
+		struct pkt q;
+		struct engine_frame nf;
+		int k;
+
+		if (f->busy == FLOW_NONE)
+			return;
+		b = flow_busy(&e->ft, f);
+		idx = b->ooo_head[dir];
+		if (idx == FLOW_NONE)
+			return;
+		sg = flow_seg(&e->ft, idx);
+		if (seq_lt(next_seq, sg->seq))
+			return; /* still a gap */
+		b->ooo_head[dir] = sg->next;
+		b->ooo_n[dir]--;
+		if (seq_le(sg->seq + sg->len, next_seq) && !sg->fin) {
+			flow_seg_put(&e->ft, idx);
+			continue; /* wholly covered meanwhile */
+		}
+		k = out_take(e, out, (uint16_t)(cur->pay_off + sg->len));
+		if (k < 0) {
+			flow_seg_put(&e->ft, idx);
+			return;
+		}
+		memcpy(out->buf[k].data, cur->frame, cur->pay_off);
+		memcpy(out->buf[k].data + cur->pay_off, sg + 1, sg->len);
+		q = *cur;
+		q.frame = out->buf[k].data;
+		q.saddr = q.frame + (cur->saddr - cur->frame);
+		q.daddr = q.frame + (cur->daddr - cur->frame);
+		q.sack_n = 0;
+		q.seq = sg->seq;
+		q.flags = (uint8_t)(PKT_TH_ACK | PKT_TH_PSH | (sg->fin ? PKT_TH_FIN : 0));
+		q.frame[q.tcp_off + 13] = q.flags;
+		pkt_put32(q.frame + q.tcp_off + 4, q.seq);
+		pkt_put32(q.frame + q.tcp_off + 8, q.ack);
+		pkt_set_ip_len(&q, sg->len);
+		pkt_ip_csum(&q);
+		pkt_tcp_csum(&q);
+		flow_seg_put(&e->ft, idx);
+		nf.data = q.frame;
+		nf.len = q.ip_end;
+		nf.headroom = 0;
+		nf.tailroom = (uint16_t)(out->buf[k].cap - q.ip_end);
+		nf.rx_port = fr->rx_port;
+		nf.peer_port = fr->peer_port;
+		nf.outside = fr->outside;
+		nf.rx_csum = ENGINE_RXCSUM_GOOD;
+		nf.tx_flags = 0;
+		{
+			/* the lent buffer is this frame now: the rest of out follows it */
+			struct engine_out rest = {out->buf + k + 1, (uint16_t)(out->cap - k - 1), 0};
+			enum engine_verdict v =
+				dir == 0 ? c2s_seg(e, f, &nf, &q, &rest) : s2c_seg(e, f, &nf, &q, &rest);
+			struct engine_txbuf *tb = &out->buf[k];
+			if (v == ENGINE_DROP) {
+				tb->len = 0; /* nothing in it: the caller frees it */
+				tb->port = ENGINE_PORT_NONE;
+				tb->tx_flags = 0;
+			} else {
+				tb->len = nf.len;
+				tb->port = fr->peer_port;
+				tb->tx_flags = nf.tx_flags;
+				tb->l2_len = (uint8_t)q.ip_off;
+				tb->l3_len = (uint8_t)(q.tcp_off - q.ip_off);
+				tb->l4_len = (uint8_t)(q.pay_off - q.tcp_off);
+			}
+			out->n = (uint16_t)(k + 1 + rest.n);
+			if (v == ENGINE_DROP && rest.n == 0)
+				out->n = (uint16_t)k; /* give the unused buffer back */
+		}
+	}
+}
+
+static enum engine_verdict c2s_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
+				   struct pkt *p, struct engine_out *out)
+{
+	uint32_t s = p->seq, end = s + p->pay_len, x = s, y = s;
+	const uint8_t *src = p->frame + p->pay_off;
+	uint32_t src_seq = s, empty_seq;
+	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok = 1, news = 0;
+	uint32_t old_fwd = f->c_fwd;
+	enum engine_verdict v;
+
+	note_ts(f, p, 1);
+	if (p->win != f->c_win || p->sack_n)
+		news = 1;
+	f->c_win = p->win;
+	if (p->flags & PKT_TH_ACK) {
+		if (seq_lt(f->c_ack, p->ack)) {
+			f->c_ack = p->ack;
+			if (f->s2c.n)
+				text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1),
+								 f->c_ack));
+		}
+		if (unmap_s2c(e, f, p->ack) != f->ack_to_s)
+			news = 1;
+	}
+
+	if (p->pay_len == 0 && !fin) {
+		/* a pure ACK goes on even when it says nothing new: duplicate
+		 * ACKs drive the server's fast retransmission */
+		empty_seq = map_c2s(e, f, seq_lt(s, f->c_fwd) ? s : f->c_fwd);
+		return emit(e, f, fr, p, 0, src, src_seq, s, s, empty_seq, 1, 1, out);
+	}
+	if (seq_lt(f->c_rcv, s)) {
+		/* a gap before it: keep it for later, pass the ACK on */
+		ooo_store(e, f, p, 0);
+		empty_seq = map_c2s(e, f, f->c_fwd);
+		return emit(e, f, fr, p, 0, src, src_seq, s, s, empty_seq, 0, news, out);
+	}
+	if (p->pay_len && seq_le(end, old_fwd)) {
+		st(e, STAT_RETRANS);
+		x = s;
+		y = end;
+	} else if (p->pay_len || (fin && f->c_rcv != f->c_fwd)) {
+		uint32_t held = f->c_rcv - f->c_fwd;
+		int fresh = seq_lt(f->c_rcv, end);
+		if (fresh && csum_bad(e, fr, p))
+			return ENGINE_DROP;
+		x = seq_lt(s, old_fwd) ? s : old_fwd;
+		if (fresh || (fin && held)) {
+			if (held) {
+				/* one buffer: old part, held line, new bytes */
+				uint8_t *d = e->src;
+				uint32_t o = 0;
+				if (seq_lt(s, old_fwd)) {
+					memcpy(d, src, old_fwd - s);
+					o = old_fwd - s;
+				}
+				memcpy(d + o, flow_held(&e->ft, f), held);
+				o += held;
+				if (fresh) {
+					uint32_t skip = f->c_rcv - s;
+					memcpy(d + o, src + skip, end - f->c_rcv);
+				}
+				src = d;
+				src_seq = x;
+			}
+			if (fresh)
+				f->c_rcv = end;
+			c_consume(e, f, src, src_seq, f->c_rcv, fin);
+			/* hold what is left of a partial line */
+			if (f->c_rcv != f->c_fwd) {
+				uint32_t left = f->c_rcv - f->c_fwd;
+				if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0) {
+					c_failopen(e, f);
+					f->c_fwd = f->c_rcv;
+				} else {
+					memmove(flow_held(&e->ft, f), src + (f->c_fwd - src_seq), left);
+				}
+			}
+		}
+		y = f->c_fwd;
+		if (seq_lt(y, x))
+			y = x;
+	}
+	{
+		/* what the server acknowledged is not sent again: the first copy
+		 * decided, and a resend with other bytes must not reach it */
+		uint32_t acked = unmap_c2s(e, f, f->s_ack);
+		if (seq_lt(x, acked))
+			x = seq_lt(acked, y) ? acked : y;
+	}
+	if (fin) {
+		fin_ok = f->c_rcv == f->c_fwd && y == end;
+		if (fin_ok)
+			f->flags |= FLOW_F_C_FIN;
+	}
+	empty_seq = map_c2s(e, f, seq_lt(s, f->c_fwd) ? s : f->c_fwd);
+	if (fin_ok && fin)
+		empty_seq = map_c2s(e, f, end);
+	v = emit(e, f, fr, p, 0, src, src_seq, x, y, empty_seq, fin_ok, news, out);
+	if (x == y && p->pay_len && seq_le(end, f->c_fwd))
+		/* a resent command we removed: the server will never ACK it, so
+		 * the ACK comes from us, or the client would resend it forever */
+		build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), unmap_c2s(e, f, f->s_ack),
+			    NULL, 0, PKT_TH_ACK);
+	inject_alone(e, f, out);
+	return v;
+}
+
+static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
+				   struct pkt *p, struct engine_out *out)
+{
+	uint32_t s = p->seq, end = s + p->pay_len, x = s, y = s, ins = 0;
+	const uint8_t *src = p->frame + p->pay_off;
+	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok = 1, news = 0, close = 0;
+	enum engine_verdict v;
+
+	note_ts(f, p, 0);
+	if (p->win != f->s_win || p->sack_n)
+		news = 1;
+	f->s_win = p->win;
+	if (p->flags & PKT_TH_ACK) {
+		if (seq_lt(f->s_ack, p->ack)) {
+			f->s_ack = p->ack;
+			if (f->c2s.n)
+				tcpedit_collapse(&f->c2s, flow_pts(&e->ft, f, 0), f->s_ack);
+		}
+		if (unmap_c2s(e, f, p->ack) != f->ack_to_c)
+			news = 1;
+	}
+	if (f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST))
+		return ENGINE_DROP; /* the server side was reset */
+	if (p->pay_len == 0 && !fin)
+		return emit(e, f, fr, p, 1, src, s, s, s, map_s2c_hi(e, f, s), 1, 1, out);
+	if (seq_lt(f->s_fwd, s)) {
+		ooo_store(e, f, p, 1);
+		return emit(e, f, fr, p, 1, src, s, s, s, map_s2c_hi(e, f, f->s_fwd), 0, news,
+			    out);
+	}
+	if (p->pay_len) {
+		if (seq_lt(f->s_fwd, end)) {
+			if (csum_bad(e, fr, p))
+				return ENGINE_DROP;
+			close = s_consume(e, f, src + (f->s_fwd - s), end, &ins);
+		} else {
+			st(e, STAT_RETRANS);
+		}
+		y = end;
+	}
+	if (fin) {
+		fin_ok = y == end && !close;
+		if (fin_ok)
+			f->flags |= FLOW_F_S_FIN;
+	}
+	if (close)
+		y = f->s_fwd; /* nothing of the server's past the 421 */
+	{
+		uint32_t acked = unmap_s2c(e, f, f->c_ack);
+		if (seq_lt(x, acked))
+			x = seq_lt(acked, y) ? acked : y;
+	}
+	v = emit(e, f, fr, p, 1, src, s, x, y, map_s2c_hi(e, f, end), fin_ok, news, out);
+	if (x == y && p->pay_len && !close)
+		/* a resend the client already has: its ACK comes from us */
+		build_frame(e, f, 0, out, map_c2s(e, f, f->c_fwd), unmap_s2c(e, f, f->c_ack),
+			    NULL, 0, PKT_TH_ACK);
+	if (ins)
+		retx_arm(e, f);
+	if (close)
+		harvest_close(e, f, out);
+	return v;
+}
+
+/* ---- flow creation and eviction ---- */
+
+static struct flow *evict_one(struct engine *e)
+{
+	struct flow_table *t = &e->ft;
+	struct flow *best = NULL;
+	for (unsigned i = 0; i < ENGINE_EVICT_SCAN; i++) {
+		struct flow *f = &t->flows[t->evict_pos];
+		t->evict_pos = (t->evict_pos + 1) % t->max;
+		if (f->state == FS_FREE)
+			continue;
+		/* only flows with no offsets can go: their segments then pass
+		 * unedited and stay correct */
+		if (f->c2s.base || f->s2c.base || f->c2s.n || f->s2c.n || f->busy != FLOW_NONE)
+			continue;
+		if (f->state == FS_CLOSING) {
+			best = f;
+			break;
+		}
+		if (!best || seq_lt(f->last_ms, best->last_ms))
+			best = f;
+	}
+	return best;
+}
+
+static struct flow *flow_new(struct engine *e, struct engine_frame *fr, struct pkt *p)
+{
+	struct flow *f = flow_insert(&e->ft, p->family, p->saddr, p->daddr, p->sport, p->dport);
+	if (!f) {
+		struct flow *v = evict_one(e);
+		if (v) {
+			flow_forget(e, v);
+			st(e, STAT_FLOWS_EVICTED);
+			f = flow_insert(&e->ft, p->family, p->saddr, p->daddr, p->sport,
+					p->dport);
+		}
+	}
+	if (!f) {
+		st(e, STAT_FLOWS_FULL);
+		return NULL;
+	}
+	f->c_fwd = f->c_rcv = p->seq + 1;
+	f->c_mss = p->mss;
+	if (p->has_ts)
+		f->flags |= FLOW_F_TS;
+	note_ts(f, p, 1);
+	f->c_win = p->win;
+	memcpy(f->mac_c, p->frame + 6, 6);
+	memcpy(f->mac_s, p->frame, 6);
+	f->n_vlan = p->n_vlan;
+	memcpy(f->vlan, p->frame + 12, p->n_vlan * PKT_VLAN_LEN);
+	f->c_rxport = fr->rx_port;
+	f->s_rxport = fr->peer_port;
+	f->last_ms = e->now_ms;
+	q_push(e, f, Q_FWD, 0); /* the server's greeting */
+	st(e, STAT_FLOWS_NEW);
+	return f;
+}
+
+enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_t now_ns,
+			      struct engine_out *out)
+{
+	struct pkt p;
+	struct flow *f;
+	int c2s = 0;
+	enum engine_verdict v;
+
+	if (out)
+		out->n = 0;
+	fr->tx_flags = 0;
+	switch (pkt_parse(&p, fr->data, fr->len)) {
+	case PKT_TCP:
+		break;
+	case PKT_FRAG:
+		st(e, STAT_FRAGMENTS);
+		return ENGINE_FORWARD;
+	case PKT_BAD:
+		st(e, STAT_MALFORMED);
+		return ENGINE_FORWARD;
+	default:
+		return ENGINE_FORWARD;
+	}
+	fr->l2_len = (uint8_t)p.ip_off;
+	fr->l3_len = (uint8_t)(p.tcp_off - p.ip_off);
+	fr->l4_len = (uint8_t)(p.pay_off - p.tcp_off);
+	if (!smtp_port(e, p.dport) && !smtp_port(e, p.sport))
+		return ENGINE_FORWARD;
+	e->now_ns = now_ns;
+	e->now_ms = (uint32_t)(now_ns / 1000000u);
+
+	f = flow_lookup(&e->ft, p.family, p.saddr, p.daddr, p.sport, p.dport, &c2s);
+	if ((p.flags & (PKT_TH_SYN | PKT_TH_ACK | PKT_TH_RST)) == PKT_TH_SYN) {
+		if (f && f->state == FS_CLOSING) {
+			flow_forget(e, f);
+			f = NULL;
+		}
+		if (f && c2s && f->state == FS_SYN && f->c_fwd != p.seq + 1) {
+			/* a new attempt with another ISN on the same ports */
+			f->c_fwd = f->c_rcv = p.seq + 1;
+			note_ts(f, &p, 1);
+		}
+		if (!f) {
+			if (!smtp_port(e, p.dport) || (e->c.inbound_only && !fr->outside))
+				return ENGINE_FORWARD;
+			f = flow_new(e, fr, &p);
+		}
+		if (f)
+			st(e, STAT_SMTP_PKTS);
+		return ENGINE_FORWARD;
+	}
+	if (!f) {
+		st(e, STAT_FLOWS_MIDSTREAM);
+		return ENGINE_FORWARD;
+	}
+	st(e, STAT_SMTP_PKTS);
+	f->last_ms = e->now_ms;
+
+	if (f->state == FS_SYN) {
+		if (!c2s && (p.flags & (PKT_TH_SYN | PKT_TH_ACK)) == (PKT_TH_SYN | PKT_TH_ACK) &&
+		    p.ack == f->c_fwd) {
+			f->s_fwd = p.seq + 1;
+			f->s_mss = p.mss;
+			if (!p.has_ts)
+				f->flags &= (uint8_t)~FLOW_F_TS;
+			note_ts(f, &p, 0);
+			f->s_win = p.win;
+			f->c_ack = f->s_fwd;
+			f->s_ack = f->c_fwd;
+			f->ack_to_c = f->c_fwd;
+			f->ack_to_s = f->s_fwd;
+			f->state = FS_EST;
+		} else if (p.pay_len) {
+			/* data before the handshake was seen: nothing can be
+			 * translated or decided, so it passes as it is */
+			st(e, STAT_FLOWS_MIDSTREAM);
+		}
+		return ENGINE_FORWARD; /* nothing to translate yet */
+	}
+	if (p.flags & PKT_TH_SYN)
+		return ENGINE_FORWARD; /* a retransmitted SYN-ACK: no offsets before data */
+	if (p.flags & PKT_TH_RST) {
+		uint8_t *th = p.frame + p.tcp_off;
+		uint32_t seq = c2s ? map_c2s(e, f, p.seq) : map_s2c_hi(e, f, p.seq);
+		put32_fix(th + 4, th + 16, seq);
+		if (p.flags & PKT_TH_ACK)
+			put32_fix(th + 8, th + 16,
+				  c2s ? unmap_s2c(e, f, p.ack) : unmap_c2s(e, f, p.ack));
+		if (f->state != FS_CLOSING)
+			st(e, STAT_FLOWS_CLOSED);
+		f->state = FS_CLOSING;
+		retx_unlink(e, f);
+		return ENGINE_FORWARD;
+	}
+	if (c2s && f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST)) {
+		/* the session was ended by the 421: only its ACKs matter */
+		if ((p.flags & PKT_TH_ACK) && seq_lt(f->c_ack, p.ack)) {
+			f->c_ack = p.ack;
+			if (f->s2c.n)
+				text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1),
+								 f->c_ack));
+		}
+		return ENGINE_DROP;
+	}
+
+	v = c2s ? c2s_seg(e, f, fr, &p, out) : s2c_seg(e, f, fr, &p, out);
+	if (f->busy != FLOW_NONE) {
+		const struct flow_busy *b = flow_busy(&e->ft, f);
+		if (b->ooo_n[c2s ? 0 : 1])
+			ooo_drain(e, f, fr, &p, c2s ? 0 : 1, out);
+	}
+	if ((f->flags & (FLOW_F_C_FIN | FLOW_F_S_FIN)) == (FLOW_F_C_FIN | FLOW_F_S_FIN) &&
+	    f->state == FS_EST) {
+		f->state = FS_CLOSING;
+		st(e, STAT_FLOWS_CLOSED);
+	}
+	maybe_release(e, f);
+	return v;
+}
+
+/* ---- timers ---- */
+
+/* Resend injected text the client has not acknowledged although it has
+ * everything of the server's before it. */
+static void retx_flow(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	const struct tcpedit_pt *pts = flow_pts(&e->ft, f, 1);
+	uint32_t d = (uint32_t)f->s2c.base, toff = 0;
+	for (unsigned i = 0; i < f->s2c.n; i++) {
+		const struct tcpedit_pt *t = &pts[i];
+		uint32_t vs = t->pos + d, ve = vs + t->ins;
+		if (seq_lt(f->c_ack, ve) && seq_le(vs, f->c_ack)) {
+			uint32_t from = f->c_ack;
+			send_text(e, f, out, from, toff + (from - vs), ve - from, 0);
+			st(e, STAT_INJECT_RETX);
+		}
+		toff += t->ins;
+		d += t->ins - t->del;
+	}
+}
+
+unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
+{
+	struct flow_table *t = &e->ft;
+	unsigned n;
+
+	if (out)
+		out->n = 0;
+	e->now_ns = now_ns;
+	e->now_ms = (uint32_t)(now_ns / 1000000u);
+
+	/* retransmissions */
+	for (n = 0; n < ENGINE_RETX_SCAN && e->retx_head != FLOW_NONE; n++) {
+		struct flow *f = &t->flows[e->retx_head];
+		retx_unlink(e, f);
+		if (f->state == FS_FREE || f->busy == FLOW_NONE || !f->s2c.n)
+			continue; /* everything acknowledged */
+		if (seq_lt(e->now_ms, f->retx_ms)) {
+			retx_append(e, f);
+			if (e->retx_head == flow_index(t, f))
+				break; /* only not-yet-due entries left */
+			continue;
+		}
+		if (f->retx_n >= e->c.retx_max) {
+			st(e, STAT_INJECT_GIVEUP);
+			continue;
+		}
+		retx_flow(e, f, out);
+		f->retx_n++;
+		f->retx_ms = e->now_ms + (e->c.retx_initial_ms << f->retx_n);
+		retx_append(e, f);
+	}
+
+	/* idle expiry, a slice of the table per call */
+	for (n = 0; n < ENGINE_EXPIRE_SCAN && t->max; n++) {
+		struct flow *f = &t->flows[t->expire_pos];
+		uint32_t limit;
+		t->expire_pos = (t->expire_pos + 1) % t->max;
+		if (f->state == FS_FREE)
+			continue;
+		limit = f->state == FS_SYN ? e->c.handshake_timeout_ms
+			: f->state == FS_CLOSING ? ENGINE_CLOSING_MS
+						 : e->c.idle_timeout_ms;
+		if (e->now_ms - f->last_ms > limit) {
+			if (f->state != FS_CLOSING)
+				st(e, STAT_FLOWS_EXPIRED);
+			flow_forget(e, f);
+		}
+	}
+	return out ? out->n : 0;
+}

@@ -1,0 +1,230 @@
+/*
+ * flow.h — per-lcore flow state of the engine: the fixed flow table (chained
+ * hash over a slot array, free list, idle expiry, eviction), and the two
+ * pools of fixed-size blocks attached to flows only while they need them:
+ * busy blocks (held partial line, the queue of commands awaiting replies,
+ * edit points, injected reply text) and segment blocks (out-of-order data).
+ * An idle flow owns neither, so its state is just struct flow.
+ * Everything is allocated once at init; runs on the owning worker lcore.
+ */
+#ifndef RG_ENGINE_FLOW_H
+#define RG_ENGINE_FLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pkt.h"
+#include "smtp.h"
+#include "tcpedit.h"
+
+#define FLOW_NONE UINT32_MAX
+#define FLOW_CHAIN_MAX 16u	/* flows walked per bucket before refusing a new one */
+#define FLOW_INLINE_Q 8u	/* commands awaiting replies kept without a busy block */
+#define FLOW_HELO_MAX 48u	/* HELO/EHLO argument kept for events (truncated) */
+#define FLOW_FROM_MAX 64u	/* MAIL FROM address kept for events (truncated) */
+
+enum flow_state {
+	FS_FREE = 0,
+	FS_SYN,		/* client SYN seen */
+	FS_EST,		/* server SYN-ACK seen: sequence spaces known */
+	FS_CLOSING,	/* FIN both ways or RST: kept briefly for stray segments */
+};
+
+/* Client stream mode: how the next client bytes are read. */
+enum flow_cmode {
+	CM_CMD = 0,	/* command lines */
+	CM_DATA_WAIT,	/* DATA forwarded, its reply not seen */
+	CM_BODY,	/* message body until CRLF.CRLF */
+	CM_BDAT,	/* chunk bytes (bdat_left) forwarded */
+	CM_BDAT_EAT,	/* chunk bytes (bdat_left) removed */
+	CM_TLS_WAIT,	/* STARTTLS forwarded, its reply not seen */
+	CM_AUTH,	/* SASL exchange: bytes stream through unparsed */
+	CM_OPAQUE,	/* TLS or fail-open: offsets applied, nothing parsed */
+	CM_SWALLOW,	/* after a harvest 421: client bytes removed */
+};
+
+/* Kinds of the commands awaiting replies (the RFC 2920 order queue). */
+enum flow_qkind {
+	Q_FWD = 0,	/* forwarded, nothing special about its reply */
+	Q_EHLO,
+	Q_HELO,
+	Q_DATA,		/* 354 -> body */
+	Q_DOT,		/* end of a message body */
+	Q_BDAT,
+	Q_STARTTLS,	/* 220 -> opaque */
+	Q_AUTH,		/* 334 -> stays at the head */
+	Q_RCPT,
+	Q_INJ,		/* answered by the engine: text in the busy block */
+	Q_INJ_CLOSE,	/* the harvest 421: the session ends after it */
+	Q_OPAQUE,	/* client stream turned opaque here: so does the server's */
+};
+
+#define FLOW_F_TS 0x01u		/* timestamps negotiated */
+#define FLOW_F_C_FIN 0x02u	/* client FIN seen */
+#define FLOW_F_S_FIN 0x04u	/* server FIN seen */
+#define FLOW_F_RETX 0x08u	/* on the retransmission list */
+#define FLOW_F_S_OPAQUE 0x10u	/* server stream no longer parsed */
+#define FLOW_F_HARVEST 0x20u	/* a harvest 421 is queued or sent */
+#define FLOW_F_PIPELINING 0x40u /* server announced PIPELINING */
+#define FLOW_F_CHUNKING 0x80u	/* server announced CHUNKING */
+
+struct flow {
+	/* identity */
+	uint8_t c_ip[16], s_ip[16];	/* IPv4 in the first 4 bytes */
+	uint16_t c_port, s_port;
+	uint8_t family;
+	uint8_t state;			/* enum flow_state */
+	uint8_t flags;			/* FLOW_F_* */
+	uint8_t n_vlan;
+	uint32_t next;			/* hash chain / free list */
+	uint32_t busy;			/* busy block or FLOW_NONE */
+	uint32_t last_ms;		/* coarse time of the last segment */
+	/* how to build frames of our own (as the client's frames look) */
+	uint8_t mac_c[6], mac_s[6];
+	uint8_t vlan[PKT_VLAN_BYTES];
+	uint16_t c_rxport, s_rxport;	/* ports the client's / server's frames arrive on */
+	uint16_t c_mss, s_mss;		/* MSS each end announced */
+	/* client -> server */
+	uint32_t c_fwd;			/* client bytes decided */
+	uint32_t c_rcv;			/* next client byte expected (c_fwd + held) */
+	uint32_t c_ack;			/* client's latest ACK (view of server stream) */
+	uint32_t c_tsval;
+	uint16_t c_win;
+	uint16_t s_win;
+	struct tcpedit c2s;
+	/* server -> client */
+	uint32_t s_fwd;			/* server bytes parsed */
+	uint32_t s_ack;			/* server's latest ACK (of forwarded client bytes) */
+	uint32_t s_tsval;
+	struct tcpedit s2c;
+	uint32_t ack_to_s, ack_to_c;	/* last ACK forwarded to the server / client */
+	/* retransmission of injected replies */
+	uint32_t retx_next, retx_prev;	/* retransmission list links */
+	uint32_t retx_ms;		/* when to look next */
+	uint8_t retx_n;
+	/* SMTP */
+	uint8_t cmode;			/* enum flow_cmode */
+	uint8_t body_st;		/* end-of-body matcher */
+	uint8_t q_head, q_n;		/* inline queue (no busy block) */
+	uint8_t q_inl[FLOW_INLINE_Q];
+	uint8_t helo_len, from_len;
+	uint8_t _pad0;
+	uint32_t bdat_left;
+	uint16_t txn_fwd;		/* RCPTs forwarded in this transaction */
+	uint16_t txn_ref;		/* RCPTs answered by the engine */
+	struct smtp_reply rp;
+	char helo[FLOW_HELO_MAX];
+	char from[FLOW_FROM_MAX];
+};
+
+/* One entry of the busy block's reply queue. */
+struct flow_qent {
+	uint8_t kind;	/* enum flow_qkind */
+	uint8_t _pad0;
+	uint16_t len;	/* Q_INJ*: bytes of text */
+};
+
+/* Header of a busy block; the arrays follow at offsets in struct flow_pools. */
+struct flow_busy {
+	uint32_t next_free;
+	uint16_t q_head, q_n;
+	uint32_t t_head;	/* text ring: first byte of live inserted text */
+	uint32_t t_len;		/* bytes used: live inserted + pending replies */
+	uint32_t t_pend;	/* of which pending (not yet placed) */
+	uint32_t ooo_head[2];	/* segment blocks per direction (0 c2s, 1 s2c) */
+	uint8_t ooo_n[2];
+	uint16_t _pad0;
+};
+
+/* A stored out-of-order segment. */
+struct flow_seg {
+	uint32_t next;
+	uint32_t seq;
+	uint16_t len;
+	uint8_t fin;
+	uint8_t _pad0;
+};
+
+struct flow_table {
+	struct flow *flows;
+	uint32_t *buckets;
+	uint32_t mask;		/* buckets - 1 */
+	uint32_t max;
+	uint32_t used;
+	uint32_t free_head;
+	uint32_t seed;
+	uint32_t expire_pos;	/* idle scan cursor */
+	uint32_t evict_pos;	/* eviction scan cursor */
+	/* busy blocks */
+	uint8_t *busy_mem;
+	size_t busy_size;
+	uint32_t busy_total, busy_used, busy_free;
+	size_t off_held, off_q, off_pts_c, off_pts_s, off_text;
+	uint16_t line_max, cmd_max, pts_max;
+	uint32_t text_max;
+	/* segment blocks */
+	uint8_t *seg_mem;
+	uint32_t seg_total, seg_used, seg_free;
+};
+
+#define FLOW_SEG_SIZE 2048u
+#define FLOW_SEG_DATA (FLOW_SEG_SIZE - sizeof(struct flow_seg))
+
+/* Memory the table and pools need, and their layout in it. */
+size_t flow_mem_size(uint32_t max_flows, uint32_t busy_blocks, uint32_t seg_blocks,
+		     uint16_t line_max, uint16_t cmd_max, uint32_t text_max);
+void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32_t busy_blocks,
+		     uint32_t seg_blocks, uint16_t line_max, uint16_t cmd_max, uint32_t text_max,
+		     uint32_t seed);
+
+/* Find the flow of a segment; *c2s = 1 when it travels client -> server. */
+struct flow *flow_lookup(struct flow_table *t, uint8_t family, const uint8_t *saddr,
+			 const uint8_t *daddr, uint16_t sport, uint16_t dport, int *c2s);
+
+/* A fresh zeroed flow for client -> server, or NULL (table or chain full). */
+struct flow *flow_insert(struct flow_table *t, uint8_t family, const uint8_t *caddr,
+			 const uint8_t *saddr, uint16_t cport, uint16_t sport);
+
+/* Forget a flow (its blocks go back to the pools). */
+void flow_remove(struct flow_table *t, struct flow *f);
+
+static inline uint32_t flow_index(const struct flow_table *t, const struct flow *f)
+{
+	return (uint32_t)(f - t->flows);
+}
+
+/* Busy blocks. */
+int flow_busy_get(struct flow_table *t, struct flow *f); /* 0 or -ENOSPC */
+void flow_busy_put(struct flow_table *t, struct flow *f);
+static inline struct flow_busy *flow_busy(const struct flow_table *t, const struct flow *f)
+{
+	return (struct flow_busy *)(t->busy_mem + (size_t)f->busy * t->busy_size);
+}
+static inline uint8_t *flow_held(const struct flow_table *t, const struct flow *f)
+{
+	return (uint8_t *)flow_busy(t, f) + t->off_held;
+}
+static inline struct flow_qent *flow_q(const struct flow_table *t, const struct flow *f)
+{
+	return (struct flow_qent *)((uint8_t *)flow_busy(t, f) + t->off_q);
+}
+static inline struct tcpedit_pt *flow_pts(const struct flow_table *t, const struct flow *f,
+					  int s2c)
+{
+	return (struct tcpedit_pt *)((uint8_t *)flow_busy(t, f) +
+				     (s2c ? t->off_pts_s : t->off_pts_c));
+}
+static inline uint8_t *flow_text(const struct flow_table *t, const struct flow *f)
+{
+	return (uint8_t *)flow_busy(t, f) + t->off_text;
+}
+
+/* Segment blocks. */
+uint32_t flow_seg_get(struct flow_table *t);	/* FLOW_NONE when exhausted */
+void flow_seg_put(struct flow_table *t, uint32_t idx);
+static inline struct flow_seg *flow_seg(const struct flow_table *t, uint32_t idx)
+{
+	return (struct flow_seg *)(t->seg_mem + (size_t)idx * FLOW_SEG_SIZE);
+}
+
+#endif

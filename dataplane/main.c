@@ -1,0 +1,239 @@
+/*
+ * main.c — rcptgate-dp: parse, attach the shared memory, set up ports and
+ * workers, run until SIGINT/SIGTERM, tear down along one cleanup path.
+ * The main lcore watches for a retired shared-memory file and switches the
+ * workers to its replacement; the worker lcores run worker_main().
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "dpconf.h"
+#include "dpshm.h"
+#include "port.h"
+#include "telemetry.h"
+#include "worker.h"
+
+#define DP_MBUF_CACHE 256u
+#define DP_MBUF_DATA (RTE_MBUF_DEFAULT_BUF_SIZE)	/* 2048 + headroom */
+
+static struct worker_ctx dp;
+static struct dpconf conf;
+static struct dpshm shm;
+
+static void dp_signal(int sig)
+{
+	(void)sig;
+	__atomic_store_n(&dp.quit, 1, __ATOMIC_RELAXED);
+}
+
+static int dp_setup_ports(char *err, size_t errlen)
+{
+	int want_rss = conf.dispatch != DPCONF_DISPATCH_SW;
+	int need_rss = conf.dispatch == DPCONF_DISPATCH_RSS;
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < conf.n_pairs; i++) {
+		dp.ports[n] = (struct port){.outside = 1, .peer = (uint16_t)(n + 1)};
+		dp.ports[n + 1] = (struct port){.outside = 0, .peer = (uint16_t)n};
+		n += 2;
+	}
+	/* RSS only helps if every port spreads the same way. */
+	for (unsigned i = 0; i < conf.n_pairs && want_rss; i++)
+		if (!port_can_rss(conf.pairs[i].outside, dp.n_workers) ||
+		    !port_can_rss(conf.pairs[i].inside, dp.n_workers))
+			want_rss = need_rss;
+	for (unsigned i = 0; i < conf.n_pairs; i++) {
+		uint16_t ids[2] = {conf.pairs[i].outside, conf.pairs[i].inside};
+		for (unsigned k = 0; k < 2; k++) {
+			struct port *p = &dp.ports[2 * i + k];
+			char desc[256];
+			int rc = port_setup(p, ids[k], dp.n_workers, want_rss, need_rss,
+					    conf.sw_csum, conf.rx_desc, conf.tx_desc, dp.pool,
+					    err, errlen);
+			dp.n_ports = 2 * i + k + 1;
+			if (rc)
+				return rc;
+			port_describe(p, desc, sizeof(desc));
+			fprintf(stderr, "rcptgate-dp: %s\n", desc);
+		}
+	}
+	return 0;
+}
+
+static int dp_collect_workers(char *err, size_t errlen)
+{
+	unsigned lcore, n = 0;
+
+	RTE_LCORE_FOREACH_WORKER(lcore) {
+		if (n >= WORKER_MAX) {
+			snprintf(err, errlen, "at most %u worker lcores", WORKER_MAX);
+			return -E2BIG;
+		}
+		dp.workers[n].idx = n;
+		dp.workers[n].lcore_id = lcore;
+		n++;
+	}
+	if (n == 0) {
+		snprintf(err, errlen,
+			 "no worker lcore: give the EAL at least two (e.g. -l 0-1); the main "
+			 "lcore supervises");
+		return -EINVAL;
+	}
+	dp.n_workers = n;
+	return 0;
+}
+
+/* Main lcore: follow rcptgated replacing the shared-memory file. */
+static void dp_supervise(void)
+{
+	unsigned ticks = 0;
+
+	while (!__atomic_load_n(&dp.quit, __ATOMIC_RELAXED)) {
+		usleep(100000);
+		if (++ticks % (conf.shm_retry_s * 10) != 0 || !dpshm_retired(&shm))
+			continue;
+		fprintf(stderr, "rcptgate-dp: %s was retired; re-attaching\n", conf.shm_path);
+		if (dpshm_attach_wait(&shm, conf.shm_path, conf.shm_retry_s, &dp.quit) != 0)
+			break;
+		for (;;) {
+			uint64_t gen = dpshm_gen(&shm);
+			unsigned acked = 0;
+			for (unsigned i = 0; i < dp.n_workers; i++)
+				acked += __atomic_load_n(&dp.workers[i].shm_gen,
+							 __ATOMIC_ACQUIRE) == gen;
+			if (acked == dp.n_workers || __atomic_load_n(&dp.quit, __ATOMIC_RELAXED))
+				break;
+			usleep(1000);
+		}
+		if (!__atomic_load_n(&dp.quit, __ATOMIC_RELAXED))
+			dpshm_drop_old(&shm);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	char err[512] = "";
+	int rc, eal_n, ret = 1, eal_ok = 0, launched = 0;
+	unsigned lcore;
+
+	rc = rte_eal_init(argc, argv);
+	if (rc < 0) {
+		fprintf(stderr, "rcptgate-dp: EAL init failed: %s\n", rte_strerror(rte_errno));
+		return 1;
+	}
+	eal_ok = 1;
+	eal_n = rc;
+	argv[eal_n] = argv[0];
+	dpconf_defaults(&conf);
+	rc = dpconf_parse_args(&conf, argc - eal_n, argv + eal_n, err, sizeof(err), stdout);
+	if (rc == 1) {
+		ret = 0;
+		goto out;
+	}
+	if (rc == 0)
+		rc = dpconf_validate(&conf, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "rcptgate-dp: %s\n", err);
+		dpconf_usage(stderr, argv[0]);
+		goto out;
+	}
+	dp.conf = &conf;
+	dp.shm = &shm;
+	dp.ports = rte_zmalloc("rg_ports", sizeof(struct port) * DPCONF_MAX_PORTS,
+			       RTE_CACHE_LINE_SIZE);
+	dp.workers = rte_zmalloc("rg_workers", sizeof(struct worker) * WORKER_MAX,
+				 RTE_CACHE_LINE_SIZE);
+	if (!dp.ports || !dp.workers) {
+		fprintf(stderr, "rcptgate-dp: out of hugepage memory\n");
+		goto out;
+	}
+	if (dp_collect_workers(err, sizeof(err)) < 0) {
+		fprintf(stderr, "rcptgate-dp: %s\n", err);
+		goto out;
+	}
+	signal(SIGINT, dp_signal);
+	signal(SIGTERM, dp_signal);
+
+	dpshm_init(&shm, dp.n_workers);
+	rc = dpshm_attach_wait(&shm, conf.shm_path, conf.shm_retry_s, &dp.quit);
+	if (rc) {
+		if (rc == -EINTR)
+			ret = 0;
+		goto out_shm;
+	}
+
+	dp.pool = rte_pktmbuf_pool_create("rg_mbufs", conf.mbufs * 2 * conf.n_pairs,
+					  DP_MBUF_CACHE, 0, DP_MBUF_DATA, (int)rte_socket_id());
+	if (!dp.pool) {
+		fprintf(stderr, "rcptgate-dp: mbuf pool of %u: %s (hugepages reserved?)\n",
+			conf.mbufs * 2 * conf.n_pairs, rte_strerror(rte_errno));
+		goto out_shm;
+	}
+	if (dp_setup_ports(err, sizeof(err)) < 0 || worker_plan(&dp, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rcptgate-dp: %s\n", err);
+		goto out_ports;
+	}
+	for (unsigned i = 0; i < dp.n_workers; i++) {
+		struct worker *w = &dp.workers[i];
+		rc = worker_online(&dp, w);
+		if (rc) {
+			fprintf(stderr, "rcptgate-dp: worker %u: engine: %s\n", i, strerror(-rc));
+			goto out_workers;
+		}
+		{
+			char line[256];
+			int o = snprintf(line, sizeof(line), "worker %u on lcore %u polls", i,
+					 w->lcore_id);
+			for (unsigned q = 0; q < w->n_rxq && o < (int)sizeof(line); q++)
+				o += snprintf(line + o, sizeof(line) - (size_t)o, " port%u/q%u",
+					      dp.ports[w->rxq[q].port].port_id, w->rxq[q].queue);
+			fprintf(stderr, "rcptgate-dp: %s%s\n", line,
+				dp.sw_dispatch && dp.n_workers > 1 ? " (software dispatch)" : "");
+		}
+	}
+	rc = telemetry_register(&dp);
+	if (rc)
+		fprintf(stderr, "rcptgate-dp: telemetry registration: %s (continuing)\n",
+			strerror(-rc));
+	fprintf(stderr, "rcptgate-dp: running %u worker%s, engine %s, smtp ports",
+		dp.n_workers, dp.n_workers > 1 ? "s" : "", conf.no_engine ? "off" : "on");
+	for (unsigned i = 0; i < conf.n_smtp_ports; i++)
+		fprintf(stderr, "%s%u", i ? "," : " ", conf.smtp_ports[i]);
+	fprintf(stderr, "\n");
+
+	RTE_LCORE_FOREACH_WORKER(lcore)
+		rte_eal_remote_launch(worker_main, &dp, lcore);
+	launched = 1;
+	dp_supervise();
+	ret = 0;
+
+out_workers:
+	__atomic_store_n(&dp.quit, 1, __ATOMIC_RELAXED);
+	if (launched)
+		rte_eal_mp_wait_lcore();
+	worker_fini(&dp);
+out_ports:
+	for (unsigned i = 0; i < dp.n_ports; i++)
+		port_teardown(&dp.ports[i]);
+	fprintf(stderr, "rcptgate-dp: ports stopped and closed; exiting\n");
+out_shm:
+	dpshm_fini(&shm);
+out:
+	if (dp.pool)
+		rte_mempool_free(dp.pool);
+	rte_free(dp.ports);
+	rte_free(dp.workers);
+	if (eal_ok)
+		rte_eal_cleanup();
+	return ret;
+}

@@ -1,0 +1,313 @@
+/*
+ * wengine.c — adapter between the worker loop and the engine (engine/):
+ * see wengine.h.  Runs on the owning worker lcore.
+ */
+#include <errno.h>
+
+#include "wengine.h"
+#include "worker.h"
+
+#ifdef RG_HAVE_ENGINE
+
+#include <stdio.h>
+#include <time.h>
+
+#include <rte_malloc.h>
+
+#include "engine.h"
+
+/* Everything one worker's engine needs besides the engine itself: the
+ * transmit buffers lent to it (mbufs taken from the pool ahead of time and
+ * replaced after use, never on the packet path's critical section) and the
+ * configuration it was built with. */
+struct dp_engine {
+	struct engine *e;
+	void *mem;		/* engine_init()'s block */
+	struct engine_shm es;
+	struct rte_mempool *pool;
+	uint64_t last_rt_ns;
+	unsigned n_spare;
+	struct rte_mbuf *spare[ENGINE_OUT_MIN];
+	struct engine_txbuf txb[ENGINE_OUT_MIN];
+	uint64_t n_no_spare;
+};
+
+static int64_t wengine_rt_offset(void)
+{
+	struct timespec r, m;
+	clock_gettime(CLOCK_REALTIME, &r);
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	return ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000ll +
+	       ((int64_t)r.tv_nsec - (int64_t)m.tv_nsec);
+}
+
+static void wengine_fill_shm(struct worker *w, struct shm_map *m, struct engine_shm *es)
+{
+	const struct shm_hdr *h = shm_hdr(m);
+	uint8_t *region = (uint8_t *)shm_lcore_at(m, w->idx);
+
+	es->map = m;
+	es->reader = &w->rt;
+	es->stats = w->lc;
+	es->miss_ring = (struct spsc_hdr *)(region + h->miss_ring_off);
+	es->event_ring = (struct spsc_hdr *)(region + h->event_ring_off);
+}
+
+static void wengine_describe(struct dp_engine *d, unsigned i)
+{
+	struct rte_mbuf *m = d->spare[i];
+	uint16_t room = rte_pktmbuf_tailroom(m);
+
+	d->txb[i].data = rte_pktmbuf_mtod(m, uint8_t *);
+	d->txb[i].cap = room;
+}
+
+/* Keep ENGINE_OUT_MIN spare mbufs to lend; a failed refill shrinks what the
+ * engine may emit this time (it counts and relies on retransmission). */
+static void wengine_refill(struct dp_engine *d)
+{
+	unsigned have = d->n_spare, need = ENGINE_OUT_MIN - have;
+	if (need == 0)
+		return;
+	if (rte_pktmbuf_alloc_bulk(d->pool, &d->spare[have], need) != 0) {
+		d->n_no_spare++;
+		return;
+	}
+	for (unsigned i = have; i < ENGINE_OUT_MIN; i++)
+		wengine_describe(d, i);
+	d->n_spare = ENGINE_OUT_MIN;
+}
+
+static inline void wengine_lend(struct dp_engine *d, struct engine_out *out)
+{
+	out->buf = d->txb;
+	out->cap = (uint16_t)d->n_spare;
+	out->n = 0;
+}
+
+static inline void wengine_offload(struct rte_mbuf *m, uint16_t fl, uint8_t l2, uint8_t l3,
+				   uint8_t l4)
+{
+	m->ol_flags &= ~RTE_MBUF_F_TX_OFFLOAD_MASK;
+	if (!fl)
+		return;
+	if (fl & ENGINE_TX_IPV4)
+		m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM;
+	if (fl & ENGINE_TX_IPV6)
+		m->ol_flags |= RTE_MBUF_F_TX_IPV6;
+	if (fl & ENGINE_TX_TCP_CKSUM)
+		m->ol_flags |= RTE_MBUF_F_TX_TCP_CKSUM;
+	m->l2_len = l2;
+	m->l3_len = l3;
+	m->l4_len = l4;
+}
+
+/* Send the frames the engine wrote into lent buffers; the spares used are
+ * gone to the TX queue, the rest stay. */
+static void wengine_emit_out(struct worker_ctx *x, struct worker *w, struct dp_engine *d,
+			     const struct engine_out *out)
+{
+	unsigned n = out->n, k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct rte_mbuf *m = d->spare[i];
+		const struct engine_txbuf *b = &d->txb[i];
+		m->data_len = b->len;
+		m->pkt_len = b->len;
+		wengine_offload(m, b->tx_flags, b->l2_len, b->l3_len, b->l4_len);
+		if (b->port < x->n_ports)
+			worker_emit(x, w, b->port, m);
+		else
+			rte_pktmbuf_free(m);
+	}
+	for (unsigned i = n; i < d->n_spare; i++) {
+		d->spare[k] = d->spare[i];
+		d->txb[k] = d->txb[i];
+		k++;
+	}
+	d->n_spare = k;
+}
+
+static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err, size_t len)
+{
+	int offload = 1;
+
+	engine_conf_default(ec);
+	ec->max_flows = x->conf->max_flows;
+	ec->idle_timeout_ms = x->conf->idle_s * 1000u;
+	ec->n_smtp_ports = (uint8_t)x->conf->n_smtp_ports;
+	for (unsigned i = 0; i < x->conf->n_smtp_ports; i++)
+		ec->smtp_ports[i] = x->conf->smtp_ports[i];
+	ec->inbound_only = (uint8_t)x->conf->inbound_only;
+	for (unsigned i = 0; i < x->n_ports; i++)
+		offload &= x->ports[i].csum_offload;
+	ec->tx_csum_offload = (uint8_t)offload;
+	return engine_conf_check(ec, err, len);
+}
+
+int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
+{
+	struct engine_conf ec;
+	struct dp_engine *d;
+	char err[256];
+	size_t sz;
+	void *mem;
+	int rc;
+
+	rc = wengine_conf(x, &ec, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "rcptgate-dp: engine configuration: %s\n", err);
+		return rc;
+	}
+	sz = engine_mem_size(&ec);
+	d = rte_zmalloc_socket("rg_dp_engine", sizeof(*d), RTE_CACHE_LINE_SIZE,
+			       (int)rte_lcore_to_socket_id(w->lcore_id));
+	mem = rte_zmalloc_socket("rg_engine", sz, RTE_CACHE_LINE_SIZE,
+				 (int)rte_lcore_to_socket_id(w->lcore_id));
+	if (!d || !mem) {
+		rte_free(d);
+		rte_free(mem);
+		fprintf(stderr, "rcptgate-dp: engine: %zu bytes of hugepage memory not available\n",
+			sz);
+		return -ENOMEM;
+	}
+	wengine_fill_shm(w, m, &d->es);
+	rc = engine_init(mem, sz, &ec, &d->es, &d->e);
+	if (rc) {
+		rte_free(d);
+		rte_free(mem);
+		return rc;
+	}
+	d->mem = mem;
+	engine_set_realtime_offset(d->e, wengine_rt_offset());
+	d->pool = x->pool;
+	wengine_refill(d);
+	w->eng = d;
+	return 0;
+}
+
+void wengine_attach(struct worker_ctx *x, struct worker *w, struct shm_map *m)
+{
+	struct dp_engine *d = w->eng;
+	(void)x;
+	wengine_fill_shm(w, m, &d->es);
+	engine_set_shm(d->e, &d->es);
+}
+
+void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
+		   struct rte_mbuf **pkts, uint16_t n)
+{
+	struct dp_engine *d = w->eng;
+	const struct port *p = &x->ports[pi];
+	uint64_t now = w->now_ns;
+
+	for (uint16_t i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct engine_frame f;
+		struct engine_out out;
+		enum engine_verdict v;
+
+		f.data = rte_pktmbuf_mtod(m, uint8_t *);
+		f.len = rte_pktmbuf_data_len(m);
+		f.headroom = rte_pktmbuf_headroom(m);
+		f.tailroom = rte_pktmbuf_tailroom(m);
+		f.rx_port = pi;
+		f.peer_port = p->peer;
+		f.outside = p->outside;
+		f.tx_flags = 0;
+		if (d->n_spare < ENGINE_OUT_MIN)
+			wengine_refill(d);
+		wengine_lend(d, &out);
+		v = engine_rx(d->e, &f, now, &out);
+		if (v == ENGINE_FORWARD) {
+			m->data_off = (uint16_t)(f.data - (uint8_t *)m->buf_addr);
+			m->data_len = f.len;
+			m->pkt_len = f.len;
+			wengine_offload(m, f.tx_flags, f.l2_len, f.l3_len, f.l4_len);
+			worker_emit(x, w, p->peer, m);
+		} else {
+			rte_pktmbuf_free(m);
+		}
+		if (out.n)
+			wengine_emit_out(x, w, d, &out);
+	}
+}
+
+void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
+{
+	struct dp_engine *d = w->eng;
+	struct engine_out out;
+
+	if (now_ns - d->last_rt_ns >= 1000000000ull) {
+		engine_set_realtime_offset(d->e, wengine_rt_offset());
+		d->last_rt_ns = now_ns;
+	}
+	wengine_refill(d);
+	wengine_lend(d, &out);
+	if (engine_timer(d->e, now_ns, &out) && out.n)
+		wengine_emit_out(x, w, d, &out);
+}
+
+void wengine_fini(struct worker_ctx *x, struct worker *w)
+{
+	struct dp_engine *d = w->eng;
+	(void)x;
+	if (!d)
+		return;
+	if (d->n_spare)
+		rte_pktmbuf_free_bulk(d->spare, d->n_spare);
+	rte_free(d->mem);
+	rte_free(d);
+	w->eng = NULL;
+}
+
+struct engine *wengine_engine(struct worker *w)
+{
+	return w->eng ? w->eng->e : NULL;
+}
+
+#else /* !RG_HAVE_ENGINE */
+
+/* Built without engine/: rcptgate-dp can only bridge (--no-engine). */
+int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
+{
+	(void)x;
+	(void)w;
+	(void)m;
+	return -ENOTSUP;
+}
+
+void wengine_attach(struct worker_ctx *x, struct worker *w, struct shm_map *m)
+{
+	(void)x;
+	(void)w;
+	(void)m;
+}
+
+void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
+		   struct rte_mbuf **pkts, uint16_t n)
+{
+	for (uint16_t i = 0; i < n; i++)
+		worker_emit(x, w, x->ports[pi].peer, pkts[i]);
+}
+
+void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
+{
+	(void)x;
+	(void)w;
+	(void)now_ns;
+}
+
+void wengine_fini(struct worker_ctx *x, struct worker *w)
+{
+	(void)x;
+	(void)w;
+}
+
+struct engine *wengine_engine(struct worker *w)
+{
+	(void)w;
+	return NULL;
+}
+
+#endif /* RG_HAVE_ENGINE */

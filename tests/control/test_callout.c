@@ -1,0 +1,421 @@
+/*
+ * test_callout.c — the callout state machine against scripted SMTP servers
+ * on loopback: pipelined and one-by-one sessions, replies split byte by byte,
+ * multi-line replies, slow replies, timeouts, disconnects, 421/554 at
+ * connect, MAIL rejected, 452 "too many recipients" retried in a new
+ * transaction, HELO fallback, over-long and malformed lines, accept-all
+ * probe, verify transcript; plus deduplication and the circuit breaker.
+ *
+ * The server is a thread running a script of steps:
+ *   "R<n>"  read n command lines from the client (recorded)
+ *   "S..."  send the text at once
+ *   "s..."  send the text one byte at a time (1 ms apart)
+ *   "W<ms>" wait
+ *   "C"     close the connection
+ * A script that reads more lines than the client sends before it waits for a
+ * reply (e.g. "R3" after EHLO) only passes if the client pipelines.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "callout.h"
+#include "core.h"
+#include "daemon.h"
+#include "dns.h"
+
+#define MAX_STEPS 24
+#define MAX_ADDRS 4
+
+struct script_case {
+	char name[64];
+	char steps[MAX_STEPS][200];
+	char addrs[MAX_ADDRS][64];	/* local parts; the domain is added */
+	int want[MAX_ADDRS];		/* enum core_verdict */
+	bool probe;			/* accept_all_probe on */
+	bool verify;			/* submit the first address as verify */
+	int want_health;		/* -1 = don't check */
+	char client_has[64];		/* a line the client must have sent, or "" */
+	char transcript_has[64];	/* verify only */
+};
+
+/* ---- the scripted server */
+
+struct server {
+	int lfd, port;
+	pthread_t thr;
+	const struct script_case *sc;
+	char log[16384];
+	size_t loglen;
+	int lines;
+};
+
+static int read_lines(struct server *sv, int fd, int n)
+{
+	char c;
+	char line[1100];
+	size_t len = 0;
+	while (n > 0) {
+		ssize_t r = recv(fd, &c, 1, 0);
+		if (r <= 0)
+			return -1;
+		if (c == '\n') {
+			if (len && line[len - 1] == '\r')
+				len--;
+			if (sv->loglen + len + 2 < sizeof(sv->log)) {
+				memcpy(sv->log + sv->loglen, line, len);
+				sv->loglen += len;
+				sv->log[sv->loglen++] = '\n';
+				sv->log[sv->loglen] = 0;
+			}
+			sv->lines++;
+			len = 0;
+			n--;
+		} else if (len < sizeof(line) - 1) {
+			line[len++] = c;
+		}
+	}
+	return 0;
+}
+
+static void *server_main(void *arg)
+{
+	struct server *sv = arg;
+	int fd = accept(sv->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	for (int i = 0; i < MAX_STEPS && sv->sc->steps[i][0]; i++) {
+		const char *st = sv->sc->steps[i];
+		switch (st[0]) {
+		case 'R':
+			if (read_lines(sv, fd, atoi(st + 1)))
+				goto done;
+			break;
+		case 'S':
+			if (send(fd, st + 1, strlen(st + 1), MSG_NOSIGNAL) < 0)
+				goto done;
+			break;
+		case 's':
+			for (const char *p = st + 1; *p; p++) {
+				if (send(fd, p, 1, MSG_NOSIGNAL) < 0)
+					goto done;
+				usleep(1000);
+			}
+			break;
+		case 'W':
+			usleep((useconds_t)atoi(st + 1) * 1000u);
+			break;
+		case 'C':
+			goto done;
+		}
+	}
+	/* script over: hold the connection until the client closes it */
+	{
+		char b[256];
+		while (recv(fd, b, sizeof(b), 0) > 0)
+			;
+	}
+done:
+	close(fd);
+	return NULL;
+}
+
+static void server_start(struct server *sv, const struct script_case *sc)
+{
+	memset(sv, 0, sizeof(*sv));
+	sv->sc = sc;
+	sv->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	int one = 1;
+	setsockopt(sv->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(sv->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(getsockname(sv->lfd, (struct sockaddr *)&a, &l), 0);
+	cr_assert_eq(listen(sv->lfd, 8), 0);
+	sv->port = ntohs(a.sin_port);
+	pthread_create(&sv->thr, NULL, server_main, sv);
+}
+
+/* ---- the engine around it */
+
+struct res {
+	char addr[RG_ADDR_MAX + 1];
+	int verdict;
+	char transcript[CALLOUT_TRANSCRIPT_MAX];
+	unsigned waiters;
+};
+static struct res results[16];
+static unsigned nresults;
+static unsigned domain_changes;
+
+static void on_result(const struct callout_result *r, void *arg)
+{
+	(void)arg;
+	if (r->flags & CALLOUT_F_PROBE)
+		return;
+	if (nresults >= 16)
+		return;
+	struct res *x = &results[nresults++];
+	snprintf(x->addr, sizeof(x->addr), "%s", r->addr);
+	x->verdict = r->verdict;
+	if (r->transcript)
+		snprintf(x->transcript, sizeof(x->transcript), "%.*s", (int)r->transcript_len,
+			 r->transcript);
+	for (struct callout_waiter *w = r->waiters; w; w = w->next)
+		x->waiters++;
+}
+
+static void on_domain(struct callout_dom *d, void *arg)
+{
+	(void)d;
+	(void)arg;
+	domain_changes++;
+}
+
+static struct config cfg;
+
+static void engine_start(const char *dom, int port, bool probe, unsigned breaker)
+{
+	char text[1024], err[256];
+	snprintf(text, sizeof(text),
+		 "[domain %s]\ndestination = 127.0.0.1:%d\nconnect_timeout = 1s\n"
+		 "greeting_timeout = 1s\ncommand_timeout = 1s\naccept_all_probe = %s\n"
+		 "breaker_failures = %u\nttl_tempfail = 1s\ndest_max_conns = 1\n",
+		 dom, port, probe ? "yes" : "no", breaker);
+	cr_assert_eq(config_load_string("test.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(daemon_loop_init(), 0);
+	cr_assert_eq(dns_start(), 0);
+	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain};
+	cr_assert_eq(callout_init(&h), 0);
+	cr_assert_eq(callout_configure(&cfg), 0);
+	nresults = 0;
+	domain_changes = 0;
+}
+
+static void run_until(unsigned want, int max_ms)
+{
+	uint64_t end = daemon_now_ms() + (uint64_t)max_ms;
+	while (nresults < want && daemon_now_ms() < end)
+		daemon_loop_once(10);
+}
+
+static void engine_stop(void)
+{
+	callout_shutdown();
+	dns_stop();
+	daemon_loop_fini();
+	config_free(&cfg);
+}
+
+/* ---- cases */
+
+#define GREET "S220 mx.test ESMTP\r\n"
+#define EHLO_PIPE "S250-mx.test\r\n250-SIZE 10240000\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+#define EHLO_PLAIN "S250-mx.test\r\n250 8BITMIME\r\n"
+
+static struct script_case cases[] = {
+	{.name = "pipelined valid and invalid",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R3",
+		   "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <b>: Recipient address rejected: User unknown in virtual mailbox table\r\n",
+		   "R1", "S221 2.0.0 Bye\r\n", "C"},
+	 .addrs = {"a", "b"}, .want = {CORE_V_VALID, CORE_V_INVALID}, .want_health = CORE_H_OK,
+	 .client_has = "MAIL FROM:<>"},
+	{.name = "no pipelining: one RCPT at a time",
+	 .steps = {GREET, "R1", EHLO_PLAIN, "R1", "S250 2.1.0 Ok\r\n", "R1", "S250 2.1.5 Ok\r\n", "R1",
+		   "S550 5.1.1 User unknown\r\n", "R1", "S221 Bye\r\n", "C"},
+	 .addrs = {"a", "b"}, .want = {CORE_V_VALID, CORE_V_INVALID}, .want_health = CORE_H_OK},
+	{.name = "replies split byte by byte",
+	 .steps = {"s220 mx.test ESMTP\r\n", "R1",
+		   "s250-mx.test\r\n250-PIPELINING\r\n250 SIZE\r\n", "R2",
+		   "s250 2.1.0 Ok\r\n550 5.1.1 <a>: User unknown\r\n", "R1", "s221 Bye\r\n", "C"},
+	 .addrs = {"a"}, .want = {CORE_V_INVALID}, .want_health = CORE_H_OK},
+	{.name = "multi-line RCPT reply",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2",
+		   "S250 2.1.0 Ok\r\n550-5.1.1 The email account that you tried to reach does not exist.\r\n",
+		   "S550-5.1.1 Please try double-checking the recipient's email address.\r\n",
+		   "S550 5.1.1 https://support.google.com/mail/?p=NoSuchUser\r\n",
+		   "R1", "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_INVALID}, .want_health = -1},
+	{.name = "greylisting 451 4.7.1 is temporary",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2",
+		   "S250 2.1.0 Ok\r\n451 4.7.1 Greylisting in action, please come back later\r\n",
+		   "R1", "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = -1},
+	{.name = "421 at connect is temporary",
+	 .steps = {"S421 4.3.2 Service shutting down\r\n", "C"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = CORE_H_DEGRADED},
+	{.name = "554 at connect makes the destination unverifiable",
+	 .steps = {"S554 5.7.1 mx.test: no callouts from you\r\n", "R1", "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_UNVERIFIABLE}, .want_health = CORE_H_UNVERIFIABLE},
+	{.name = "MAIL FROM:<> rejected: unverifiable, never invalid",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R3",
+		   "S550 5.7.1 <>: Sender address rejected: Access denied\r\n503 5.5.1 Error: need MAIL command\r\n503 5.5.1 Error: need MAIL command\r\n",
+		   "R1", "S221 Bye\r\n"},
+	 .addrs = {"a", "b"}, .want = {CORE_V_UNVERIFIABLE, CORE_V_UNVERIFIABLE},
+	 .want_health = CORE_H_UNVERIFIABLE},
+	{.name = "disconnect before the RCPT replies",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "C"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = -1},
+	{.name = "slow reply inside the timeout",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "W400", "S250 2.1.0 Ok\r\n", "W400",
+		   "S250 2.1.5 Ok\r\n", "R1", "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_VALID}, .want_health = CORE_H_OK},
+	{.name = "reply slower than command_timeout",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "W1600", "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = -1},
+	{.name = "452 too many recipients: retried in a new transaction",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R4",
+		   "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n452 4.5.3 Error: too many recipients\r\n452 4.5.3 Error: too many recipients\r\n",
+		   "R1", "S250 2.0.0 Ok\r\n", "R2", "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n", "R1",
+		   "S250 2.0.0 Ok\r\n", "R2", "S250 2.1.0 Ok\r\n550 5.1.1 User unknown\r\n", "R1",
+		   "S221 Bye\r\n"},
+	 .addrs = {"a", "b", "c"}, .want = {CORE_V_VALID, CORE_V_VALID, CORE_V_INVALID},
+	 .want_health = CORE_H_OK, .client_has = "RSET"},
+	{.name = "EHLO refused: HELO fallback",
+	 .steps = {GREET, "R1", "S502 5.5.2 Error: command not recognized\r\n", "R1", "S250 mx.test\r\n",
+		   "R1", "S250 Ok\r\n", "R1", "S250 Accepted\r\n", "R1", "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_VALID}, .want_health = CORE_H_OK, .client_has = "HELO "},
+	{.name = "Exim without enhanced codes",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R3", "S250 OK\r\n250 Accepted\r\n550 Unrouteable address\r\n",
+		   "R1", "S221 Bye\r\n"},
+	 .addrs = {"a", "b"}, .want = {CORE_V_VALID, CORE_V_INVALID}, .want_health = -1},
+	{.name = "reply line over the limit",
+	 .steps = {GREET, "R1",
+		   "S250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "S", "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "Sxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+		   "W200"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = -1},
+	{.name = "malformed greeting",
+	 .steps = {"Shello there\r\n", "W200"},
+	 .addrs = {"a"}, .want = {CORE_V_TEMPFAIL}, .want_health = -1},
+	{.name = "accept-all destination detected by the probe",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R3", "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n", "R1",
+		   "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_ACCEPT_ALL}, .probe = true, .want_health = -1,
+	 .client_has = "RCPT TO:<rg-probe-"},
+	{.name = "verify records a transcript",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "S250 2.1.0 Ok\r\n550 5.1.1 <a>: User unknown\r\n", "R1",
+		   "S221 Bye\r\n"},
+	 .addrs = {"a"}, .want = {CORE_V_INVALID}, .verify = true, .want_health = -1,
+	 .transcript_has = "S: 550 5.1.1 <a>: User unknown"},
+};
+
+ParameterizedTestParameters(callout, scripted)
+{
+	return cr_make_param_array(struct script_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct script_case *c, callout, scripted)
+{
+	struct server sv;
+	server_start(&sv, c);
+	engine_start("c.test", sv.port, c->probe, 100);
+	unsigned n = 0;
+	char addr[MAX_ADDRS][128];
+	for (unsigned i = 0; i < MAX_ADDRS && c->addrs[i][0]; i++, n++) {
+		int len = snprintf(addr[i], sizeof(addr[i]), "%s@c.test", c->addrs[i]);
+		int r = callout_submit(addr[i], (size_t)len, c->verify && i == 0 ? CALLOUT_F_VERIFY : 0, NULL);
+		cr_assert_eq(r, 0, "%s: submit %s: %d", c->name, addr[i], r);
+	}
+	run_until(n, 4000);
+	cr_assert_eq(nresults, n, "%s: %u results of %u", c->name, nresults, n);
+	for (unsigned i = 0; i < n; i++) {
+		const struct res *r = NULL;
+		for (unsigned j = 0; j < nresults; j++)
+			if (!strcmp(results[j].addr, addr[i]))
+				r = &results[j];
+		cr_assert_not_null(r, "%s: no result for %s", c->name, addr[i]);
+		cr_assert_eq(r->verdict, c->want[i], "%s: %s is %s, want %s", c->name, addr[i],
+			     core_verdict_name(r->verdict), core_verdict_name(c->want[i]));
+	}
+	if (c->want_health >= 0) {
+		struct callout_dom *d = callout_domain("c.test");
+		cr_assert_eq(d->health, c->want_health, "%s: health %s, want %s", c->name,
+			     core_health_name(d->health), core_health_name(c->want_health));
+		cr_assert_eq(callout_failing_open(d, daemon_now_ms()),
+			     c->want_health == CORE_H_UNVERIFIABLE || c->want_health == CORE_H_DOWN,
+			     "%s: failing open", c->name);
+	}
+	if (c->want[0] == CORE_V_ACCEPT_ALL) {
+		cr_assert(callout_domain("c.test")->accept_all, "%s: accept_all flag", c->name);
+		cr_assert_gt(domain_changes, 0, "%s: domain change reported", c->name);
+	}
+	if (c->transcript_has[0])
+		cr_assert(strstr(results[0].transcript, c->transcript_has), "%s: transcript:\n%s",
+			  c->name, results[0].transcript);
+	engine_stop();
+	shutdown(sv.lfd, SHUT_RDWR);
+	close(sv.lfd);
+	pthread_join(sv.thr, NULL);
+	if (c->client_has[0])
+		cr_assert(strstr(sv.log, c->client_has), "%s: client sent:\n%s", c->name, sv.log);
+}
+
+static struct script_case dedup_script = {
+	.name = "dedup",
+	.steps = {GREET, "R1", EHLO_PIPE, "R2", "W100", "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n", "R1",
+		  "S221 Bye\r\n"},
+};
+
+Test(callout, one_probe_per_address)
+{
+	struct server sv;
+	server_start(&sv, &dedup_script);
+	engine_start("d.test", sv.port, false, 100);
+	struct callout_waiter w1, w2;
+	cr_assert_eq(callout_submit("x@d.test", 8, 0, &w1), 0);
+	cr_assert_eq(callout_submit("x@d.test", 8, 0, &w2), 1, "second submission joins the first");
+	cr_assert(callout_pending("x@d.test", 8));
+	run_until(1, 3000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_VALID);
+	cr_assert_eq(results[0].waiters, 2, "both waiters answered by one callout");
+	cr_assert_not(callout_pending("x@d.test", 8));
+	engine_stop();
+	close(sv.lfd);
+	pthread_join(sv.thr, NULL);
+	cr_assert_eq(sv.lines, 4, "EHLO, MAIL, one RCPT, QUIT:\n%s", sv.log);
+}
+
+Test(callout, breaker_opens_and_fails_open)
+{
+	/* a port nobody listens on */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	int port = ntohs(a.sin_port);
+	close(fd);
+	engine_start("down.test", port, false, 2);
+	cr_assert_eq(callout_submit("a@down.test", 11, 0, NULL), 0);
+	run_until(1, 3000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_TEMPFAIL);
+	struct callout_dom *d = callout_domain("down.test");
+	cr_assert_not(callout_failing_open(d, daemon_now_ms()), "one failure: still closed");
+	cr_assert_eq(callout_submit("a@down.test", 11, 0, NULL), -EAGAIN,
+		     "held after a temporary failure");
+	cr_assert_eq(callout_submit("b@down.test", 11, 0, NULL), 0);
+	run_until(2, 3000);
+	cr_assert_eq(nresults, 2);
+	cr_assert(callout_failing_open(d, daemon_now_ms()), "two failures: breaker open");
+	cr_assert_eq(d->health, CORE_H_DOWN);
+	cr_assert_gt(domain_changes, 0);
+	cr_assert_eq(callout_submit("c@down.test", 11, 0, NULL), -EHOSTDOWN,
+		     "failing open: answered at once");
+	cr_assert_eq(callout_submit("c@other.test", 12, 0, NULL), -ENOENT);
+	engine_stop();
+}

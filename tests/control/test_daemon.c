@@ -1,0 +1,550 @@
+/*
+ * test_daemon.c — rcptgated's core as a whole, in-process: verdicts set by
+ * hand survive a restart (the table is rebuilt from the store), a miss
+ * pushed into the miss ring as the data plane does is verified by callout
+ * against a loopback SMTP responder and lands in the table and the store,
+ * the policy check answers from cache or after a callout, list mode closes a
+ * domain, flush and del remove, SIGHUP reloads and a bad file is refused.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "daemon.h"
+#include "dtable.h"
+#include "khash.h"
+#include "rtable.h"
+#include "spsc.h"
+#include "stats.h"
+
+/* ---- a loopback SMTP responder: local parts starting "no" do not exist */
+
+static int srv_fd = -1, srv_port;
+static volatile int srv_sessions;
+static volatile int srv_tempfail;	/* every RCPT answered 451 4.7.1 */
+static int srv_active, srv_max_active;	/* concurrent sessions (atomics) */
+
+static void *responder(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[4096], line[1024];
+	size_t len = 0;
+	srv_sessions++;
+	int act = __atomic_add_fetch(&srv_active, 1, __ATOMIC_SEQ_CST);
+	int mx = __atomic_load_n(&srv_max_active, __ATOMIC_SEQ_CST);
+	while (act > mx && !__atomic_compare_exchange_n(&srv_max_active, &mx, act, false,
+							 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
+	dprintf(fd, "220 mx.test ESMTP\r\n");
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		char out[8192];
+		size_t ol = 0;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (len < sizeof(line) - 1)
+					line[len++] = buf[i];
+				continue;
+			}
+			line[len && line[len - 1] == '\r' ? len - 1 : len] = 0;
+			len = 0;
+			const char *r;
+			if (!strncasecmp(line, "EHLO", 4))
+				r = "250-mx.test\r\n250 PIPELINING\r\n";
+			else if (!strncasecmp(line, "RCPT", 4) && srv_tempfail)
+				r = "451 4.7.1 Greylisted, try again later\r\n";
+			else if (!strncasecmp(line, "RCPT TO:<no", 11))
+				r = "550 5.1.1 User unknown in virtual mailbox table\r\n";
+			else if (!strncasecmp(line, "RCPT TO:<rg-probe-", 18) && !strstr(line, "@all.test"))
+				r = "550 5.1.1 User unknown\r\n";
+			else if (!strncasecmp(line, "QUIT", 4))
+				r = "221 Bye\r\n";
+			else
+				r = "250 Ok\r\n";
+			size_t rl = strlen(r);
+			if (ol + rl < sizeof(out)) {
+				memcpy(out + ol, r, rl);
+				ol += rl;
+			}
+		}
+		if (ol && send(fd, out, ol, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	__atomic_sub_fetch(&srv_active, 1, __ATOMIC_SEQ_CST);
+	close(fd);
+	return NULL;
+}
+
+static void *acceptor(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = accept(srv_fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		pthread_t t;
+		pthread_create(&t, NULL, responder, (void *)(intptr_t)c);
+		pthread_detach(t);
+	}
+}
+
+static void responder_start(void)
+{
+	srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(srv_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(srv_fd, (struct sockaddr *)&a, &l);
+	srv_port = ntohs(a.sin_port);
+	listen(srv_fd, 16);
+	pthread_t t;
+	pthread_create(&t, NULL, acceptor, NULL);
+	pthread_detach(t);
+}
+
+/* ---- the daemon around a temporary configuration */
+
+static char dir[64], conf[128], shm[128], list[128];
+
+static void write_conf(const char *extra)
+{
+	FILE *f = fopen(conf, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+		"[global]\nshm_path = %s\nstore_path = %s/store\ncontrol_socket = %s/ctl.sock\n"
+		"shm_max_lcores = 2\ntable_init_log2 = 10\ntable_max_log2 = 16\n"
+		"syslog_facility = local7\n\n"
+		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n\n"
+		"[domain list.test]\nmode = list\nlist = %s\n\n%s",
+		shm, dir, dir, srv_port, list, extra);
+	fclose(f);
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/rg-test-daemon-%d", (int)getpid());
+	snprintf(conf, sizeof(conf), "%s/rcptgated.conf", dir);
+	snprintf(shm, sizeof(shm), "/dev/shm/rg-test-daemon-%d", (int)getpid());
+	snprintf(list, sizeof(list), "%s/list.txt", dir);
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && mkdir -p %s", dir, dir);
+	cr_assert_eq(system(cmd), 0);
+	FILE *f = fopen(list, "w");
+	fprintf(f, "# exported from the mail server\nAlice@List.Test\nbob@list.test\n\n");
+	fclose(f);
+	/* as in rcptgated, every thread blocks the signals the loop reads
+	 * through its signalfd: block them before the responder threads exist */
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
+	responder_start();
+	write_conf("");
+}
+
+static void teardown(void)
+{
+	daemon_fini();
+	char cmd[300];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir, shm);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup failed\n");
+}
+
+static void start(void)
+{
+	struct daemon_opts o = {.config_path = conf};
+	char err[512] = "";
+	cr_assert_eq(daemon_init(&o, err, sizeof(err)), 0, "daemon_init: %s", err);
+}
+
+static void spin(int ms)
+{
+	uint64_t end = daemon_now_ms() + (uint64_t)ms;
+	while (daemon_now_ms() < end)
+		daemon_loop_once(5);
+}
+
+static int lookup_verdict(const char *a, struct core_lookup *l)
+{
+	char err[256];
+	cr_assert_eq(core_lookup(a, l, err, sizeof(err)), 0, "%s", err);
+	return l->verdict;
+}
+
+TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 60);
+
+Test(daemon, set_survives_restart)
+{
+	start();
+	char err[256];
+	struct core_lookup l;
+	cr_assert_eq(core_set("Pinned@DM.test", true, 0, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(core_set("gone@dm.test", false, 3600, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(lookup_verdict("pinned@dm.test", &l), CORE_V_VALID);
+	cr_assert(l.in_table && l.in_store && l.pinned);
+	cr_assert_eq(l.source, RT_SRC_MANUAL);
+	/* restart: a new shared-memory file, the table rebuilt from the store */
+	daemon_fini();
+	unlink(shm);
+	start();
+	cr_assert_eq(lookup_verdict("pinned@dm.test", &l), CORE_V_VALID);
+	cr_assert(l.in_table, "published again from the store");
+	cr_assert_eq(lookup_verdict("gone@dm.test", &l), CORE_V_INVALID);
+	cr_assert_gt(l.expiry_s, 0);
+	cr_assert_eq(core_del("gone@dm.test", err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(lookup_verdict("gone@dm.test", &l), CORE_V_NONE);
+	cr_assert_eq(core_del("gone@dm.test", err, sizeof(err)), -ENOENT);
+	cr_assert_lt(core_set("not an address", true, 0, err, sizeof(err)), 0);
+}
+
+/* push a miss as rcptgate-dp does */
+static void push_miss(const char *addr)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0, "%s", err);
+	const struct shm_hdr *h = shm_hdr(&m);
+	struct spsc_hdr *r = (struct spsc_hdr *)((uint8_t *)shm_lcore_at(&m, 1) + h->miss_ring_off);
+	struct msg_miss *mm = spsc_reserve(r);
+	cr_assert_not_null(mm);
+	memset(mm, 0, sizeof(*mm));
+	struct rg_key128 k;
+	khash128(h->hash_key, addr, strlen(addr), &k);
+	mm->key_hi = k.hi;
+	mm->key_lo = k.lo;
+	mm->len = (uint16_t)strlen(addr);
+	memcpy(mm->addr, addr, mm->len);
+	spsc_commit(r);
+	shm_detach(&m);
+}
+
+static bool table_has(const char *addr, uint8_t verdict)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0, "%s", err);
+	struct rtable_reader rd;
+	rtable_reader_init(&rd, &m, NULL);
+	struct rg_key128 k;
+	khash128(shm_hdr(&m)->hash_key, addr, strlen(addr), &k);
+	struct rtable_val v;
+	bool ok = rtable_lookup(&rd, &k, &v) && v.verdict == verdict;
+	shm_detach(&m);
+	return ok;
+}
+
+Test(daemon, miss_ring_to_table)
+{
+	start();
+	push_miss("carol@dm.test");
+	push_miss("nosuch@dm.test");
+	push_miss("x@unmanaged.test");
+	for (int i = 0; i < 200 && !(table_has("carol@dm.test", RT_VALID) &&
+				      table_has("nosuch@dm.test", RT_INVALID)); i++)
+		spin(10);
+	cr_assert(table_has("carol@dm.test", RT_VALID), "valid verdict published");
+	cr_assert(table_has("nosuch@dm.test", RT_INVALID), "invalid verdict published");
+	struct core_lookup l;
+	cr_assert_eq(lookup_verdict("nosuch@dm.test", &l), CORE_V_INVALID);
+	cr_assert(l.in_store);
+	cr_assert_eq(l.code, 550);
+	cr_assert(strstr(l.reply, "5.1.1"), "%s", l.reply);
+	cr_assert_eq(lookup_verdict("x@unmanaged.test", &l), CORE_V_UNMANAGED);
+	cr_assert_eq(srv_sessions, 1, "both addresses in one session");
+}
+
+struct check_out {
+	int done;
+	struct core_check c;
+};
+
+static void check_cb(const struct core_check *c, void *arg)
+{
+	struct check_out *o = arg;
+	o->c = *c;
+	o->done++;
+}
+
+Test(daemon, check_recipient)
+{
+	start();
+	struct core_check c;
+	struct check_out out = {0};
+	uint64_t id = 0;
+	cr_assert_eq(core_check_recipient("dave@dm.test", &c, check_cb, &out, &id), 1,
+		     "unknown: a callout is started");
+	cr_assert_eq(core_check_recipient("dave@dm.test", &c, check_cb, &out, &id), 1,
+		     "the same address joins the callout");
+	for (int i = 0; i < 200 && out.done < 2; i++)
+		spin(10);
+	cr_assert_eq(out.done, 2);
+	cr_assert_eq(out.c.verdict, CORE_V_VALID);
+	cr_assert_eq(core_check_recipient("dave@dm.test", &c, check_cb, &out, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_VALID);
+	cr_assert(c.from_cache);
+	cr_assert_eq(core_check_recipient("ALICE@list.test", &c, check_cb, &out, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_VALID, "listed");
+	cr_assert_eq(core_check_recipient("mallory@list.test", &c, check_cb, &out, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_INVALID, "closed list: unlisted is invalid");
+	cr_assert_eq(core_check_recipient("a@elsewhere.test", &c, check_cb, &out, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_UNMANAGED);
+	/* a cancelled check is never called back */
+	struct check_out late = {0};
+	cr_assert_eq(core_check_recipient("eve@dm.test", &c, check_cb, &late, &id), 1);
+	core_cancel(id);
+	spin(300);
+	cr_assert_eq(late.done, 0);
+	cr_assert_eq(core_check_recipient("eve@dm.test", &c, check_cb, &late, &id), 0,
+		     "cached by the cancelled check's callout");
+}
+
+Test(daemon, list_mode_published)
+{
+	start();
+	cr_assert(table_has("alice@list.test", RT_VALID), "listed addresses are in the table");
+	cr_assert(table_has("bob@list.test", RT_VALID));
+	struct core_lookup l;
+	cr_assert_eq(lookup_verdict("mallory@list.test", &l), CORE_V_INVALID);
+	cr_assert_eq(l.source, RT_SRC_LIST);
+	/* the list changes: bob leaves, carol arrives; SIGHUP reloads */
+	FILE *f = fopen(list, "w");
+	fprintf(f, "alice@list.test\ncarol@list.test\n");
+	fclose(f);
+	kill(getpid(), SIGHUP);
+	spin(100);
+	cr_assert(table_has("carol@list.test", RT_VALID));
+	cr_assert_not(table_has("bob@list.test", RT_VALID), "removed from the list: out of the table");
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0);
+	struct rg_key128 k;
+	dtable_key(&m, "list.test", 9, &k);
+	struct dtable_info di;
+	cr_assert(dtable_lookup(&m, &k, &di));
+	cr_assert_eq(di.mode, DT_MODE_LIST);
+	shm_detach(&m);
+}
+
+static int count_dom(const struct core_domain_info *d, void *arg)
+{
+	(void)d;
+	(*(int *)arg)++;
+	return 0;
+}
+
+Test(daemon, reload)
+{
+	start();
+	int n = 0;
+	core_domains_foreach(count_dom, &n);
+	cr_assert_eq(n, 2);
+	write_conf("[domain new.test]\ndestination = 127.0.0.1:25\n");
+	char err[512] = "";
+	cr_assert_eq(core_reload(err, sizeof(err)), 0, "%s", err);
+	n = 0;
+	core_domains_foreach(count_dom, &n);
+	cr_assert_eq(n, 3);
+	write_conf("[domain new.test]\nbatch = none\n");
+	cr_assert_lt(core_reload(err, sizeof(err)), 0);
+	cr_assert(strstr(err, "rcptgated.conf:") && strstr(err, "batch"), "%s", err);
+	n = 0;
+	core_domains_foreach(count_dom, &n);
+	cr_assert_eq(n, 3, "bad file refused, old config kept");
+}
+
+Test(daemon, flush)
+{
+	start();
+	char err[256];
+	uint64_t removed = 0;
+	cr_assert_eq(core_set("a@dm.test", true, 0, err, sizeof(err)), 0);
+	cr_assert_eq(core_set("b@dm.test", false, 0, err, sizeof(err)), 0);
+	cr_assert_eq(core_set("c@other.test", true, 0, err, sizeof(err)), 0);
+	cr_assert_eq(core_flush("DM.test", &removed, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(removed, 2);
+	cr_assert_not(table_has("a@dm.test", RT_VALID));
+	cr_assert(table_has("c@other.test", RT_VALID));
+	cr_assert_eq(core_flush(NULL, &removed, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(removed, 1);
+	spin(50);
+	cr_assert_not(table_has("c@other.test", RT_VALID));
+	cr_assert(table_has("alice@list.test", RT_VALID), "lists are published again after a flush");
+	struct core_status st;
+	cr_assert_eq(core_status(&st), 0);
+	cr_assert_eq(st.store_entries, 0);
+	cr_assert_eq(st.domains, 2);
+}
+
+struct stat_query {
+	const char *name;
+	uint64_t v;
+};
+
+static void stat_fn(const char *g, const char *n, uint64_t v, const char *h, void *arg)
+{
+	struct stat_query *q = arg;
+	(void)g;
+	(void)h;
+	if (!strcmp(n, q->name))
+		q->v = v;
+}
+
+static uint64_t stat_value(const char *name)
+{
+	struct stat_query q = {name, UINT64_MAX};
+	core_stats_foreach(stat_fn, &q);
+	cr_assert_neq(q.v, UINT64_MAX, "no counter %s", name);
+	return q.v;
+}
+
+Test(daemon, refresh_before_expiry_and_failed_probe_keeps_verdict)
+{
+	char extra[256];
+	snprintf(extra, sizeof(extra),
+		 "[domain fresh.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n"
+		 "ttl_valid = 6s\nrefresh_valid = 1s\nttl_tempfail = 1s\n",
+		 srv_port);
+	write_conf(extra);
+	start();
+	struct core_check c;
+	struct check_out out = {0};
+	uint64_t id;
+	cr_assert_eq(core_check_recipient("frank@fresh.test", &c, check_cb, &out, &id), 1);
+	for (int i = 0; i < 200 && !out.done; i++)
+		spin(10);
+	cr_assert_eq(out.c.verdict, CORE_V_VALID);
+	int first = srv_sessions;
+	struct core_lookup l;
+	lookup_verdict("frank@fresh.test", &l);
+	uint64_t refresh1 = l.refresh_s;
+	/* past refresh_valid: re-checked in the background while still served */
+	for (int i = 0; i < 300 && srv_sessions == first; i++) {
+		spin(10);
+		cr_assert(table_has("frank@fresh.test", RT_VALID), "served while refreshing");
+	}
+	cr_assert_gt(srv_sessions, first, "a refresh session ran");
+	spin(200);
+	lookup_verdict("frank@fresh.test", &l);
+	cr_assert_eq(l.verdict, CORE_V_VALID);
+	cr_assert_gt(l.refresh_s, refresh1, "refresh time moved on");
+	cr_assert_gt(stat_value("refreshes"), 0);
+	/* the destination now fails temporarily: the valid verdict stays */
+	srv_tempfail = 1;
+	uint64_t kept = stat_value("verdicts_kept");
+	for (int i = 0; i < 400 && stat_value("verdicts_kept") == kept; i++)
+		spin(10);
+	cr_assert_gt(stat_value("verdicts_kept"), kept, "a failed refresh was recorded");
+	cr_assert(table_has("frank@fresh.test", RT_VALID), "failed probe did not clobber the verdict");
+	lookup_verdict("frank@fresh.test", &l);
+	cr_assert_eq(l.verdict, CORE_V_VALID);
+	cr_assert(l.in_store);
+}
+
+Test(daemon, destination_limits)
+{
+	char extra[300];
+	snprintf(extra, sizeof(extra),
+		 "[domain rate.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n"
+		 "batch = 5\ndest_rcpt_rate = 5\ndest_max_conns = 1\nsession_max_rcpts = 5\n",
+		 srv_port);
+	write_conf(extra);
+	start();
+	struct check_out out = {0};
+	struct core_check c;
+	uint64_t id;
+	char a[64];
+	for (int i = 0; i < 15; i++) {
+		snprintf(a, sizeof(a), "r%d@rate.test", i);
+		cr_assert_eq(core_check_recipient(a, &c, check_cb, &out, &id), 1);
+	}
+	uint64_t t0 = daemon_now_ms();
+	for (int i = 0; i < 500 && out.done < 15; i++)
+		spin(10);
+	uint64_t took = daemon_now_ms() - t0;
+	cr_assert_eq(out.done, 15);
+	/* a burst of 5, then 5 RCPTs per second: the last 10 need about 2 s */
+	cr_assert_geq(took, 1500, "rate limit held: %llu ms", (unsigned long long)took);
+	cr_assert_eq(srv_max_active, 1, "one session at a time");
+	cr_assert_geq(srv_sessions, 3, "5 RCPTs per session");
+}
+
+static int find_dom(const struct core_domain_info *d, void *arg)
+{
+	struct core_domain_info *want = arg;
+	if (strcmp(d->name, want->name))
+		return 0;
+	*want = *d;
+	return 1;
+}
+
+static uint16_t dt_flags(const char *dom)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0);
+	struct rg_key128 k;
+	dtable_key(&m, dom, strlen(dom), &k);
+	struct dtable_info di = {0};
+	cr_assert(dtable_lookup(&m, &k, &di), "%s in the domain table", dom);
+	shm_detach(&m);
+	return di.flags;
+}
+
+Test(daemon, domain_flags_published)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	bind(fd, (struct sockaddr *)&a, sizeof(a));
+	getsockname(fd, (struct sockaddr *)&a, &l);
+	close(fd); /* nobody listens there now */
+	char extra[400];
+	snprintf(extra, sizeof(extra),
+		 "[domain down.test]\ndestination = 127.0.0.1:%d\nbreaker_failures = 1\n"
+		 "breaker_open = 1h\n\n[domain all.test]\ndestination = 127.0.0.1:%d\n",
+		 ntohs(a.sin_port), srv_port);
+	write_conf(extra);
+	start();
+	cr_assert_not(dt_flags("down.test") & DT_F_FAILOPEN);
+	struct check_out out = {0};
+	struct core_check c;
+	uint64_t id;
+	cr_assert_eq(core_check_recipient("x@down.test", &c, check_cb, &out, &id), 1);
+	cr_assert_eq(core_check_recipient("y@all.test", &c, check_cb, &out, &id), 1);
+	for (int i = 0; i < 300 && out.done < 2; i++)
+		spin(10);
+	cr_assert_eq(out.done, 2);
+	cr_assert(dt_flags("down.test") & DT_F_FAILOPEN, "breaker open: domain fails open");
+	cr_assert(dt_flags("all.test") & DT_F_ACCEPT_ALL, "accept-all published");
+	cr_assert_not(dt_flags("dm.test") & (DT_F_ACCEPT_ALL | DT_F_FAILOPEN));
+	struct core_domain_info di = {.name = "down.test"};
+	cr_assert_eq(core_domains_foreach(find_dom, &di), 1);
+	cr_assert(di.failopen);
+	cr_assert_eq(di.health, CORE_H_DOWN);
+	cr_assert_gt(di.breaker_until_s, 0);
+	cr_assert_gt(di.connect_failures, 0);
+	cr_assert(di.last_error[0]);
+	/* while failing open, checks are answered at once */
+	cr_assert_eq(core_check_recipient("z@down.test", &c, check_cb, &out, &id), 0);
+	cr_assert(c.failopen);
+	struct core_domain_info ai = {.name = "all.test"};
+	core_domains_foreach(find_dom, &ai);
+	cr_assert(ai.accept_all);
+	cr_assert_gt(ai.accept_all_checked_s, 0);
+	cr_assert_eq(core_check_recipient("other@all.test", &c, check_cb, &out, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_ACCEPT_ALL);
+}
