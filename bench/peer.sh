@@ -9,6 +9,11 @@
 # Plus the I/O ceiling: dpdk-testpmd io-forwarding over the same veth pair to an
 # smtp-sink that accepts everything as fast as it can.
 #
+# The workload: N sessions of one pipelined transaction each; dictionary-attack
+# sessions send M random local parts (Postfix accepts up to 1000 recipients per
+# transaction by default), legitimate ones a message to --legit-rcpts valid
+# recipients (default M as well), mixed in the proportion that makes the given
+# share of all recipients invalid, as an MX sees it under attack.
 # For each invalid share it reports RCPT answers per second, sessions per second,
 # and the destination Postfix's CPU seconds (its master's own and reaped
 # children's times plus its live children's, from /proc), as the median of --reps
@@ -28,8 +33,9 @@ NAME=rgpeer
 INDEX=201
 DOMAIN=peer.test
 VALID_USERS=100
-SESSIONS=400
-RCPTS=20
+SESSIONS=300
+RCPTS=100
+LEGIT_RCPTS=
 CONC=40
 REPS=3
 SHARES="0 0.5 0.9 0.99"
@@ -41,10 +47,10 @@ PHASES="postfix rcptgate ceiling"
 
 usage() {
 	cat <<EOF
-usage: rcptgate-bench peer [--json] [--sessions N] [--rcpts M] [--concurrency C]
+usage: rcptgate-bench peer [--json] [--sessions N] [--rcpts M] [--legit-rcpts L] [--concurrency C]
                            [--reps R] [--shares "0 0.5 0.9 0.99"] [--dp af_packet|af_xdp]
                            [--phases "postfix rcptgate ceiling"] [--keep]
-Defaults: $SESSIONS sessions x $RCPTS RCPTs, $CONC concurrent, $REPS reps, shares "$SHARES",
+Defaults: $SESSIONS sessions x $RCPTS RCPTs (legitimate: --legit-rcpts, default the same), $CONC concurrent, $REPS reps, shares "$SHARES",
 headline figures at invalid share $HEADLINE.
 EOF
 	exit 2
@@ -55,6 +61,7 @@ while [ $# -gt 0 ]; do
 	--json) JSON=1 ;;
 	--sessions) SESSIONS=$2; shift ;;
 	--rcpts) RCPTS=$2; shift ;;
+	--legit-rcpts) LEGIT_RCPTS=$2; shift ;;
 	--concurrency) CONC=$2; shift ;;
 	--reps) REPS=$2; shift ;;
 	--shares) SHARES=$2; shift ;;
@@ -66,6 +73,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 [ "$(id -u)" -eq 0 ] || { echo "peer: must run as root" >&2; exit 1; }
+LEGIT_RCPTS=${LEGIT_RCPTS:-$RCPTS}
 case " $SHARES " in *" $HEADLINE "*) ;; *) SHARES="$SHARES $HEADLINE" ;; esac
 
 WORK=/run/rgpeer
@@ -138,7 +146,7 @@ run_load() {
 	c0=$(postfix_cpu)
 	out=$(ip netns exec "$TB_C_NS" "$BENCH" smtpload --json --server "$TB_S_ADDR" \
 		--port "$port" --sessions "$SESSIONS" --rcpts "$RCPTS" --concurrency "$CONC" \
-		--invalid-share "$share" --valid-users "$VALID_USERS" --domain "$DOMAIN" \
+		--invalid-share "$share" --invalid-by-session --legit-rcpts "$LEGIT_RCPTS" --valid-users "$VALID_USERS" --domain "$DOMAIN" \
 		--timeout-ms 20000 2>&1) || true
 	c1=$(postfix_cpu)
 	echo "$out" | head -1 | sed "s/^/peer: $phase share=$share rep=$rep: /" >&2
@@ -173,7 +181,6 @@ phase_rcptgate() {
 shm_path = $shm
 store_path = $WORK/store
 control_socket = $WORK/rcptgated.sock
-log_stderr = yes
 syslog_ident = rcptgated-peer
 
 [domain $DOMAIN]
@@ -183,7 +190,7 @@ list = $WORK/valid.txt
 EOF
 	rm -rf "$WORK/store" "$shm"
 	mkdir -p "$WORK/store"
-	"$BUILD/control/rcptgated" --config "$conf" --foreground >"$WORK/rcptgated.log" 2>&1 &
+	"$BUILD/control/rcptgated" -c "$conf" -e >"$WORK/rcptgated.log" 2>&1 &
 	GATED_PID=$!
 	for _ in $(seq 50); do [ -e "$shm" ] && break; sleep 0.1; done
 	[ -e "$shm" ] || { log "rcptgated did not create $shm"; cat "$WORK/rcptgated.log" >&2; return 1; }
@@ -193,7 +200,7 @@ EOF
 	else
 		vdev0="net_af_packet0,iface=$TB_C_ROOT"; vdev1="net_af_packet1,iface=$TB_S_ROOT"
 	fi
-	"$BUILD/dataplane/rcptgate-dp" -l 0-1 --no-pci --file-prefix rgpeer --log-level=error \
+	"$BUILD/dataplane/rcptgate-dp" -l 0-1 --no-pci --file-prefix rgpeer -m 256 \
 		--vdev "$vdev0" --vdev "$vdev1" -- --shm "$shm" --pair 0:1 \
 		>"$WORK/rcptgate-dp.log" 2>&1 &
 	DP_PID=$!
@@ -226,21 +233,21 @@ phase_ceiling() {
 
 for p in $PHASES; do "phase_$p"; done
 
-python3 - "$RESULTS" "$HEADLINE" "$JSON" "$SESSIONS" "$RCPTS" "$CONC" "$REPS" "$DP" <<'PY'
+python3 - "$RESULTS" "$HEADLINE" "$JSON" "$SESSIONS" "$RCPTS" "$CONC" "$REPS" "$DP" "$LEGIT_RCPTS" <<'PY'
 import sys, statistics, json
-path, headline, want_json, sessions, rcpts, conc, reps, dp = sys.argv[1:]
+path, headline, want_json, sessions, rcpts, conc, reps, dp, legit = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 by = {}
 for phase, share, rep, rps, sps, cpu, ok in rows:
     by.setdefault((phase, float(share)), []).append((float(rps), float(sps), float(cpu), int(ok)))
 def fig(vals):
     return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
-print(f"workload: {sessions} sessions x {rcpts} RCPTs, {conc} concurrent, {reps} reps, "
-      f"data plane {dp}")
+print(f"workload: {sessions} sessions x {rcpts} RCPTs (legitimate sessions: {legit}), "
+      f"{conc} concurrent, {reps} reps, data plane {dp}")
 print(f"{'phase':10} {'invalid':>7} {'RCPT/s median':>14} {'(min..max)':>20} "
       f"{'sessions/s':>11} {'dest CPU s':>11} {'all ok':>7}")
 out = {"bench": "peer", "sessions": int(sessions), "rcpts_per_session": int(rcpts),
-       "concurrency": int(conc), "reps": int(reps), "invalid_share": float(headline),
+       "concurrency": int(conc), "reps": int(reps), "legit_rcpts": int(legit), "invalid_share": float(headline),
        "sweep": []}
 for (phase, share), v in sorted(by.items()):
     r, s, c = fig([x[0] for x in v]), fig([x[1] for x in v]), fig([x[2] for x in v])

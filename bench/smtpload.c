@@ -33,6 +33,8 @@ struct sess {
 	enum st st;
 	int fd;
 	int pipelining;		/* server offered it and we use it */
+	int harvest;		/* this session sends only invalid recipients */
+	unsigned n_rcpts;	/* recipients per transaction in this session */
 	unsigned msg;		/* transactions done */
 	unsigned rcpt_next;	/* next RCPT to send (non-pipelined) */
 	unsigned replies_due;	/* RCPT replies still expected */
@@ -83,6 +85,7 @@ void smtpload_cfg_default(struct smtpload_cfg *c)
 	c->valid_users = 100;
 	c->domain = "example.test";
 	c->pipelining = 1;
+	c->legit_rcpts = 2;
 	c->timeout_ms = 10000;
 	c->seed = 0x9e3779b97f4a7c15ull;
 }
@@ -149,6 +152,16 @@ static void sess_start(struct load *l, struct sess *s)
 {
 	l->started++;
 	l->live++;
+	s->harvest = 0;
+	s->n_rcpts = l->c->rcpts;
+	if (l->c->invalid_by_session) {
+		/* P(attack session) so that invalid_share of the RCPTs are invalid */
+		double f = l->c->invalid_share, m = l->c->rcpts, g = l->c->legit_rcpts;
+		double p = f >= 1 ? 1 : f * g / (f * g + (1 - f) * m);
+		s->harvest = (double)(xrand(&l->rnd) % 1000000) / 1e6 < p;
+		if (!s->harvest)
+			s->n_rcpts = l->c->legit_rcpts;
+	}
 	s->msg = 0;
 	s->in_len = 0;
 	s->out_len = s->out_off = 0;
@@ -178,8 +191,10 @@ static void send_mail(struct load *l, struct sess *s)
 	s->accepted = 0;
 	s->rcpt_idx = 0;
 	s->rcpt_next = 0;
-	for (unsigned i = 0; i < c->rcpts; i++) {
-		int invalid = (double)(xrand(&l->rnd) % 1000000) / 1e6 < c->invalid_share;
+	for (unsigned i = 0; i < s->n_rcpts; i++) {
+		int invalid = c->invalid_by_session
+				      ? s->harvest
+				      : (double)(xrand(&l->rnd) % 1000000) / 1e6 < c->invalid_share;
 		s->valid[i] = (uint8_t)!invalid;
 		if (invalid)
 			snprintf(s->rcpt[i], sizeof(s->rcpt[i]), "nx%012llx",
@@ -191,11 +206,11 @@ static void send_mail(struct load *l, struct sess *s)
 	queue_out(s, "MAIL FROM:<%s>\r\n", "load@client.test");
 	s->t_mail = bench_now_ns();
 	if (s->pipelining) {
-		for (unsigned i = 0; i < c->rcpts; i++)
+		for (unsigned i = 0; i < s->n_rcpts; i++)
 			queue_out(s, "RCPT TO:<%s@%s>\r\n", s->rcpt[i], c->domain);
-		s->rcpt_next = c->rcpts;
+		s->rcpt_next = s->n_rcpts;
 	}
-	s->replies_due = c->rcpts;
+	s->replies_due = s->n_rcpts;
 	s->st = S_MAIL;
 }
 
@@ -402,7 +417,8 @@ int smtpload_run(const struct smtpload_cfg *c, struct smtpload_result *r)
 {
 	struct load l = {.c = c, .r = r, .rnd = c->seed ? c->seed : 1};
 	memset(r, 0, sizeof(*r));
-	if (c->rcpts < 1 || c->rcpts > LOAD_MAX_RCPTS || c->concurrency < 1 || !c->valid_users)
+	if (c->rcpts < 1 || c->rcpts > LOAD_MAX_RCPTS || c->concurrency < 1 || !c->valid_users ||
+	    (c->invalid_by_session && (c->legit_rcpts < 1 || c->legit_rcpts > LOAD_MAX_RCPTS)))
 		return -EINVAL;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&l.sa;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&l.sa;
@@ -499,6 +515,8 @@ int bench_smtpload(int argc, char **argv)
 		{"valid-users", required_argument, NULL, 'v'},
 		{"domain", required_argument, NULL, 'd'},
 		{"no-pipelining", no_argument, NULL, 'P'},
+		{"invalid-by-session", no_argument, NULL, 'B'},
+		{"legit-rcpts", required_argument, NULL, 'L'},
 		{"timeout-ms", required_argument, NULL, 't'},
 		{NULL, 0, NULL, 0},
 	};
@@ -516,12 +534,14 @@ int bench_smtpload(int argc, char **argv)
 		case 'v': c.valid_users = (unsigned)atoi(optarg); break;
 		case 'd': c.domain = optarg; break;
 		case 'P': c.pipelining = 0; break;
+		case 'B': c.invalid_by_session = 1; break;
+		case 'L': c.legit_rcpts = (unsigned)atoi(optarg); break;
 		case 't': c.timeout_ms = (unsigned)atoi(optarg); break;
 		default:
 			fprintf(stderr, "usage: rcptgate-bench smtpload --server IP [--port P] "
 					"[--concurrency C] [--sessions S] [--messages M] [--rcpts R] "
 					"[--invalid-share F] [--valid-users N] [--domain D] "
-					"[--no-pipelining] [--json]\n");
+					"[--no-pipelining] [--invalid-by-session [--legit-rcpts N]] [--json]\n");
 			return 2;
 		}
 	}

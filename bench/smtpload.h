@@ -18,6 +18,11 @@ struct smtpload_cfg {
 	unsigned messages;	/* transactions per session */
 	unsigned rcpts;		/* recipients per transaction */
 	double invalid_share;	/* 0..1 */
+	int invalid_by_session;	/* 1: sessions are either dictionary attacks (rcpts
+				 * invalid recipients) or legitimate (legit_rcpts
+				 * valid ones), mixed so that invalid_share of all
+				 * recipients are invalid; 0: each RCPT drawn alone */
+	unsigned legit_rcpts;	/* recipients per legitimate transaction */
 	unsigned valid_users;	/* valid local parts: user0 .. user(N-1) */
 	const char *domain;
 	int pipelining;		/* use PIPELINING when offered */
