@@ -72,6 +72,7 @@ struct sess {
 	char dest[128];
 	bool pipelining, verify, ehlo_ok, trial;
 	bool dead;			/* closed; freed at the next tick */
+	bool probe_only;		/* scheduled accept-all re-probe, no queue */
 	uint32_t reserved;
 	uint64_t deadline_ms, end_ms, started_ms;
 	/* transaction */
@@ -87,7 +88,8 @@ struct sess {
 	char rtext[CALLOUT_TEXT_MAX];
 	size_t rtext_len;
 	char rfirst[256];		/* first line, for reports */
-	bool saw_pipelining;
+	bool saw_pipelining, saw_smtputf8;	/* EHLO keywords seen */
+	bool smtputf8;				/* the server takes UTF-8 addresses */
 	/* output */
 	char *wbuf;
 	size_t wlen, woff, wcap;
@@ -95,6 +97,7 @@ struct sess {
 	/* transcript (verify only) */
 	char *tbuf;
 	size_t tlen;
+	bool tcut;
 };
 
 #define HASH_INIT 1024u
@@ -512,8 +515,12 @@ static void transcript(struct sess *s, const char *who, const char *line, size_t
 		return;
 	size_t room = CALLOUT_TRANSCRIPT_MAX - 1 - s->tlen;
 	size_t need = strlen(who) + n + 1;
-	if (need > room)
+	if (need > room) {
+		if (!s->tcut)
+			ST(TRANSCRIPT_CUT);
+		s->tcut = true;
 		return;
+	}
 	memcpy(s->tbuf + s->tlen, who, strlen(who));
 	s->tlen += strlen(who);
 	memcpy(s->tbuf + s->tlen, line, n);
@@ -695,6 +702,14 @@ static void random_local(char *out, size_t n)
 		 r[5], r[6], r[7]);
 }
 
+static bool is_utf8_addr(const char *a)
+{
+	for (; *a; a++)
+		if ((unsigned char)*a >= 0x80)
+			return true;
+	return false;
+}
+
 static bool probe_due(const struct callout_dom *d, uint64_t now)
 {
 	if (!d->cfg.accept_all_probe || d->aa_inflight)
@@ -753,7 +768,8 @@ static void tx_start(struct sess *s)
 			limit = (uint32_t)d->rcpt_tokens;
 		if (limit > s->cap)
 			limit = s->cap;
-		if (limit && d->nqueued && probe_due(d, now) && s->cap > 0) {
+		if (((limit && d->nqueued) || (s->probe_only && !s->transactions)) &&
+		    probe_due(d, now) && s->cap > 0) {
 			char local[40], a[RG_ADDR_MAX + 1];
 			random_local(local, sizeof(local));
 			int n = snprintf(a, sizeof(a), "%s@%s", local, d->cfg.name);
@@ -780,7 +796,7 @@ static void tx_start(struct sess *s)
 			s->tx[s->ntx++] = p;
 		}
 		d->rcpt_tokens -= s->ntx;
-		if (s->ntx == 1 && (s->tx[0]->flags & CALLOUT_F_PROBE)) {
+		if (s->ntx == 1 && (s->tx[0]->flags & CALLOUT_F_PROBE) && !s->probe_only) {
 			/* nothing else to check after all: the probe waits */
 			struct callout_pend *p = s->tx[0];
 			d->aa_inflight = false;
@@ -796,12 +812,38 @@ static void tx_start(struct sess *s)
 		flush_out(s);
 		return;
 	}
+	/* RFC 6531: UTF-8 addresses only to a server that says SMTPUTF8, and
+	 * then with the SMTPUTF8 parameter; elsewhere they cannot be asked */
+	bool utf8 = false;
+	for (unsigned i = 0; i < s->ntx; i++) {
+		if (!is_utf8_addr(s->tx[i]->addr))
+			continue;
+		if (s->smtputf8) {
+			utf8 = true;
+			continue;
+		}
+		struct callout_pend *p = s->tx[i];
+		memmove(&s->tx[i], &s->tx[i + 1], (s->ntx - i - 1) * sizeof(s->tx[0]));
+		s->ntx--;
+		i--;
+		if (p->flags & CALLOUT_F_PROBE)
+			d->aa_inflight = false;
+		finish(p, CORE_V_UNVERIFIABLE, 0, "", "destination does not offer SMTPUTF8", s->dest,
+		       s);
+	}
+	if (s->ntx == 0) {
+		s->state = S_QUIT;
+		cmd(s, "QUIT", "", "");
+		arm(s, d->cfg.command_timeout_ms);
+		flush_out(s);
+		return;
+	}
 	ST(TRANSACTIONS);
 	if (s->transactions++)
 		ST(RSET_REUSE);
 	s->rcpts_total += s->ntx;
 	s->state = S_MAIL;
-	int r = cmd(s, "MAIL FROM:<", d->cfg.mail_from, ">");
+	int r = cmd(s, "MAIL FROM:<", d->cfg.mail_from, utf8 ? "> SMTPUTF8" : ">");
 	if (!r && s->pipelining) {
 		for (unsigned i = 0; i < s->ntx && !r; i++)
 			r = send_rcpt(s, i);
@@ -936,10 +978,10 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		arm(s, d->cfg.command_timeout_ms);
 }
 
-static bool has_pipelining(const char *t, size_t n)
+/* An EHLO keyword line: kw, then the end or a space (case-insensitive). */
+static bool has_keyword(const char *t, size_t n, const char *kw)
 {
-	static const char kw[] = "PIPELINING";
-	size_t m = sizeof(kw) - 1;
+	size_t m = strlen(kw);
 	if (n < m)
 		return false;
 	for (size_t i = 0; i < m; i++) {
@@ -996,6 +1038,7 @@ static void on_reply(struct sess *s)
 				   s->rtext_len, NULL, 0);
 		if (c == CL_OK) {
 			s->pipelining = s->state == S_EHLO && s->saw_pipelining;
+			s->smtputf8 = s->state == S_EHLO && s->saw_smtputf8;
 			s->ehlo_ok = true;
 			if (!s->verify)
 				sess_success(s);
@@ -1128,6 +1171,7 @@ static int parse_lines(struct sess *s)
 			s->rcode = code;
 			s->rtext_len = 0;
 			s->saw_pipelining = false;
+			s->saw_smtputf8 = false;
 			size_t fl = n < sizeof(s->rfirst) - 1 ? n : sizeof(s->rfirst) - 1;
 			memcpy(s->rfirst, line, fl);
 			s->rfirst[fl] = 0;
@@ -1141,8 +1185,12 @@ static int parse_lines(struct sess *s)
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "reply with too many lines");
 			return -1;
 		}
-		if (s->state == S_EHLO && s->rlines > 1 && has_pipelining(text, tlen))
-			s->saw_pipelining = true;
+		if (s->state == S_EHLO && s->rlines > 1) {
+			if (has_keyword(text, tlen, "PIPELINING"))
+				s->saw_pipelining = true;
+			else if (has_keyword(text, tlen, "SMTPUTF8"))
+				s->saw_smtputf8 = true;
+		}
 		if (s->rtext_len && s->rtext_len < sizeof(s->rtext) - 1)
 			s->rtext[s->rtext_len++] = ' ';
 		size_t room = sizeof(s->rtext) - 1 - s->rtext_len;
@@ -1408,9 +1456,12 @@ static bool dest_ready(struct callout_dom *d, uint64_t now)
 	if (!d->resolving) {
 		const struct config *cfg = core_config();
 		uint32_t tmo = cfg ? cfg->dns_timeout_ms : 5000;
-		if (dns_resolve(d->cfg.name, d->cfg.dest, d->cfg.ndest, d->cfg.mx_port, tmo, on_dns,
-				d) == 0)
+		int r = dns_resolve(d->cfg.name, d->cfg.dest, d->cfg.ndest, d->cfg.mx_port, tmo, on_dns,
+				    d);
+		if (r == 0)
 			d->resolving = true;
+		else if (r == -EAGAIN)
+			ST(DNS_QUEUE_FULL);
 	}
 	/* an expired but good answer is used while the new one comes */
 	return d->dest_ok && d->dest.n > 0;
@@ -1471,6 +1522,8 @@ static void schedule(struct callout_dom *d, uint64_t now)
 		return;
 	}
 	refill(d, now);
+	if (co.nsessions >= CALLOUT_MAX_SESSIONS && d->nqueued > d->reserved && !d->sessions_open)
+		ST(SESSIONS_LIMIT);
 	while (d->nqueued > d->reserved && d->sessions_open < d->cfg.dest_max_conns &&
 	       co.nsessions < CALLOUT_MAX_SESSIONS && d->conn_tokens >= 1.0 && d->rcpt_tokens >= 1.0) {
 		if (half_open && (d->trial || d->sessions_open))
@@ -1559,6 +1612,19 @@ void callout_tick(uint64_t now)
 		co.last_sweep_ms = now;
 		timeouts(now);
 		sweep_holds(now);
+		/* an accept-all domain sends no misses, so no session would ever
+		 * notice its catch-all going away: re-probe it on schedule */
+		for (struct callout_dom *d = co.doms; d; d = d->next) {
+			if (!d->configured || !d->accept_all || d->sessions_open || d->nqueued ||
+			    !probe_due(d, now) || callout_failing_open(d, now) || !dest_ready(d, now))
+				continue;
+			struct sess *s = sess_new(d, false);
+			if (!s)
+				break;
+			s->probe_only = true;
+			if (connect_next(s))
+				sess_fail(s, CORE_V_TEMPFAIL, 0, "cannot connect for the accept-all probe");
+		}
 		/* breaker or unverifiable hold ending: republish the domain */
 		for (struct callout_dom *d = co.doms; d; d = d->next) {
 			if (d->breaker_until_ms && now >= d->breaker_until_ms && d->health == CORE_H_DOWN) {

@@ -57,7 +57,10 @@
 	X(RETRY_452, "callout_retry_452", "RCPTs refused as too many, requeued")        \
 	X(PROBES, "callout_accept_all_probes", "accept-all probes sent")                \
 	X(BREAKER_OPENED, "callout_breaker_opened", "circuit breaker openings")         \
-	X(DNS_FAILURES, "callout_dns_failures", "destination lookups that failed")
+	X(DNS_FAILURES, "callout_dns_failures", "destination lookups that failed")        \
+	X(DNS_QUEUE_FULL, "callout_dns_queue_full", "lookups not queued: resolver queue full") \
+	X(SESSIONS_LIMIT, "callout_sessions_limit", "sessions not opened: CALLOUT_MAX_SESSIONS") \
+	X(TRANSCRIPT_CUT, "callout_transcript_cut", "verify transcripts cut at CALLOUT_TRANSCRIPT_MAX")
 
 enum callout_stat {
 #define CALLOUT_ENUM(id, name, help) CALLOUT_ST_##id,

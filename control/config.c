@@ -177,7 +177,7 @@ static const struct config_key config_keys[] = {
 	 "a destination refusing callouts fails open this long"},
 	{"accept_all_probe", SC_BOTH, KT_BOOL, D(accept_all_probe), "yes", 0, 0,
 	 "probe a random local part to detect accept-all"},
-	{"accept_all_interval", SC_BOTH, KT_SECS, D(accept_all_interval), "6h", 60, 30 * DAY,
+	{"accept_all_interval", SC_BOTH, KT_SECS, D(accept_all_interval), "6h", 1, 30 * DAY,
 	 "re-probe for accept-all after this"},
 	{"breaker_failures", SC_BOTH, KT_U32, D(breaker_failures), "5", 1, 1000,
 	 "consecutive failed sessions that open the circuit breaker"},
@@ -595,7 +595,9 @@ static int scan_sections(struct parse_ctx *p, const char *text)
 
 static int enter_section(struct parse_ctx *p, const char *section)
 {
-	snprintf(p->section, sizeof(p->section), "%s", section);
+	size_t sl = strnlen(section, sizeof(p->section) - 1);
+	memcpy(p->section, section, sl);
+	p->section[sl] = 0;
 	p->cur = NULL;
 	p->in_global = !strcmp(section, "global");
 	p->bad_section = 0;

@@ -150,7 +150,8 @@ struct core_verify_result {
 	int err;			/* 0, or -errno: no destination, unmanaged... */
 	char errmsg[256];
 	char addr[RG_ADDR_MAX + 1];
-	int verdict;			/* CORE_V_VALID/INVALID/TEMPFAIL/UNVERIFIABLE */
+	int verdict;			/* CORE_V_VALID/INVALID/TEMPFAIL/UNVERIFIABLE, or
+					 * ACCEPT_ALL (2xx from an accept-all domain) */
 	uint16_t code;			/* reply code that decided, 0 if none */
 	char enhanced[16];		/* "5.1.1" or "" */
 	char reply[256];		/* deciding reply line */

@@ -48,7 +48,8 @@ struct jbuf {
 	char *buf;
 	size_t len, cap;
 	bool comma;	/* a value precedes: the next member needs a comma */
-	bool overflow;
+	bool overflow;	/* something did not fit: the answer is replaced */
+	bool toobig;	/* ... because of CTL_OUT_MAX (else: out of memory) */
 };
 
 struct ctl_conn {
@@ -98,6 +99,7 @@ static void jb_reset(struct jbuf *j)
 	j->len = CTLPROTO_HDR_LEN;
 	j->comma = false;
 	j->overflow = false;
+	j->toobig = false;
 }
 
 static bool jb_reserve(struct jbuf *j, size_t n)
@@ -110,7 +112,7 @@ static bool jb_reserve(struct jbuf *j, size_t n)
 	if (j->len + n + 1 <= j->cap)
 		return true;
 	if (j->len + n + 1 > CTL_OUT_MAX) {
-		j->overflow = true;
+		j->overflow = j->toobig = true;
 		return false;
 	}
 	cap = j->cap ? j->cap : CTL_OUT_INIT;
@@ -279,10 +281,12 @@ static void conn_answer(struct ctl_conn *c, enum ctlproto_status st, bool close_
 	jb_close(j, '}');
 	jb_raw(j, "\n", 1);
 	if (j->overflow) {
-		ctl.st[CTL_ST_ANSWER_TOOBIG]++;
+		bool toobig = j->toobig;
+
+		if (toobig)
+			ctl.st[CTL_ST_ANSWER_TOOBIG]++;
 		jb_begin(j, CTLS_FAILED);
-		jb_str(j, "error", j->cap >= CTL_OUT_MAX ? "answer over the size limit"
-							 : "out of memory");
+		jb_str(j, "error", toobig ? "answer over the size limit" : "out of memory");
 		jb_close(j, '}');
 		jb_raw(j, "\n", 1);
 		st = CTLS_FAILED;

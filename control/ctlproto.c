@@ -492,6 +492,9 @@ int ctlproto_json_str(char *out, size_t outlen, size_t *pos, const char *s, size
 		if (c == '"' || c == '\\') {
 			PUT('\\');
 			PUT((char)c);
+		} else if (c == '\n' || c == '\r' || c == '\t') {
+			PUT('\\');
+			PUT(c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
 		} else if (c < 0x20 || c == 0x7f) {
 			PUT('\\');
 			PUT('u');

@@ -388,7 +388,7 @@ int daemon_loop_once(int timeout_ms)
 const char *core_verdict_name(int v)
 {
 	static const char *const n[] = {"none", "valid", "invalid", "tempfail",
-					"unverifiable", "unmanaged", "accept-all"};
+					"unverifiable", "unmanaged", "accept_all"};
 	return v >= 0 && (size_t)v < sizeof(n) / sizeof(n[0]) ? n[v] : "?";
 }
 
@@ -477,8 +477,13 @@ static int put_retry(const char *addr, size_t len, uint8_t verdict, uint8_t sour
 /* Store a record (durable at the end of the turn) and queue its publication. */
 static void verdict_record(const char *addr, size_t len, const struct store_rec *rec, bool publish)
 {
-	if (store_put(dm.store, addr, len, rec)) {
+	int r = store_put(dm.store, addr, len, rec);
+	if (r) {
+		/* not durable, so not published either: the data plane goes on
+		 * treating the address as unknown (forwarded or deferred) */
 		CS(STORE_ERRORS);
+		log_kind(LOG_K_CALLOUT, LOG_ERR, "store: <%s> not written (%s); not published", addr,
+			 r == -ENOSPC ? "store full: raise store_map_mb" : strerror(-r));
 		return;
 	}
 	CS(STORED);
@@ -623,8 +628,11 @@ static int list_load(const struct config_dom *d, struct dlist *out)
 			other++;
 			continue;
 		}
-		if (out->n == LIST_MAX_ENTRIES)
+		if (out->n == LIST_MAX_ENTRIES) {
+			log_msg(LOG_WARNING, "list %s: more than %u addresses; the rest is ignored",
+				d->list, LIST_MAX_ENTRIES);
 			break;
+		}
 		if (out->n == cap) {
 			size_t nc = cap ? cap * 2 : 256;
 			char **na = realloc(out->addr, nc * sizeof(*na));
@@ -895,8 +903,13 @@ static void on_miss(const struct msg_miss *m, void *arg)
 	}
 	struct rg_key128 k;
 	publish_key(&dm.pub, addr, len, &k);
-	if (k.hi != m->key_hi || k.lo != m->key_lo)
-		CS(MISS_KEY_MISMATCH);
+	if (k.hi != m->key_hi || k.lo != m->key_lo) {
+		/* the planes disagree on a key: a hash secret or canonical form
+		 * mismatch; verdicts would never be found, so say it loudly */
+		if (dm.st[CS_MISS_KEY_MISMATCH]++ < 10)
+			log_msg(LOG_ERR, "miss <%s>: the data plane's key differs from the table's; "
+				"is it attached to %s?", addr, dm.cfg->shm_path);
+	}
 	const struct config_dom *dc = config_domain(dm.cfg, dom);
 	if (!dc) {
 		CS(MISS_UNMANAGED);
@@ -1253,6 +1266,10 @@ void daemon_stop(void)
 void daemon_fini(void)
 {
 	modules_stop();
+	/* the modules are gone: nobody may be called back any more */
+	for (size_t b = 0; b < WAITER_BUCKETS; b++)
+		for (struct waiter *w = dm.wb[b]; w; w = w->id_next)
+			w->cancelled = true;
 	if (dm.core_ready) {
 		callout_shutdown();
 		pubq_flush();

@@ -43,8 +43,8 @@ static int make_key(const char *addr, size_t len, char *key)
 	size_t at = len;
 	while (at > 0 && addr[at - 1] != '@')
 		at--;
-	if (at == 0 || len >= KEY_MAX)
-		return -EINVAL;
+	if (at <= 1 || at == len || len >= KEY_MAX)
+		return -EINVAL; /* no '@', empty local part, empty domain, too long */
 	size_t dlen = len - at, llen = at - 1;
 	memcpy(key, addr + at, dlen);
 	key[dlen] = 0;
@@ -223,6 +223,15 @@ unsigned store_dirty(const struct store *s)
 long store_scan(struct store *s, const char *after, size_t max, store_fn fn, void *arg,
 		char *next)
 {
+	/* the resume key first: after and next may be the same buffer */
+	char key[KEY_MAX];
+	MDB_val k, v;
+	int klen = 0;
+	if (after && after[0]) {
+		klen = make_key(after, strnlen(after, RG_ADDR_MAX + 1), key);
+		if (klen < 0)
+			klen = 0;
+	}
 	MDB_txn *txn;
 	int own, r = rtxn(s, &txn, &own);
 	next[0] = 0;
@@ -234,14 +243,6 @@ long store_scan(struct store *s, const char *after, size_t max, store_fn fn, voi
 		if (own)
 			mdb_txn_abort(txn);
 		return mdb_to_errno(rc);
-	}
-	char key[KEY_MAX];
-	MDB_val k, v;
-	int klen = 0;
-	if (after && after[0]) {
-		klen = make_key(after, strlen(after), key);
-		if (klen < 0)
-			klen = 0;
 	}
 	if (klen > 0) {
 		k.mv_size = (size_t)klen;

@@ -196,9 +196,30 @@ static int set_sw_csum(struct dpconf *c, const char *v, char *err, size_t errlen
 	return set_bool(&c->sw_csum, "sw-csum", v, err, errlen);
 }
 
-static int set_verbose(struct dpconf *c, const char *v, char *err, size_t errlen)
+#define DPCONF_ENG_SETTER(field, key, lo, hi)                                             \
+	static int set_eng_##field(struct dpconf *c, const char *v, char *err, size_t errlen) \
+	{                                                                                  \
+		return set_uint(&c->eng.field, key, v, lo, hi, err, errlen);               \
+	}
+DPCONF_ENG_SETTER(handshake_ms, "handshake-timeout-ms", 100, 3600000)
+DPCONF_ENG_SETTER(busy_blocks, "busy-blocks", 16, 1u << 22)
+DPCONF_ENG_SETTER(seg_blocks, "seg-blocks", 16, 1u << 22)
+DPCONF_ENG_SETTER(line_max, "line-max", 512, 4096)
+DPCONF_ENG_SETTER(ooo_max, "ooo-max", 1, 256)
+DPCONF_ENG_SETTER(cmd_max, "cmd-max", 8, 4096)
+DPCONF_ENG_SETTER(rcpt_max, "rcpt-max", 1, 100000)
+DPCONF_ENG_SETTER(inject_max, "inject-max", 1024, 1u << 20)
+DPCONF_ENG_SETTER(retx_initial_ms, "retx-initial-ms", 10, 60000)
+DPCONF_ENG_SETTER(retx_max, "retx-max", 1, 64)
+DPCONF_ENG_SETTER(harvest_window_ms, "harvest-window-ms", 1000, 86400000)
+DPCONF_ENG_SETTER(harvest_slots, "harvest-slots", 64, 1u << 22)
+
+static int set_eng_harvest_threshold(struct dpconf *c, const char *v, char *err, size_t errlen)
 {
-	return set_bool(&c->verbose, "verbose", v, err, errlen);
+	int rc = set_uint(&c->eng.harvest_threshold, "harvest-threshold", v, 0, 1000000, err,
+			  errlen);
+	c->eng.harvest_off = rc == 0 && c->eng.harvest_threshold == 0;
+	return rc;
 }
 
 static const struct dpconf_kw dpconf_kws[] = {
@@ -213,12 +234,25 @@ static const struct dpconf_kw dpconf_kws[] = {
 	{"ring-slots", 1, set_ring_slots, "N", "software-dispatch ring per lcore (default 4096)"},
 	{"max-flows", 1, set_max_flows, "N", "SMTP flows tracked per lcore (default 65536)"},
 	{"idle-timeout", 1, set_idle, "S", "SMTP flow idle timeout in seconds (default 300)"},
+	{"handshake-timeout-ms", 1, set_eng_handshake_ms, "MS", "SYN seen, no data yet: forget after"},
+	{"busy-blocks", 1, set_eng_busy_blocks, "N", "flows holding edits at once, per lcore"},
+	{"seg-blocks", 1, set_eng_seg_blocks, "N", "out-of-order segments stored, per lcore"},
+	{"line-max", 1, set_eng_line_max, "N", "command line limit incl. CRLF (512..4096)"},
+	{"ooo-max", 1, set_eng_ooo_max, "N", "out-of-order segments queued per flow"},
+	{"cmd-max", 1, set_eng_cmd_max, "N", "commands awaiting a reply per flow"},
+	{"rcpt-max", 1, set_eng_rcpt_max, "N", "RCPTs decided per transaction (beyond: forwarded)"},
+	{"inject-max", 1, set_eng_inject_max, "N", "bytes of injected replies not yet acknowledged"},
+	{"retx-initial-ms", 1, set_eng_retx_initial_ms, "MS", "first retransmission of a lone reply"},
+	{"retx-max", 1, set_eng_retx_max, "N", "retransmissions before a flow gives up"},
+	{"harvest-threshold", 1, set_eng_harvest_threshold, "N",
+	 "invalid RCPTs per window per source (0: off)"},
+	{"harvest-window-ms", 1, set_eng_harvest_window_ms, "MS", "harvest counting window"},
+	{"harvest-slots", 1, set_eng_harvest_slots, "N", "harvest source table per lcore"},
 	{"shm-retry", 1, set_shm_retry, "S", "seconds between attach attempts (default 1)"},
 	{"no-engine", 0, set_no_engine, NULL, "bridge every frame untouched (no SMTP parsing)"},
 	{"inbound-only", 0, set_inbound_only, NULL,
 	 "parse only sessions opened from the outside port"},
 	{"sw-csum", 0, set_sw_csum, NULL, "compute checksums in software even with offloads"},
-	{"verbose", 0, set_verbose, NULL, "log port capabilities and lcore mapping"},
 };
 #define DPCONF_NKW (sizeof(dpconf_kws) / sizeof(dpconf_kws[0]))
 
@@ -333,14 +367,10 @@ int dpconf_parse_args(struct dpconf *c, int argc, char **argv, char *err, size_t
 
 	optind = 1;
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, "hv", opts, &idx)) != -1) {
+	while ((o = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
 		if (o == 'h') {
 			dpconf_usage(out, argv[0]);
 			return 1;
-		}
-		if (o == 'v') {
-			c->verbose = 1;
-			continue;
 		}
 		if (o != 0) {
 			snprintf(err, errlen, "unknown or incomplete option '%s'",

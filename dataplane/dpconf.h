@@ -33,6 +33,15 @@ enum dpconf_dispatch {
 	DPCONF_DISPATCH_SW = 2,		/* one RX queue, software flow dispatch */
 };
 
+/* Engine limits; 0 keeps the engine's default (engine.h ENGINE_DEF_*).  The
+ * engine checks them (engine_conf_check) and names the one out of range. */
+struct dpconf_engine {
+	unsigned handshake_ms, busy_blocks, seg_blocks, line_max, ooo_max, cmd_max;
+	unsigned rcpt_max, inject_max, retx_initial_ms, retx_max;
+	unsigned harvest_threshold, harvest_window_ms, harvest_slots;
+	int harvest_off;	/* harvest-threshold 0 given explicitly */
+};
+
 struct dpconf_pair {
 	uint16_t outside, inside;	/* DPDK port ids */
 };
@@ -51,10 +60,10 @@ struct dpconf {
 	unsigned idle_s;
 	unsigned shm_retry_s;
 	int dispatch;		/* enum dpconf_dispatch */
+	struct dpconf_engine eng;
 	int inbound_only;	/* track only flows opened from the outside port */
 	int no_engine;		/* bridge everything (baseline, diagnostics) */
 	int sw_csum;		/* ignore checksum offloads even when present */
-	int verbose;
 };
 
 void dpconf_defaults(struct dpconf *c);

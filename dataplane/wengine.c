@@ -139,6 +139,27 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 	for (unsigned i = 0; i < x->conf->n_smtp_ports; i++)
 		ec->smtp_ports[i] = x->conf->smtp_ports[i];
 	ec->inbound_only = (uint8_t)x->conf->inbound_only;
+#define WENGINE_SET(dst, src)                                                              \
+	do {                                                                               \
+		if (x->conf->eng.src)                                                      \
+			ec->dst = x->conf->eng.src;                                        \
+	} while (0)
+	WENGINE_SET(handshake_timeout_ms, handshake_ms);
+	WENGINE_SET(busy_blocks, busy_blocks);
+	WENGINE_SET(seg_blocks, seg_blocks);
+	WENGINE_SET(line_max, line_max);
+	WENGINE_SET(ooo_max, ooo_max);
+	WENGINE_SET(cmd_max, cmd_max);
+	WENGINE_SET(rcpt_max, rcpt_max);
+	WENGINE_SET(inject_max, inject_max);
+	WENGINE_SET(retx_initial_ms, retx_initial_ms);
+	WENGINE_SET(retx_max, retx_max);
+	WENGINE_SET(harvest_threshold, harvest_threshold);
+	WENGINE_SET(harvest_window_ms, harvest_window_ms);
+	WENGINE_SET(harvest_slots, harvest_slots);
+#undef WENGINE_SET
+	if (x->conf->eng.harvest_off)
+		ec->harvest_threshold = 0;
 	for (unsigned i = 0; i < x->n_ports; i++)
 		offload &= x->ports[i].csum_offload;
 	ec->tx_csum_offload = (uint8_t)offload;

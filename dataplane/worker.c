@@ -166,8 +166,9 @@ void worker_flush(struct worker_ctx *x, struct worker *w)
 static void worker_smtp(struct worker_ctx *x, struct worker *w, uint16_t pi,
 			struct rte_mbuf **pkts, uint16_t n)
 {
-	w->n_smtp += n;
 	if (!w->eng) {
+		/* with the engine, it counts smtp_pkts itself */
+		w->n_smtp += n;
 		for (uint16_t i = 0; i < n; i++)
 			worker_tx_one(x, w, x->ports[pi].peer, pkts[i]);
 		return;
@@ -195,14 +196,12 @@ void worker_rx_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
 		     struct rte_mbuf **pkts, uint16_t n)
 {
 	struct rte_mbuf *mine[DPCONF_MAX_BURST];
-	struct rte_mbuf *away[WORKER_MAX][DPCONF_MAX_BURST];
-	uint16_t n_mine = 0, n_away[WORKER_MAX];
+	uint16_t n_mine = 0;
 	uint16_t peer = x->ports[pi].peer;
 	unsigned nw = x->n_workers;
+	int dispatch = x->sw_dispatch && nw > 1;
 	int smtp, frag;
 
-	if (x->sw_dispatch && nw > 1)
-		memset(n_away, 0, sizeof(n_away[0]) * nw);
 	w->n_rx += n;
 	for (uint16_t i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
@@ -216,12 +215,12 @@ void worker_rx_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
 			worker_tx_one(x, w, peer, m);
 			continue;
 		}
-		if (x->sw_dispatch && nw > 1) {
+		if (dispatch) {
 			unsigned owner = (unsigned)(((uint64_t)h * nw) >> 32);
 			if (owner != w->idx) {
 				/* tag the ingress port index for the owner */
 				m->hash.usr = pi;
-				away[owner][n_away[owner]++] = m;
+				w->away[owner][w->n_away[owner]++] = m;
 				continue;
 			}
 		}
@@ -229,10 +228,12 @@ void worker_rx_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
 	}
 	if (n_mine)
 		worker_smtp(x, w, pi, mine, n_mine);
-	if (x->sw_dispatch && nw > 1)
+	if (dispatch)
 		for (unsigned o = 0; o < nw; o++)
-			if (n_away[o])
-				worker_dispatch(x, w, o, away[o], n_away[o]);
+			if (w->n_away[o]) {
+				worker_dispatch(x, w, o, w->away[o], w->n_away[o]);
+				w->n_away[o] = 0;
+			}
 }
 
 static unsigned worker_drain_ring(struct worker_ctx *x, struct worker *w)

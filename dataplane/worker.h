@@ -51,6 +51,9 @@ struct worker {
 	uint64_t now_ns;	/* CLOCK_MONOTONIC at the start of this iteration */
 	struct dp_engine *eng;	/* NULL: bridge everything */
 	struct worker_txbuf tx[DPCONF_MAX_PORTS];
+	/* software dispatch: SMTP frames of one burst sorted by owning worker */
+	uint16_t n_away[WORKER_MAX];
+	struct rte_mbuf *away[WORKER_MAX][DPCONF_MAX_BURST];
 	/* counters batched per loop, added to lc once per iteration */
 	uint64_t n_rx, n_tx, n_txdrop, n_bridged, n_smtp, n_frag, n_dispatch_drop;
 } __rte_cache_aligned;

@@ -48,10 +48,27 @@
 #define ENGINE_OUT_BUF_MIN 2048u /* bytes per transmit buffer */
 #define ENGINE_PORT_NONE 0xffffu
 
-/* ---- configuration (every limit named, enforced, counted, documented) ---- */
+/*
+ * ---- configuration (every limit named, enforced, counted, documented) ----
+ *
+ * limit                 when reached                              counter (stats.h)
+ * max_flows             evict an idle flow without offsets, or    flows_evicted,
+ *                       leave the new flow untracked              flows_full
+ * idle_timeout_ms       flow forgotten                            flows_expired
+ * busy_blocks           RCPT forwarded / flow fails open          edit_nospace, failopen
+ * line_max              flow fails open (forwarded as is)         line_too_long, failopen
+ * cmd_max               further answers forwarded; queue full:    edit_nospace, failopen
+ *                       flow fails open
+ * inject_max            RCPT forwarded instead of answered        edit_nospace
+ * rcpt_max              RCPT forwarded unchecked                  rcpt_limit
+ * ooo_max, seg_blocks   out-of-order segment dropped (resent)     ooo_limit
+ * retx_max              lone answer no longer resent              inject_giveup
+ * harvest_threshold     421, server side reset, client FIN        harvest_closed
+ * Forwarding is always the fallback: a limit never loses mail.
+ */
 
 struct engine_conf {
-	uint32_t max_flows;	   /* tracked flows per lcore (rounded up to 2^n) */
+	uint32_t max_flows;	   /* tracked flows per lcore (hash buckets: next 2^n) */
 	uint32_t idle_timeout_ms;  /* established flow idle -> forgotten */
 	uint32_t handshake_timeout_ms; /* SYN seen, no data yet */
 	uint32_t busy_blocks;	   /* per lcore: flows that may hold edits, held
@@ -83,15 +100,15 @@ struct engine_conf {
 #define ENGINE_LINE_MAX_MAX 4096u
 
 #define ENGINE_DEF_MAX_FLOWS 65536u
-#define ENGINE_DEF_IDLE_TIMEOUT_MS 600000u	/* RFC 5321 4.5.3.2.7: 5 min server */
+#define ENGINE_DEF_IDLE_TIMEOUT_MS 600000u /* RFC 5321 4.5.3.2.6: 10 min after "." */
 #define ENGINE_DEF_HANDSHAKE_TIMEOUT_MS 30000u
-#define ENGINE_DEF_BUSY_BLOCKS 4096u
+#define ENGINE_DEF_BUSY_BLOCKS 2048u
 #define ENGINE_DEF_SEG_BLOCKS 4096u
 #define ENGINE_DEF_LINE_MAX 1024u
 #define ENGINE_DEF_OOO_MAX 8u
 #define ENGINE_DEF_CMD_MAX 256u
 #define ENGINE_DEF_RCPT_MAX 1000u
-#define ENGINE_DEF_INJECT_MAX 16384u
+#define ENGINE_DEF_INJECT_MAX 8192u
 #define ENGINE_DEF_RETX_INITIAL_MS 200u
 #define ENGINE_DEF_RETX_MAX 8u
 #define ENGINE_DEF_HARVEST_THRESHOLD 0u

@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -305,6 +306,15 @@ static struct script_case cases[] = {
 		   "S221 Bye\r\n"},
 	 .addrs = {"a"}, .want = {CORE_V_ACCEPT_ALL}, .probe = true, .want_health = -1,
 	 .client_has = "RCPT TO:<rg-probe-"},
+	{.name = "UTF-8 address, no SMTPUTF8: unverifiable, never sent",
+	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "S250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n", "R1", "S221 Bye\r\n"},
+	 .addrs = {"j\xc3\xbcrgen", "a"}, .want = {CORE_V_UNVERIFIABLE, CORE_V_VALID},
+	 .want_health = CORE_H_OK, .client_has = "RCPT TO:<a@c.test>"},
+	{.name = "UTF-8 address with SMTPUTF8",
+	 .steps = {GREET, "R1", "S250-mx.test\r\n250-PIPELINING\r\n250 SMTPUTF8\r\n", "R2",
+		   "S250 2.1.0 Ok\r\n550 5.1.1 User unknown\r\n", "R1", "S221 Bye\r\n"},
+	 .addrs = {"j\xc3\xbcrgen"}, .want = {CORE_V_INVALID}, .want_health = CORE_H_OK,
+	 .client_has = "MAIL FROM:<> SMTPUTF8"},
 	{.name = "verify records a transcript",
 	 .steps = {GREET, "R1", EHLO_PIPE, "R2", "S250 2.1.0 Ok\r\n550 5.1.1 <a>: User unknown\r\n", "R1",
 		   "S221 Bye\r\n"},
@@ -418,4 +428,202 @@ Test(callout, breaker_opens_and_fails_open)
 		     "failing open: answered at once");
 	cr_assert_eq(callout_submit("c@other.test", 12, 0, NULL), -ENOENT);
 	engine_stop();
+}
+
+/* ---- chaos: many domains, a server that misbehaves at random ------------- */
+
+struct chaos_conn {
+	int fd;
+	uint32_t seed;
+};
+
+static uint32_t rnd(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+/* send text in 1..3 random pieces */
+static int chaos_send(int fd, const char *t, uint32_t *seed)
+{
+	size_t n = strlen(t), off = 0;
+	while (off < n) {
+		size_t k = 1 + rnd(seed) % (n - off);
+		if (rnd(seed) % 3)
+			k = n - off;
+		if (send(fd, t + off, k, MSG_NOSIGNAL) < 0)
+			return -1;
+		off += k;
+	}
+	return 0;
+}
+
+static void *chaos_conn_main(void *arg)
+{
+	struct chaos_conn *c = arg;
+	uint32_t seed = c->seed;
+	int fd = c->fd;
+	free(c);
+	static const char *const greet[] = {"220 chaos ESMTP\r\n", "220-chaos\r\n220 ESMTP\r\n",
+					    "421 4.3.2 busy\r\n", "554 5.7.1 go away\r\n",
+					    "garbage\r\n"};
+	static const char *const rcpt[] = {
+		"250 2.1.5 Ok\r\n", "550 5.1.1 User unknown\r\n", "451 4.7.1 Greylisted\r\n",
+		"452 4.5.3 Too many recipients\r\n", "554 5.7.1 Policy\r\n",
+		"250-2.1.5 Ok\r\n250 2.1.5 still ok\r\n", "550 Unrouteable address\r\n", "x\r\n"};
+	uint32_t g = rnd(&seed) % 20;
+	/* 0-15 a good greeting, 16 421, 17 554, 18 garbage, 19 silence and close */
+	if (g == 19 || chaos_send(fd, greet[g < 16 ? (g & 1) : g - 14], &seed) || g >= 16) {
+		if (g == 16 || g == 17) /* wait for QUIT or close */
+			usleep(20000);
+		close(fd);
+		return NULL;
+	}
+	char line[1024];
+	size_t len = 0;
+	char b;
+	while (recv(fd, &b, 1, 0) == 1) {
+		if (b != '\n') {
+			if (len < sizeof(line) - 1)
+				line[len++] = b;
+			continue;
+		}
+		line[len] = 0;
+		len = 0;
+		const char *r = "250 Ok\r\n";
+		uint32_t x = rnd(&seed) % 100;
+		if (x < 2) /* hang up in the middle */
+			break;
+		if (!strncasecmp(line, "EHLO", 4))
+			r = x < 70 ? "250-chaos\r\n250-PIPELINING\r\n250 8BITMIME\r\n" : "250 chaos\r\n";
+		else if (!strncasecmp(line, "MAIL", 4))
+			r = x < 90 ? "250 2.1.0 Ok\r\n" : (x < 95 ? "451 4.3.0 try later\r\n" : "550 5.7.1 no\r\n");
+		else if (!strncasecmp(line, "RCPT", 4))
+			r = rcpt[rnd(&seed) % (sizeof(rcpt) / sizeof(rcpt[0]))];
+		else if (!strncasecmp(line, "QUIT", 4)) {
+			chaos_send(fd, "221 Bye\r\n", &seed);
+			break;
+		}
+		if (x == 3)
+			usleep(1500000); /* slower than command_timeout */
+		if (chaos_send(fd, r, &seed))
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+static int chaos_lfd;
+
+static void *chaos_accept(void *arg)
+{
+	uint32_t seed = 12345;
+	(void)arg;
+	for (;;) {
+		int fd = accept(chaos_lfd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		struct chaos_conn *c = malloc(sizeof(*c));
+		c->fd = fd;
+		c->seed = rnd(&seed) | 1;
+		pthread_t t;
+		pthread_create(&t, NULL, chaos_conn_main, c);
+		pthread_detach(t);
+	}
+}
+
+#define CHAOS_DOMAINS 12
+#define CHAOS_ADDRS 1200
+
+static unsigned chaos_seen[CHAOS_ADDRS];
+
+static void chaos_result(const struct callout_result *r, void *arg)
+{
+	(void)arg;
+	if (r->flags & CALLOUT_F_PROBE)
+		return;
+	unsigned i;
+	if (sscanf(r->addr, "u%u@", &i) == 1 && i < CHAOS_ADDRS)
+		chaos_seen[i]++;
+	nresults++;
+}
+
+Test(callout, chaos_every_address_answered_once, .timeout = 60)
+{
+	chaos_lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(chaos_lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(chaos_lfd, (struct sockaddr *)&a, &l);
+	listen(chaos_lfd, 256);
+	pthread_t t;
+	pthread_create(&t, NULL, chaos_accept, NULL);
+	pthread_detach(t);
+
+	char text[8192], err[256];
+	size_t off = 0;
+	off += (size_t)snprintf(text + off, sizeof(text) - off, "[global]\nqueue_max = 100000\n");
+	for (int d = 0; d < CHAOS_DOMAINS; d++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+					"[domain d%d.test]\ndestination = 127.0.0.1:%d\n"
+					"command_timeout = 1s\ngreeting_timeout = 1s\nbatch = %d\n"
+					"breaker_failures = 3\nbreaker_open = 1s\nttl_tempfail = 1s\n"
+					"ttl_unverifiable = 10s\ndest_conn_rate = 1000\n",
+					d, ntohs(a.sin_port), 5 + d * 7);
+	cr_assert_eq(config_load_string("chaos.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(daemon_loop_init(), 0);
+	cr_assert_eq(dns_start(), 0);
+	struct callout_hooks h = {.result = chaos_result};
+	cr_assert_eq(callout_init(&h), 0);
+	cr_assert_eq(callout_configure(&cfg), 0);
+	nresults = 0;
+	unsigned submitted = 0, refused = 0;
+	uint64_t end = daemon_now_ms() + 40000;
+	for (unsigned i = 0; i < CHAOS_ADDRS; i++) {
+		char addr[64];
+		int n = snprintf(addr, sizeof(addr), "u%u@d%u.test", i, i % CHAOS_DOMAINS);
+		int r = callout_submit(addr, (size_t)n, (i % 97 == 0) ? CALLOUT_F_VERIFY : 0, NULL);
+		if (r == 0) {
+			submitted++;
+		} else {
+			/* only a failing-open domain may refuse, and then nothing is owed */
+			cr_assert_eq(r, -EHOSTDOWN, "submit %s: %d", addr, r);
+			refused++;
+			chaos_seen[i] = 1;
+		}
+		if (i % 50 == 0)
+			daemon_loop_once(1);
+	}
+	while (nresults < submitted && daemon_now_ms() < end)
+		daemon_loop_once(10);
+	cr_assert_eq(nresults, submitted, "%u of %u answered (%u refused)", nresults, submitted,
+		     refused);
+	for (unsigned i = 0; i < CHAOS_ADDRS; i++)
+		cr_assert_eq(chaos_seen[i], 1, "u%u answered %u times", i, chaos_seen[i]);
+	/* everything settles: no queue, nothing in flight, sessions close */
+	for (int i = 0; i < 400 && callout_nsessions(); i++)
+		daemon_loop_once(10);
+	cr_assert_eq(callout_nqueued(), 0);
+	cr_assert_eq(callout_ninflight(), 0);
+	cr_assert_eq(callout_nsessions(), 0);
+	cr_log_info("chaos: %u submitted, %u refused, %llu sessions, %llu valid, %llu invalid, "
+		    "%llu tempfail, %llu unverifiable, %llu 452 retries, %llu protocol errors, "
+		    "%llu timeouts, %llu breaker openings",
+		    submitted, refused, (unsigned long long)callout_stat(CALLOUT_ST_SESSIONS),
+		    (unsigned long long)callout_stat(CALLOUT_ST_VALID),
+		    (unsigned long long)callout_stat(CALLOUT_ST_INVALID),
+		    (unsigned long long)callout_stat(CALLOUT_ST_TEMPFAIL),
+		    (unsigned long long)callout_stat(CALLOUT_ST_UNVERIFIABLE),
+		    (unsigned long long)callout_stat(CALLOUT_ST_RETRY_452),
+		    (unsigned long long)callout_stat(CALLOUT_ST_PROTO_ERRORS),
+		    (unsigned long long)callout_stat(CALLOUT_ST_TIMEOUTS),
+		    (unsigned long long)callout_stat(CALLOUT_ST_BREAKER_OPENED));
+	cr_assert_gt(callout_stat(CALLOUT_ST_VALID), 0);
+	cr_assert_gt(callout_stat(CALLOUT_ST_INVALID), 0);
+	cr_assert_gt(callout_stat(CALLOUT_ST_RETRY_452), 0, "452 path exercised");
+	cr_assert_gt(callout_stat(CALLOUT_ST_PROTO_ERRORS), 0, "garbage path exercised");
+	engine_stop();
+	close(chaos_lfd);
 }

@@ -42,24 +42,18 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Starts the core with the control socket in a fresh temp directory.
- * extra: more [global] lines; port: example.test's destination. */
-static void start(const char *extra, unsigned port)
-{
-	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
-	char cfg[256], err[512], store[256];
-	FILE *f;
-	int rc;
+static char cfg_path[256];
 
-	snprintf(dir, sizeof(dir), "%s/ctl-%d", base, (int)getpid());
+/* Writes the config: extra = more [global] lines; port = example.test's
+ * destination; sock = the control socket's file name in dir. */
+static void write_config(const char *extra, unsigned port, const char *sock)
+{
+	char store[256];
+	FILE *f;
+
 	snprintf(store, sizeof(store), "%s/store", dir);
-	snprintf(sock_path, sizeof(sock_path), "%s/ctl.sock", dir);
-	snprintf(shm_path, sizeof(shm_path), "/dev/shm/rgtest-ctl-%d", (int)getpid());
-	snprintf(cfg, sizeof(cfg), "%s/rcptgated.conf", dir);
-	mkdir(dir, 0755);
-	mkdir(store, 0755);
-	f = fopen(cfg, "w");
+	snprintf(sock_path, sizeof(sock_path), "%s/%s", dir, sock);
+	f = fopen(cfg_path, "w");
 	cr_assert_not_null(f);
 	fprintf(f,
 		"[global]\n"
@@ -74,7 +68,8 @@ static void start(const char *extra, unsigned port)
 		"store_map_mb = 16\n"
 		"control_socket = %s\n"
 		"xdp_pin_dir = %s/bpf\n"
-		"log_callouts = yes\nlog_stderr = yes\n"
+		"log_callouts = yes\n"
+		"log_stderr = yes\n"
 		"%s\n"
 		"[domain example.test]\n"
 		"destination = 127.0.0.1:%u\n"
@@ -83,7 +78,24 @@ static void start(const char *extra, unsigned port)
 		"greeting_timeout = 3s\n",
 		shm_path, store, sock_path, dir, extra ? extra : "", port ? port : 9);
 	fclose(f);
-	o.config_path = cfg;
+}
+
+/* Starts the core with the control socket in a fresh temp directory. */
+static void start(const char *extra, unsigned port)
+{
+	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
+	struct daemon_opts o = {0};
+	char err[512], store[256];
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/ctl-%d", base, (int)getpid());
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(shm_path, sizeof(shm_path), "/dev/shm/rgtest-ctl-%d", (int)getpid());
+	snprintf(cfg_path, sizeof(cfg_path), "%s/rcptgated.conf", dir);
+	mkdir(dir, 0755);
+	mkdir(store, 0755);
+	write_config(extra, port, "ctl.sock");
+	o.config_path = cfg_path;
 	rc = daemon_init(&o, err, sizeof(err));
 	cr_assert_eq(rc, 0, "daemon_init: %s", err);
 }
@@ -610,5 +622,33 @@ Test(ctl, verify_caller_gone_is_cancelled)
 	pump(3500);
 	cr_expect_eq(ctl_stat(CTL_ST_REQUESTS), 0);
 	close(lfd);
+	stop();
+}
+
+/* ---------------------------------------------------------------------- */
+/* reload                                                                  */
+
+Test(ctl, reload_moves_socket_and_applies_uids)
+{
+	char old[256], err[256];
+	struct stat st;
+
+	start(NULL, 0);
+	snprintf(old, sizeof(old), "%s", sock_path);
+	write_config("control_uids = 0, 65534", 0, "ctl2.sock");
+	cr_assert_eq(core_reload(err, sizeof(err)), 0, "reload: %s", err);
+	cr_expect_neq(stat(old, &st), 0, "old socket still there");
+	cr_assert_eq(stat(sock_path, &st), 0, "no socket at the new path");
+	cr_expect_eq(st.st_mode & 0777, 0660);
+	cr_assert_eq(chmod(sock_path, 0666), 0);
+	cr_expect_eq(run_as(NOBODY), 10 + CTLS_OK);
+	/* a socket path that cannot be bound: the module keeps its socket and
+	 * its previous settings (the daemon logs it; the reload itself stands) */
+	write_config("control_uids = 0", 0, "no/such/dir/ctl3.sock");
+	cr_expect_eq(core_reload(err, sizeof(err)), 0, "reload: %s", err);
+	snprintf(sock_path, sizeof(sock_path), "%s/ctl2.sock", dir);
+	cr_expect_eq(stat(sock_path, &st), 0, "socket lost on a failed reload");
+	cr_expect_eq(run_as(NOBODY), 10 + CTLS_OK, "previous uid list not kept");
+	cr_expect_eq(run_as(0), 10 + CTLS_OK);
 	stop();
 }

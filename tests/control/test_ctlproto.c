@@ -297,7 +297,13 @@ Test(ctlproto, error_answer_is_escaped_json)
 	cr_expect_eq(ctlproto_ans_check(buf + CTLPROTO_HDR_LEN, h.len), CTLP_OK);
 	buf[n] = '\0';
 	cr_expect_str_eq((char *)buf + CTLPROTO_HDR_LEN,
-			 "{\"status\":\"denied\",\"error\":\"uid \\\"7\\\"\\u000arefused\\\\\"}");
+			 "{\"status\":\"denied\",\"error\":\"uid \\\"7\\\"\\nrefused\\\\\"}");
+	/* other control characters as \u00XX */
+	n = ctlproto_err_answer(buf, sizeof(buf), CTLS_FAILED, "a\001b");
+	cr_assert_gt(n, CTLPROTO_HDR_LEN);
+	buf[n] = '\0';
+	cr_expect_str_eq((char *)buf + CTLPROTO_HDR_LEN,
+			 "{\"status\":\"failed\",\"error\":\"a\\u0001b\"}");
 	cr_expect_eq(ctlproto_err_answer(buf, 40, CTLS_DENIED, "x"), CTLP_E_NOSPACE);
 }
 

@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -32,6 +33,7 @@ static int srv_fd = -1, srv_port;
 static volatile int srv_sessions;
 static volatile int srv_tempfail;	/* every RCPT answered 451 4.7.1 */
 static int srv_active, srv_max_active;	/* concurrent sessions (atomics) */
+static volatile int srv_catchall_off;	/* all.test stops accepting any local part */
 
 static void *responder(void *arg)
 {
@@ -66,7 +68,8 @@ static void *responder(void *arg)
 				r = "451 4.7.1 Greylisted, try again later\r\n";
 			else if (!strncasecmp(line, "RCPT TO:<no", 11))
 				r = "550 5.1.1 User unknown in virtual mailbox table\r\n";
-			else if (!strncasecmp(line, "RCPT TO:<rg-probe-", 18) && !strstr(line, "@all.test"))
+			else if (!strncasecmp(line, "RCPT TO:<rg-probe-", 18) &&
+				 (!strstr(line, "@all.test") || srv_catchall_off))
 				r = "550 5.1.1 User unknown\r\n";
 			else if (!strncasecmp(line, "QUIT", 4))
 				r = "221 Bye\r\n";
@@ -116,6 +119,7 @@ static void responder_start(void)
 /* ---- the daemon around a temporary configuration */
 
 static char dir[64], conf[128], shm[128], list[128];
+static const char *global_extra = "";
 
 static void write_conf(const char *extra)
 {
@@ -124,10 +128,10 @@ static void write_conf(const char *extra)
 	fprintf(f,
 		"[global]\nshm_path = %s\nstore_path = %s/store\ncontrol_socket = %s/ctl.sock\n"
 		"shm_max_lcores = 2\ntable_init_log2 = 10\ntable_max_log2 = 16\n"
-		"syslog_facility = local7\n\n"
+		"syslog_facility = local7\n%s\n"
 		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n\n"
 		"[domain list.test]\nmode = list\nlist = %s\n\n%s",
-		shm, dir, dir, srv_port, list, extra);
+		shm, dir, dir, global_extra, srv_port, list, extra);
 	fclose(f);
 }
 
@@ -547,4 +551,87 @@ Test(daemon, domain_flags_published)
 	cr_assert_gt(ai.accept_all_checked_s, 0);
 	cr_assert_eq(core_check_recipient("other@all.test", &c, check_cb, &out, &id), 0);
 	cr_assert_eq(c.verdict, CORE_V_ACCEPT_ALL);
+}
+
+Test(daemon, accept_all_rechecked)
+{
+	char extra[300];
+	snprintf(extra, sizeof(extra),
+		 "[domain all.test]\ndestination = 127.0.0.1:%d\naccept_all_interval = 1s\n",
+		 srv_port);
+	write_conf(extra);
+	start();
+	struct check_out out = {0};
+	struct core_check c;
+	uint64_t id;
+	cr_assert_eq(core_check_recipient("y@all.test", &c, check_cb, &out, &id), 1);
+	for (int i = 0; i < 300 && !out.done; i++)
+		spin(10);
+	cr_assert_eq(out.c.verdict, CORE_V_ACCEPT_ALL);
+	cr_assert(dt_flags("all.test") & DT_F_ACCEPT_ALL);
+	/* the catch-all goes away; no miss arrives, the scheduled probe notices */
+	srv_catchall_off = 1;
+	int before = srv_sessions;
+	for (int i = 0; i < 400 && (dt_flags("all.test") & DT_F_ACCEPT_ALL); i++)
+		spin(10);
+	cr_assert_not(dt_flags("all.test") & DT_F_ACCEPT_ALL, "accept-all cleared by a re-probe");
+	cr_assert_gt(srv_sessions, before, "a probe session ran without any miss");
+}
+
+static int harvests;
+static void on_harvest(const struct msg_event *ev, void *arg)
+{
+	(void)arg;
+	cr_assert_eq(ev->type, MSG_EV_HARVEST);
+	harvests++;
+}
+
+static void push_event(uint16_t type, const char *rcpt)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0, "%s", err);
+	const struct shm_hdr *h = shm_hdr(&m);
+	struct spsc_hdr *r = (struct spsc_hdr *)((uint8_t *)shm_lcore_at(&m, 0) + h->event_ring_off);
+	struct msg_event *ev = spsc_reserve(r);
+	cr_assert_not_null(ev);
+	memset(ev, 0, sizeof(*ev));
+	ev->type = type;
+	ev->code = type == MSG_EV_REJECT ? 550 : 421;
+	ev->family = 4;
+	inet_pton(AF_INET, "198.18.0.44", ev->client_ip);
+	ev->prefix_len = 32;
+	ev->count = 25;
+	ev->helo_len = 11;
+	memcpy(ev->helo, "client.test", 11);
+	ev->from_len = 10;
+	memcpy(ev->from, "s@c.test.x", 10);
+	ev->rcpt_len = (uint16_t)strlen(rcpt);
+	memcpy(ev->rcpt, rcpt, ev->rcpt_len);
+	spsc_commit(r);
+	shm_detach(&m);
+}
+
+Test(daemon, events_logged_and_harvest_hook)
+{
+	global_extra = "log_stderr = yes\n";
+	write_conf("");
+	cr_redirect_stderr();
+	start();
+	core_set_harvest_hook(on_harvest, NULL);
+	push_event(MSG_EV_REJECT, "nobody@dm.test");
+	push_event(MSG_EV_HARVEST, "");
+	spin(100);
+	cr_assert_eq(harvests, 1, "harvest report passed to the hook");
+	cr_assert_eq(stat_value("events"), 2);
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char buf[16384];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	cr_assert(strstr(buf, "NOQUEUE: reject: RCPT from unknown[198.18.0.44]: 550 5.1.1 "
+			      "<nobody@dm.test>: Recipient address rejected: User unknown; "
+			      "from=<s@c.test.x> to=<nobody@dm.test> proto=ESMTP helo=<client.test>"),
+		  "%s", buf);
+	cr_assert(strstr(buf, "harvest: client unknown[198.18.0.44]"), "%s", buf);
 }

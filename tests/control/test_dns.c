@@ -29,7 +29,7 @@ struct zone {
 };
 
 static const struct zone zones[] = {
-	{"mx.test", 0, 3, {{20, "nowhere.invalid"}, {10, "localhost"}, {30, "127.0.0.1"}}},
+	{"mx.test", 0, 3, {{30, "127.0.0.1"}, {20, "nowhere.invalid"}, {10, "localhost"}}},
 	{"nullmx.test", 0, 1, {{0, "."}}},
 	{"nxdomain.test", 3, 0, {{0, NULL}}},
 	{"localhost", 0, 0, {{0, NULL}}},

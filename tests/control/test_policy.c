@@ -451,26 +451,16 @@ static unsigned listen_hang(void)
 	return ntohs(sin.sin_port);
 }
 
-/* extra: more [global] lines; port: destination of both domains (0 = a
- * destination that accepts and never answers). */
-static void srv_start(const char *extra, unsigned port)
-{
-	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
-	char cfg[256], err[512], store[256];
-	FILE *f;
-	int rc;
+static char cfg_path[256];
+static unsigned dest_port;
 
-	if (!port)
-		port = listen_hang();
-	snprintf(dir, sizeof(dir), "%s/policy-%d", base, (int)getpid());
+static void write_config(const char *listen, const char *extra)
+{
+	char store[256];
+	FILE *f;
+
 	snprintf(store, sizeof(store), "%s/store", dir);
-	snprintf(unix_path, sizeof(unix_path), "%s/policy.sock", dir);
-	snprintf(shm_path, sizeof(shm_path), "/dev/shm/rgtest-policy-%d", (int)getpid());
-	snprintf(cfg, sizeof(cfg), "%s/rcptgated.conf", dir);
-	mkdir(dir, 0755);
-	mkdir(store, 0755);
-	f = fopen(cfg, "w");
+	f = fopen(cfg_path, "w");
 	cr_assert_not_null(f);
 	fprintf(f,
 		"[global]\n"
@@ -485,7 +475,7 @@ static void srv_start(const char *extra, unsigned port)
 		"store_map_mb = 16\n"
 		"control_socket = %s/ctl.sock\n"
 		"xdp_pin_dir = %s/bpf\n"
-		"policy_listen = 127.0.0.1:0, %s\n"
+		"policy_listen = %s\n"
 		"policy_timeout = %ums\n"
 		"log_stderr = yes\n"
 		"accept_all_probe = no\n"
@@ -498,10 +488,32 @@ static void srv_start(const char *extra, unsigned port)
 		"[domain pass.test]\n"
 		"destination = 127.0.0.1:%u\n"
 		"miss_policy = pass\n",
-		shm_path, store, dir, dir, unix_path, POLICY_TIMEOUT_MS, extra ? extra : "", port,
-		port);
+		shm_path, store, dir, dir, listen, POLICY_TIMEOUT_MS, extra ? extra : "",
+		dest_port, dest_port);
 	fclose(f);
-	o.config_path = cfg;
+}
+
+/* extra: more [global] lines; port: destination of both domains (0 = a
+ * destination that accepts and never answers).  Listens on 127.0.0.1 (an
+ * ephemeral port) and on a Unix socket. */
+static void srv_start(const char *extra, unsigned port)
+{
+	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
+	struct daemon_opts o = {0};
+	char err[512], store[256], listen[300];
+	int rc;
+
+	dest_port = port ? port : listen_hang();
+	snprintf(dir, sizeof(dir), "%s/policy-%d", base, (int)getpid());
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(unix_path, sizeof(unix_path), "%s/policy.sock", dir);
+	snprintf(shm_path, sizeof(shm_path), "/dev/shm/rgtest-policy-%d", (int)getpid());
+	snprintf(cfg_path, sizeof(cfg_path), "%s/rcptgated.conf", dir);
+	mkdir(dir, 0755);
+	mkdir(store, 0755);
+	snprintf(listen, sizeof(listen), "127.0.0.1:0, %s", unix_path);
+	write_config(listen, extra);
+	o.config_path = cfg_path;
 	rc = daemon_init(&o, err, sizeof(err));
 	cr_assert_eq(rc, 0, "daemon_init: %s", err);
 	cr_assert_neq(policy_listen_port(0), 0, "no TCP listener");
@@ -908,6 +920,48 @@ Test(policy_server, miss_answered_by_callout_in_time)
 	close(fd);
 	kill(dest, SIGTERM);
 	waitpid(dest, &ws, 0);
+	free(rx);
+	srv_stop();
+}
+
+Test(policy_server, reload_changes_listeners)
+{
+	struct rx *rx = calloc(1, sizeof(*rx));
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	uint16_t old_port;
+	struct stat st;
+	char err[256];
+	const char *a;
+	int fd;
+
+	srv_start(NULL, 0);
+	old_port = policy_listen_port(0);
+	/* TCP only, another port */
+	write_config("127.0.0.1:0", NULL);
+	cr_assert_eq(core_reload(err, sizeof(err)), 0, "reload: %s", err);
+	cr_expect_neq(stat(unix_path, &st), 0, "Unix listener still there");
+	cr_assert_neq(policy_listen_port(0), 0);
+	cr_expect_eq(policy_listen_port(1), 0);
+	sin.sin_port = htons(old_port);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (policy_listen_port(0) != old_port)
+		cr_expect_neq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0,
+			      "old port still listening");
+	close(fd);
+	fd = tcp_client();
+	csend(fd, rcpt_req("MAIL", "a@b.test"));
+	a = answer(fd, rx, NULL);
+	cr_assert_not_null(a);
+	cr_expect_str_eq(a, "action=DUNNO");
+	close(fd);
+	/* a listener that cannot be opened: the old ones stay */
+	write_config("198.18.255.254:1", NULL);	/* not an address of this host */
+	cr_expect_eq(core_reload(err, sizeof(err)), 0, "reload: %s", err);
+	fd = tcp_client();
+	csend(fd, rcpt_req("MAIL", "a@b.test"));
+	a = answer(fd, rx, NULL);
+	cr_assert_not_null(a, "old listener lost on a failed reload");
+	close(fd);
 	free(rx);
 	srv_stop();
 }

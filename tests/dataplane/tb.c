@@ -329,11 +329,8 @@ static void transmit(struct tb *t, const struct tb_ep *from, uint8_t *frame, uin
 	int pass = t->filter ? t->filter(t->filter_arg, &probe, 0) : 1;
 	if (!pass)
 		return; /* lost before the engine */
-	if (pass == 2) {
-		t->filter_dup_guard = 1;
-		transmit_once(t, from, frame, len);
-		t->filter_dup_guard = 0;
-	}
+	if (pass == 2)
+		transmit_once(t, from, frame, len); /* duplicated on the wire */
 	transmit_once(t, from, frame, len);
 }
 
@@ -566,6 +563,8 @@ static uint32_t server_model(struct tb *t, struct tb_ep *s)
 			server_reply(t, s, "250 2.0.0 Ok\r\n");
 		else if (ci_prefix(b, n, "QUIT"))
 			server_reply(t, s, "221 2.0.0 Bye\r\n");
+		else if (ci_prefix(b, n, "STARTTLS") && s->refuse_tls)
+			server_reply(t, s, "454 4.7.0 TLS not available\r\n");
 		else if (ci_prefix(b, n, "STARTTLS")) {
 			server_reply(t, s, "220 2.0.0 Ready to start TLS\r\n");
 			s->mode = 3;

@@ -57,6 +57,7 @@ struct tb_ep {
 	uint32_t bdat_left;
 	int bdat_last;
 	int pipelining_off;
+	int refuse_tls;		/* answer STARTTLS 454 */
 	char err[512];
 };
 
@@ -89,7 +90,6 @@ struct tb {
 	unsigned q_head, q_n;
 	tb_filter_fn filter;	/* return 0 to drop a frame (loss), 1 to pass */
 	void *filter_arg;
-	int filter_dup_guard;
 	unsigned engine_drops, engine_fwd, engine_out;
 	unsigned bad_frames;
 	uint8_t rx_csum;	/* what the "port" tells the engine */

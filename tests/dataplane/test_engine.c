@@ -436,6 +436,30 @@ static const struct sess_case sess_cases[] = {
 	 GREETING EHLO_REPLY OK_MAIL R550("no@closed.test") OK_RCPT OK_RCPT OK_RCPT
 		 "221 2.0.0 Bye\r\n",
 	 STAT_RCPT_UNMANAGED},
+	{"answer right after a multi-line reply",
+	 {"RSET\r\nEHLO again.test\r\nRCPT TO:<bad1@example.com>\r\nEHLO third.test\r\n"
+	  "RCPT TO:<bad2@example.com>\r\n",
+	  "QUIT\r\n"},
+	 "EHLO client.test\r\nRSET\r\nEHLO again.test\r\nEHLO third.test\r\nQUIT\r\n",
+	 GREETING EHLO_REPLY "250 2.0.0 Ok\r\n" EHLO_REPLY R550("bad1@example.com") EHLO_REPLY
+		 R550("bad2@example.com") "221 2.0.0 Bye\r\n",
+	 STAT_RCPT_REJECTED},
+	{"AUTH with an initial response, then a transaction",
+	 {"AUTH PLAIN AHVzZXIAcGFzcw==\r\n", "RCPT TO:<bad1@example.com>\r\n",
+	  "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@example.com>\r\nRCPT TO:<good@example.com>\r\n",
+	  "QUIT\r\n"},
+	 "EHLO client.test\r\nAUTH PLAIN AHVzZXIAcGFzcw==\r\nRCPT TO:<bad1@example.com>\r\n"
+	 "MAIL FROM:<s@x.test>\r\nRCPT TO:<good@example.com>\r\nQUIT\r\n",
+	 GREETING EHLO_REPLY "334 VXNlcm5hbWU6\r\n235 2.7.0 Authentication successful\r\n" OK_MAIL
+		 R550("bad1@example.com") OK_RCPT "221 2.0.0 Bye\r\n",
+	 STAT_RCPT_VALID},
+	{"body sent before the 354: the flow fails open, nothing is lost",
+	 {"MAIL FROM:<s@x.test>\r\nRCPT TO:<good@example.com>\r\nDATA\r\nRCPT TO:<bad1@example.com>\r\n.\r\n",
+	  "RCPT TO:<bad2@example.com>\r\n"},
+	 "EHLO client.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<good@example.com>\r\nDATA\r\n"
+	 "RCPT TO:<bad1@example.com>\r\n.\r\nRCPT TO:<bad2@example.com>\r\n",
+	 GREETING EHLO_REPLY OK_MAIL OK_RCPT GO_DATA QUEUED OK_RCPT,
+	 STAT_FAILOPEN},
 	{"RSET and a second transaction",
 	 {"MAIL FROM:<a@x.test>\r\nRCPT TO:<bad1@example.com>\r\nRSET\r\n"
 	  "MAIL FROM:<b@x.test>\r\nRCPT TO:<good@example.com>\r\nDATA\r\n",
@@ -999,4 +1023,127 @@ Test(engine, body_end_found_at_every_split)
 		cr_assert(strstr(tb_rx_str(&T.cli), QUEUED OK_MAIL R550("bad1@example.com")) != NULL,
 			  "cut %u: body end seen, the next command parsed", cut);
 	}
+}
+
+Test(engine, lone_answer_retransmission_gives_up_after_the_limit)
+{
+	struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .count = 1000, .data_only = 1};
+	ehlo(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\n", 22);
+	tb_pump(&T);
+	T.filter = drop_filter;
+	T.filter_arg = &c;
+	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\n", 28);
+	tb_pump(&T);
+	for (int i = 0; i < 40; i++)
+		tb_tick(&T, 10000);
+	cr_assert_eq(tb_stat(&T, STAT_INJECT_RETX), T.conf.retx_max);
+	cr_assert_eq(tb_stat(&T, STAT_INJECT_GIVEUP), 1);
+}
+
+Test(engine, fin_both_ways_after_edits)
+{
+	ehlo(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@example.com>\r\nQUIT\r\n", 56);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.srv);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.cli);
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert(T.cli.fin_rcvd, "the server's FIN reached the client in sequence");
+	cr_assert(T.srv.fin_rcvd, "the client's FIN reached the server in sequence");
+	all_acked(&T);
+	cr_assert_eq(tb_stat(&T, STAT_FLOWS_CLOSED), 1);
+}
+
+Test(engine, client_fin_with_a_partial_line_held)
+{
+	ehlo(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@exa", 39);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.cli);
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert(T.srv.fin_rcvd, "FIN delivered after the held bytes");
+	cr_assert_str_eq(tb_rx_str(&T.srv),
+			 "EHLO client.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@exa");
+	all_acked(&T);
+}
+
+/* ---- garbage: random segments into a live flow never crash it ---- */
+
+Test(engine, random_segments_and_garbage_bytes)
+{
+	static const char *const words[] = {
+		"RCPT TO:<bad1@example.com>\r\n", "MAIL FROM:<a@b>\r\n", "DATA\r\n", ".\r\n",
+		"BDAT 7\r\n", "BDAT 3 LAST\r\n", "STARTTLS\r\n", "AUTH x\r\n", "\r\n", "\n", "\0",
+		"RCPT TO:<", "250 ok\r\n", "354 go\r\n", "220 tls\r\n", "334 x\r\n", "250-x\r\n",
+	};
+	uint32_t rs = 12345;
+	uint8_t pay[1500], buf[TB_FRAME_MAX + 512];
+	struct engine_txbuf txb[8];
+	static uint8_t txm[8][2048];
+	for (int i = 0; i < 8; i++) {
+		txb[i].data = txm[i];
+		txb[i].cap = sizeof(txm[i]);
+	}
+	ehlo(&T);
+	for (int round = 0; round < 200000; round++) {
+		int to_srv = rnd(&rs) & 1;
+		struct tb_ep *from = to_srv ? &T.cli : &T.srv, *to = to_srv ? &T.srv : &T.cli;
+		unsigned len = 0, nw = rnd(&rs) % 6;
+		for (unsigned i = 0; i < nw; i++) {
+			const char *w = words[rnd(&rs) % (sizeof(words) / sizeof(words[0]))];
+			size_t wl = w[0] ? strlen(w) : 1;
+			memcpy(pay + len, w, wl);
+			len += (unsigned)wl;
+		}
+		if (rnd(&rs) % 4 == 0)
+			for (unsigned i = rnd(&rs) % 200; i && len < sizeof(pay); i--)
+				pay[len++] = (uint8_t)rnd(&rs);
+		/* sequence near what is expected, sometimes anywhere */
+		uint32_t seq = from->snd_nxt + (rnd(&rs) % 64) - 32;
+		if (rnd(&rs) % 16 == 0)
+			seq = rnd(&rs) << 8;
+		uint32_t ack = to->snd_nxt + (rnd(&rs) % 64) - 32;
+		uint8_t flags = (uint8_t)(PKT_TH_ACK | (rnd(&rs) % 8 == 0 ? rnd(&rs) & 0x3f : 0));
+		uint16_t n = tb_build(&T, from, to, buf, seq, ack, flags, pay, (uint16_t)len, NULL, 0);
+		if (rnd(&rs) % 8 == 0)
+			n = (uint16_t)(rnd(&rs) % (n + 1)); /* truncated */
+		if (rnd(&rs) % 32 == 0)
+			buf[rnd(&rs) % (n ? n : 1)] ^= (uint8_t)rnd(&rs); /* a flipped byte */
+		struct engine_frame fr = {.data = buf, .len = n, .tailroom = 512, .outside = (uint8_t)to_srv,
+					  .rx_port = (uint16_t)!to_srv, .peer_port = (uint16_t)to_srv,
+					  .rx_csum = (uint8_t)(rnd(&rs) % 2)};
+		struct engine_out out = {txb, 8, 0};
+		engine_rx(T.e, &fr, T.now_ns, &out);
+		cr_assert_leq(fr.len, n + 512);
+		for (unsigned i = 0; i < out.n; i++)
+			cr_assert_leq(txb[i].len, txb[i].cap);
+		if (round % 1000 == 0) {
+			T.now_ns += 50000000ull;
+			out.n = 0;
+			engine_timer(T.e, T.now_ns, &out);
+		}
+		from->snd_nxt += len / 2;
+	}
+	struct engine_info ei;
+	engine_info(T.e, &ei);
+	cr_assert_leq(ei.busy_used, ei.busy_total);
+}
+
+Test(engine, starttls_refused_parsing_goes_on)
+{
+	ehlo(&T);
+	T.srv.refuse_tls = 1;
+	tb_send(&T, &T.cli, "STARTTLS\r\n", 10);
+	tb_pump(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@example.com>\r\n", 50);
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert_str_eq(tb_rx_str(&T.cli), GREETING EHLO_REPLY "454 4.7.0 TLS not available\r\n"
+			 OK_MAIL R550("bad1@example.com"));
+	cr_assert_eq(tb_stat(&T, STAT_STARTTLS), 0);
+	all_acked(&T);
 }

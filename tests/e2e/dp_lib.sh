@@ -45,7 +45,9 @@ dp_world() {
 
 # dp_start LABEL DRIVER [rcptgate-dp options]: af_packet or af_xdp (DPDK's
 # default XDP program); waits until a TCP connection passes through it.
-# RG_DP_ARGS adds options (e.g. --no-engine, to see the tests fail).
+# RG_DP_ARGS adds options (e.g. --no-engine, to see the tests fail);
+# RG_DP_LCORES replaces "-l 0-1" (e.g. "--lcores 0@0,1@0,2@1": two workers,
+# software dispatch between them).
 dp_start() {
 	local label=$1 driver=$2 vdevs=()
 	shift 2
@@ -55,7 +57,7 @@ dp_start() {
 	*) e2e_fail "dp_start: unknown driver '$driver'" ;;
 	esac
 	rm -rf "/var/run/dpdk/$E2E_NAME"
-	e2e_bg "$label" "$DP_BIN" -l 0-1 --no-pci --file-prefix "$E2E_NAME" -m 256 \
+	e2e_bg "$label" "$DP_BIN" ${RG_DP_LCORES:--l 0-1} --no-pci --file-prefix "$E2E_NAME" -m 256 \
 		--log-level lib.eal:warning "${vdevs[@]}" -- --shm "$DP_SHM" --pair 0:1 "$@" ${RG_DP_ARGS:-}
 	DP_PID=$E2E_BG_PID
 	DP_LABEL=$label

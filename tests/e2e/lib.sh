@@ -115,6 +115,7 @@ e2e__cleanup() {
 	for ((i = ${#E2E_CLEANUP[@]} - 1; i >= 0; i--)); do
 		eval "${E2E_CLEANUP[i]}" >/dev/null 2>&1
 	done
+	[[ -n $E2E_TMP && -d $E2E_TMP ]] && : >"$E2E_TMP/.done"
 	if [[ -n $E2E_TMP && -d $E2E_TMP ]]; then
 		if [[ $rc -eq 0 || $rc -eq 77 ]]; then
 			rm -rf "$E2E_TMP"
@@ -159,7 +160,29 @@ e2e_init() {
 	e2e_require_cmd ip ethtool nft postfix postconf swaks smtp-source flock timeout
 	e2e_require_netns
 	E2E_TMP=$(mktemp -d "/tmp/rg-e2e-$E2E_NAME.XXXXXX")
+	e2e__reaper
 	e2e_log "test $E2E_NAME (tmp $E2E_TMP, source $RG_SRC, build $RG_BUILD)"
+}
+
+# A watcher in its own session: when the test's shell is gone without having torn
+# its world down (SIGKILL, e.g. meson's timeout escalating), it stops the background
+# processes, destroys the Postfix instances and takes the testbed down. After a
+# normal exit it finds nothing left to do.
+e2e__reaper() {
+	local me=$$
+	: >"$E2E_TMP/.bgpids"
+	setsid bash -c '
+		me=$1 name=$2 tmp=$3 tb=$4 pf=$5
+		while kill -0 "$me" 2>/dev/null; do sleep 1; done
+		[[ -f $tmp/.done ]] && exit 0
+		while read -r p; do
+			kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
+		done <"$tmp/.bgpids"
+		for i in $("$pf" list | grep "^$name-"); do "$pf" destroy "$i"; done
+		"$tb" down "$name"
+		echo "reaper: cleaned up after $name" >>"$tmp/reaper.log"
+	' e2e-reaper "$me" "$E2E_NAME" "$E2E_TMP" "$E2E_TESTBED" "$E2E_POSTFIX" \
+		</dev/null >/dev/null 2>&1 &
 }
 
 # ---------------------------------------------------------------- testbed
@@ -178,12 +201,12 @@ e2e_bridge() {
 	"$E2E_TESTBED" bridge "$E2E_NAME" || e2e_fail "scripts/testbed bridge failed"
 }
 
+# e2e_testpmd [--cores L]: dpdk-testpmd as the middle; its log (with the forwarding
+# statistics it prints when stopped) ends up in $E2E_TMP/testpmd.out.
 e2e_testpmd() {
+	e2e_defer cp "/run/rcptgate-testbed/$E2E_NAME/testpmd.log" "$E2E_TMP/testpmd.out"
 	e2e_defer "$E2E_TESTBED" stop-testpmd "$E2E_NAME"
 	"$E2E_TESTBED" testpmd "$E2E_NAME" "$@" || e2e_fail "scripts/testbed testpmd failed"
-	[[ -f /run/rcptgate-testbed/$E2E_NAME/testpmd.log ]] &&
-		e2e_defer cp /run/rcptgate-testbed/"$E2E_NAME"/testpmd.log "$E2E_TMP/testpmd.out"
-	return 0
 }
 
 # e2e_netem DROP_PCT DUP_PCT: random loss on arrival and duplication on departure,
@@ -229,6 +252,7 @@ e2e_bg() {
 	local label=$1; shift
 	setsid "$@" </dev/null >"$E2E_TMP/$label.log" 2>&1 &
 	E2E_BG_PID=$!
+	echo "$E2E_BG_PID" >>"$E2E_TMP/.bgpids"
 	e2e_defer e2e__kill_bg "$E2E_BG_PID"
 	e2e_log "started $label (pid $E2E_BG_PID): $*"
 }
@@ -456,6 +480,8 @@ e2e_assert_no_log() { e2e_assert_no_grep "maillog of $1" "$2" "$(e2e_pf_log "$1"
 # CRLF -> LF, the only change SMTP allows); prints the first differing lines.
 e2e_assert_same_body() {
 	local a=$E2E_TMP/body.expected b=$E2E_TMP/body.delivered
+	[[ -f $1 ]] || e2e_fail "e2e_assert_same_body: original '$1' does not exist"
+	[[ -f $2 ]] || e2e_fail "e2e_assert_same_body: delivered message '$2' does not exist"
 	e2e_body "$1" >"$a"
 	e2e_body "$2" >"$b"
 	if ! cmp -s "$a" "$b"; then

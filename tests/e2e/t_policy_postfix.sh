@@ -15,7 +15,8 @@
 # and then cached (rcptctl lookup says invalid, source callout); a valid
 # recipient passes and is delivered through the front to the destination's Maildir;
 # a recipient of a domain rcptgated does not manage is left to Postfix (DUNNO);
-# both listeners answered; the control socket refuses a uid not in control_uids.
+# both listeners answered; the control socket refuses a uid not in control_uids;
+# rcptctl's exit codes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 e2e_init pol
@@ -42,7 +43,7 @@ e2e_postfix dest dest-reject --port 2525 --users "$E2E_TMP/users"
 
 # the front: relays example.test to the destination, knows nothing of its users,
 # asks rcptgated about every recipient
-e2e_postfix front frontline --port 25 --domain "$DOM" --domain other.test \
+e2e_postfix front frontline --port 25 --domain "$DOM" --domain slow.test --domain other.test \
 	--relay "$TB_S_ADDR:2525" \
 	--set "relay_recipient_maps=" \
 	--set "smtpd_recipient_restrictions=check_policy_service unix:$POLICY_SOCK, check_policy_service inet:127.0.0.1:$POLICY_PORT, reject_unauth_destination" \
@@ -60,7 +61,7 @@ control_socket = $CTL_SOCK
 control_uids = 0
 xdp_pin_dir = $E2E_TMP/bpf
 policy_listen = $POLICY_SOCK, 127.0.0.1:$POLICY_PORT
-policy_timeout = 10s
+policy_timeout = 3s
 log_stderr = yes
 accept_all_probe = no
 
@@ -68,8 +69,16 @@ accept_all_probe = no
 destination = $TB_S_ADDR:2525
 miss_policy = pass
 helo_name = rcptgate.test
+
+# a destination that takes 20 s to answer RCPT; misses wait for it
+[domain slow.test]
+destination = $TB_S_ADDR:2526
+miss_policy = defer
+command_timeout = 30s
 EOF
 mkdir -p "$E2E_TMP/store"
+e2e_bg slowsink ip netns exec "$TB_S_NS" smtp-sink -u nobody -W RCPT:20 "$TB_S_ADDR:2526" 10
+e2e_wait_tcp "$TB_S_NS" "$TB_S_ADDR" 2526
 e2e_defer rm -f "$SHM"
 e2e_bg rcptgated timeout -k 5 300 ip netns exec "$TB_S_NS" "$RCPTGATED" -c "$E2E_TMP/rcptgated.conf"
 e2e_wait_for 10 "rcptgated's control socket" test -S "$CTL_SOCK"
@@ -110,6 +119,13 @@ e2e_assert_eq "swaks exit for an unmanaged domain" 0 "$rc"
 rc=0; e2e_swaks nosuch2.txt --to "nosuch@$DOM" --from "sender@client.test" || rc=$?
 e2e_assert_eq "swaks exit for nosuch again" 24 "$rc"
 
+# 6. a miss of a defer domain whose destination is slow: 450 after policy_timeout
+t0=$SECONDS
+rc=0; e2e_swaks slow.txt --to "someone@slow.test" --from "sender@client.test" || rc=$?
+e2e_assert_eq "swaks exit for the slow domain" 24 "$rc"
+e2e_assert_grep "swaks transcript" '<\*\* 450 4\.7\.1 <someone@slow\.test>: Recipient address rejected: verification in progress' "$E2E_TMP/slow.txt"
+e2e_assert_ge "seconds the policy answer waited (policy_timeout 3s)" 3 $((SECONDS - t0 + 1))
+
 # both listeners were used: smtpd keeps its policy connections open (max_idle),
 # and valid/unmanaged recipients reach the TCP one after the Unix one said DUNNO
 n=$(ip netns exec "$TB_S_NS" ss -Htn state established "( sport = :$POLICY_PORT )" | wc -l)
@@ -122,12 +138,22 @@ e2e_assert_grep "rcptctl stats" '"policy":\{' "$E2E_TMP/stats.json"
 rej=$(sed -n 's/.*"policy":{[^}]*"reject":\([0-9]*\).*/\1/p' "$E2E_TMP/stats.json")
 e2e_assert_ge "policy 550 answers" 3 "${rej:-0}"
 
-# 6. the control socket: nobody is refused by uid even when the file mode lets it in
+# 7. the control socket: nobody is refused by uid even when the file mode lets it in
 chmod 0666 "$CTL_SOCK"
 rc=0; setpriv --reuid=65534 --regid=65534 --clear-groups "$RCPTCTL" --socket "$CTL_SOCK" status \
 	>"$E2E_TMP/nobody.txt" 2>&1 || rc=$?
 e2e_assert_eq "rcptctl as nobody: exit 4 (refused)" 4 "$rc"
 e2e_assert_grep "rcptctl as nobody" "denied" "$E2E_TMP/nobody.txt"
+
+# 8. exit codes scripts rely on
+rc=0; ctl lookup nobody >/dev/null 2>&1 || rc=$?
+e2e_assert_eq "rcptctl lookup of a malformed address: exit 2" 2 "$rc"
+rc=0; ctl block 198.18.0.1/15 >/dev/null 2>&1 || rc=$?
+e2e_assert_eq "rcptctl block with host bits set: exit 2" 2 "$rc"
+rc=0; ctl del "never@$DOM" >/dev/null 2>&1 || rc=$?
+e2e_assert_eq "rcptctl del of an unknown address: exit 1" 1 "$rc"
+rc=0; "$RCPTCTL" --socket "$SOCK_DIR/none.sock" status >/dev/null 2>&1 || rc=$?
+e2e_assert_eq "rcptctl without a daemon: exit 3" 3 "$rc"
 
 e2e_alive "$E2E_BG_PID" rcptgated
 e2e_pass
