@@ -93,7 +93,7 @@ static const struct config_key config_keys[] = {
 	 "policy service: host:port or a Unix socket path; empty = off"},
 	{"policy_timeout", SC_GLOBAL, KT_MS, G(policy_timeout_ms), "5s", 0, 60000,
 	 "how long the policy service waits for a callout"},
-	{"policy_max_clients", SC_GLOBAL, KT_U32, G(policy_max_clients), "256", 1, 65536,
+	{"policy_max_clients", SC_GLOBAL, KT_U32, G(policy_max_clients), "256", 1, 4096,
 	 "concurrent policy connections"},
 	/* xdp */
 	{"xdp_pin_dir", SC_GLOBAL, KT_STR, G(xdp_pin_dir), "/sys/fs/bpf/rcptgate", 0, 0,

@@ -35,6 +35,12 @@
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
+#ifdef RG_HAVE_CTL
+#include "ctl.h"
+#endif
+#ifdef RG_HAVE_POLICY
+#include "policy.h"
+#endif
 
 #define DAEMON_VERSION "0.1.0"
 #define DAEMON_MAX_EVENTS 256
@@ -1440,6 +1446,12 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (int i = 0; i < STAT__COUNT; i++)
 		fn("dataplane", stats_names[i], stats_sum(&dm.pub.map, (enum stats_id)i),
 		   stats_help[i], arg);
+#ifdef RG_HAVE_CTL
+	ctl_stats_foreach(fn, arg);
+#endif
+#ifdef RG_HAVE_POLICY
+	policy_stats_foreach(fn, arg);
+#endif
 #ifdef RG_HAVE_XDP
 	xdp_stats_foreach(fn, arg);
 #endif
