@@ -710,7 +710,7 @@ static int bd_setup(struct bd *b, const char *shm_path, char *err, size_t errlen
 	b->conf.burst = BD_FEED;
 	b->conf.rx_desc = DPCONF_DEF_RX_DESC;
 	b->conf.tx_desc = DPCONF_DEF_TX_DESC;
-	b->conf.max_flows = RTE_MAX(4096u, b->o.concurrency * 2);
+	b->conf.max_flows = DPCONF_DEF_MAX_FLOWS;
 	b->conf.idle_s = DPCONF_DEF_IDLE_S;
 #ifndef RG_HAVE_ENGINE
 	b->conf.no_engine = 1;

@@ -87,6 +87,31 @@ bad:
 	return -EINVAL;
 }
 
+static int set_rx_map(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	char a[48], *colon, *at;
+	unsigned port, queue, lcore;
+
+	if (c->n_rxmap >= DPCONF_MAX_RXMAP || strlen(v) >= sizeof(a))
+		goto bad;
+	snprintf(a, sizeof(a), "%s", v);
+	colon = strchr(a, ':');
+	at = strchr(a, '@');
+	if (!colon || !at || at < colon)
+		goto bad;
+	*colon = 0;
+	*at = 0;
+	if (parse_uint(a, 0, UINT16_MAX - 1, &port) || parse_uint(colon + 1, 0, 1023, &queue) ||
+	    parse_uint(at + 1, 0, 1023, &lcore))
+		goto bad;
+	c->rxmap[c->n_rxmap++] = (struct dpconf_rxmap){(uint16_t)port, (uint16_t)queue, lcore};
+	return 0;
+bad:
+	snprintf(err, errlen, "rx-map: '%s' is not PORT:QUEUE@LCORE (at most %u)", v,
+		 DPCONF_MAX_RXMAP);
+	return -EINVAL;
+}
+
 static int set_smtp_ports(struct dpconf *c, const char *v, char *err, size_t errlen)
 {
 	char buf[256], *save = NULL, *tok;
@@ -226,6 +251,7 @@ static const struct dpconf_kw dpconf_kws[] = {
 	{"shm", 1, set_shm, "PATH", "shared-memory file rcptgated created (required)"},
 	{"pair", 1, set_pair, "OUT:IN", "bridge ports OUT (internet) and IN (servers); repeatable"},
 	{"smtp-ports", 1, set_smtp_ports, "LIST", "TCP ports parsed as SMTP (default 25)"},
+	{"rx-map", 1, set_rx_map, "P:Q@L", "worker lcore L polls RX queue Q of port P; repeatable"},
 	{"dispatch", 1, set_dispatch, "MODE", "auto|rss|sw: flow-to-lcore steering (default auto)"},
 	{"burst", 1, set_burst, "N", "frames per RX burst (default 32, max 64)"},
 	{"rx-desc", 1, set_rx_desc, "N", "RX descriptors per queue (default 1024)"},

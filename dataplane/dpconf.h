@@ -14,6 +14,7 @@
 #define DPCONF_MAX_PAIRS 8u
 #define DPCONF_MAX_PORTS (2u * DPCONF_MAX_PAIRS)
 #define DPCONF_MAX_SMTP_PORTS 8u	/* ENGINE_MAX_SMTP_PORTS */
+#define DPCONF_MAX_RXMAP 256u
 
 /* Defaults and bounds of the tunables (documented in dpconf_usage()). */
 #define DPCONF_DEF_BURST 32u
@@ -42,6 +43,12 @@ struct dpconf_engine {
 	int harvest_off;	/* harvest-threshold 0 given explicitly */
 };
 
+/* --rx-map PORT:QUEUE@LCORE: which worker lcore polls an RX queue. */
+struct dpconf_rxmap {
+	uint16_t port, queue;
+	unsigned lcore;
+};
+
 struct dpconf_pair {
 	uint16_t outside, inside;	/* DPDK port ids */
 };
@@ -61,6 +68,8 @@ struct dpconf {
 	unsigned shm_retry_s;
 	int dispatch;		/* enum dpconf_dispatch */
 	struct dpconf_engine eng;
+	struct dpconf_rxmap rxmap[DPCONF_MAX_RXMAP];
+	unsigned n_rxmap;	/* 0: automatic mapping */
 	int inbound_only;	/* track only flows opened from the outside port */
 	int no_engine;		/* bridge everything (baseline, diagnostics) */
 	int sw_csum;		/* ignore checksum offloads even when present */

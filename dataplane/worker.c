@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <rte_byteorder.h>
+#include <rte_branch_prediction.h>
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
 #include <rte_ip.h>
@@ -50,9 +51,11 @@ uint32_t worker_flow_hash(const struct rte_mbuf *m, const struct dpconf *c, int 
 	const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
 	const uint8_t *end = p + rte_pktmbuf_data_len(m);
 	const struct rte_ether_hdr *eh = (const void *)p;
+	const struct rte_ipv4_hdr *ih4 = NULL;
+	const struct rte_ipv6_hdr *ih6 = NULL;
 	const struct rte_tcp_hdr *th;
-	uint16_t et;
-	uint32_t ipx;
+	uint16_t et, sp, dp;
+	uint32_t ipx, pk;
 	int v;
 
 	*smtp = 0;
@@ -71,55 +74,54 @@ uint32_t worker_flow_hash(const struct rte_mbuf *m, const struct dpconf *c, int 
 		et = vh->eth_proto;
 		p = (const uint8_t *)(vh + 1);
 	}
-	if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4)) {
-		const struct rte_ipv4_hdr *ih = (const void *)p;
+	if (likely(et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))) {
 		unsigned ihl;
-		if ((const uint8_t *)(ih + 1) > end)
+		ih4 = (const void *)p;
+		if ((const uint8_t *)(ih4 + 1) > end)
 			return 0;
-		ihl = (ih->version_ihl & 0x0f) * 4u;
-		if ((ih->version_ihl >> 4) != 4 || ihl < sizeof(*ih) || p + ihl > end)
+		ihl = (ih4->version_ihl & 0x0f) * 4u;
+		if ((ih4->version_ihl >> 4) != 4 || ihl < sizeof(*ih4) || p + ihl > end ||
+		    ih4->next_proto_id != IPPROTO_TCP)
 			return 0;
-		if (ih->next_proto_id != IPPROTO_TCP)
-			return 0;
-		if (ih->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
-							   RTE_IPV4_HDR_OFFSET_MASK)) {
+		if (ih4->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG |
+							    RTE_IPV4_HDR_OFFSET_MASK)) {
 			*frag = 1;
 			return 0;
 		}
-		ipx = ih->src_addr ^ ih->dst_addr;
 		th = (const void *)(p + ihl);
 	} else if (et == rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV6)) {
-		const struct rte_ipv6_hdr *ih = (const void *)p;
-		uint32_t a[4], b[4];
-		if ((const uint8_t *)(ih + 1) > end)
+		ih6 = (const void *)p;
+		if ((const uint8_t *)(ih6 + 1) > end)
 			return 0;
-		if (ih->proto == 44) { /* fragment header */
+		if (ih6->proto == 44) { /* fragment header */
 			*frag = 1;
 			return 0;
 		}
-		if (ih->proto != IPPROTO_TCP)
+		if (ih6->proto != IPPROTO_TCP)
 			return 0;
-		memcpy(a, ih->src_addr, 16);
-		memcpy(b, ih->dst_addr, 16);
-		ipx = (a[0] ^ b[0]) ^ (a[1] ^ b[1]) ^ (a[2] ^ b[2]) ^ (a[3] ^ b[3]);
-		th = (const void *)(ih + 1);
+		th = (const void *)(ih6 + 1);
 	} else {
 		return 0;
 	}
 	if ((const uint8_t *)(th + 1) > end)
 		return 0;
-	{
-		uint16_t sp = rte_be_to_cpu_16(th->src_port);
-		uint16_t dp = rte_be_to_cpu_16(th->dst_port);
-		uint32_t pk;
-		if (!dpconf_is_smtp_port(c, dp) && !dpconf_is_smtp_port(c, sp))
-			return 0;
-		*smtp = 1;
-		/* XOR and sum of the two ports and XOR of the two addresses are
-		 * the same whichever way the segment travels. */
-		pk = (uint32_t)(sp ^ dp) | ((uint32_t)(uint16_t)(sp + dp) << 16);
-		return rte_hash_crc_4byte(pk, rte_hash_crc_4byte(ipx, 0x52475450u));
+	sp = rte_be_to_cpu_16(th->src_port);
+	dp = rte_be_to_cpu_16(th->dst_port);
+	if (!dpconf_is_smtp_port(c, dp) && !dpconf_is_smtp_port(c, sp))
+		return 0;
+	*smtp = 1;
+	/* XOR and sum of the two ports and XOR of the two addresses are the same
+	 * whichever way the segment travels. */
+	if (ih4) {
+		ipx = ih4->src_addr ^ ih4->dst_addr;
+	} else {
+		uint32_t a[4], b[4];
+		memcpy(a, ih6->src_addr, 16);
+		memcpy(b, ih6->dst_addr, 16);
+		ipx = (a[0] ^ b[0]) ^ (a[1] ^ b[1]) ^ (a[2] ^ b[2]) ^ (a[3] ^ b[3]);
 	}
+	pk = (uint32_t)(sp ^ dp) | ((uint32_t)(uint16_t)(sp + dp) << 16);
+	return rte_hash_crc_4byte(pk, rte_hash_crc_4byte(ipx, 0x52475450u));
 }
 
 /* ---- transmit ---- */
@@ -359,6 +361,25 @@ int worker_main(void *arg)
 	return 0;
 }
 
+/* The worker an --rx-map entry names for (port id, queue), or NULL. */
+static struct worker *worker_mapped(struct worker_ctx *x, uint16_t port_id, uint16_t q,
+				    char *err, size_t errlen)
+{
+	const struct dpconf *c = x->conf;
+	for (unsigned i = 0; i < c->n_rxmap; i++) {
+		if (c->rxmap[i].port != port_id || c->rxmap[i].queue != q)
+			continue;
+		for (unsigned k = 0; k < x->n_workers; k++)
+			if (x->workers[k].lcore_id == c->rxmap[i].lcore)
+				return &x->workers[k];
+		snprintf(err, errlen, "rx-map %u:%u@%u: lcore %u is not a worker lcore", port_id, q,
+			 c->rxmap[i].lcore, c->rxmap[i].lcore);
+		return NULL;
+	}
+	snprintf(err, errlen, "rx-map: no lcore for port %u queue %u", port_id, q);
+	return NULL;
+}
+
 int worker_plan(struct worker_ctx *x, char *err, size_t errlen)
 {
 	unsigned nw = x->n_workers, next = 0;
@@ -373,6 +394,24 @@ int worker_plan(struct worker_ctx *x, char *err, size_t errlen)
 			/* RSS: queue q belongs to worker q on every port, so both
 			 * directions of a flow meet.  Single queue: round robin. */
 			struct worker *w = &x->workers[p->rss ? q % nw : next++ % nw];
+			if (x->conf->n_rxmap) {
+				w = worker_mapped(x, p->port_id, q, err, errlen);
+				if (!w)
+					return -EINVAL;
+				/* with RSS a flow's two directions arrive on queue q of
+				 * two ports: one worker must poll queue q everywhere */
+				for (unsigned pj = 0; pj < pi && p->rss; pj++) {
+					struct worker *o = worker_mapped(x, x->ports[pj].port_id, q,
+									 err, errlen);
+					if (o && o != w) {
+						snprintf(err, errlen,
+							 "rx-map: with RSS, queue %u of ports %u and "
+							 "%u must share an lcore",
+							 q, x->ports[pj].port_id, p->port_id);
+						return -EINVAL;
+					}
+				}
+			}
 			if (w->n_rxq >= WORKER_MAX_RXQ) {
 				snprintf(err, errlen, "worker %u: too many RX queues", w->idx);
 				return -E2BIG;

@@ -33,6 +33,7 @@
 #define WAIT_MS 5000
 
 static char dir[200], sock_path[256], shm_path[128];
+static bool running;	/* the core is up: stop() has work */
 
 static uint64_t now_ms(void)
 {
@@ -96,20 +97,27 @@ static void start(const char *extra, unsigned port)
 	mkdir(store, 0755);
 	write_config(extra, port, "ctl.sock");
 	o.config_path = cfg_path;
+	running = true;
 	rc = daemon_init(&o, err, sizeof(err));
 	cr_assert_eq(rc, 0, "daemon_init: %s", err);
 }
 
+/* Also the suite's .fini: runs after a failed assertion too. */
 static void stop(void)
 {
 	char cmd[300];
 
+	if (!running)
+		return;
+	running = false;
 	daemon_fini();
 	unlink(shm_path);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		cr_log_warn("could not remove %s", dir);
 }
+
+TestSuite(ctl, .fini = stop);
 
 static void pump(unsigned ms)
 {

@@ -429,6 +429,7 @@ Test(policy_reply, buffer_too_small)
 #define POLICY_TIMEOUT_MS 300
 
 static char dir[200], shm_path[128], unix_path[256];
+static bool running;	/* the core is up: stop() has work */
 static int hang_fd = -1;	/* a destination that accepts and never greets */
 
 static uint64_t now_ms(void)
@@ -514,15 +515,20 @@ static void srv_start(const char *extra, unsigned port)
 	snprintf(listen, sizeof(listen), "127.0.0.1:0, %s", unix_path);
 	write_config(listen, extra);
 	o.config_path = cfg_path;
+	running = true;
 	rc = daemon_init(&o, err, sizeof(err));
 	cr_assert_eq(rc, 0, "daemon_init: %s", err);
 	cr_assert_neq(policy_listen_port(0), 0, "no TCP listener");
 }
 
+/* Also the suite's .fini: runs after a failed assertion too. */
 static void srv_stop(void)
 {
 	char cmd[300];
 
+	if (!running)
+		return;
+	running = false;
 	daemon_fini();
 	unlink(shm_path);
 	if (hang_fd >= 0)
@@ -532,6 +538,8 @@ static void srv_stop(void)
 	if (system(cmd) != 0)
 		cr_log_warn("could not remove %s", dir);
 }
+
+TestSuite(policy_server, .fini = srv_stop);
 
 static void pump(unsigned ms)
 {
