@@ -149,7 +149,9 @@ run_load() {
 		--invalid-share "$share" --invalid-by-session --legit-rcpts "$LEGIT_RCPTS" --valid-users "$VALID_USERS" --domain "$DOMAIN" \
 		--timeout-ms 20000 2>&1) || true
 	c1=$(postfix_cpu)
-	echo "$out" | head -1 | sed "s/^/peer: $phase share=$share rep=$rep: /" >&2
+	echo "$out" | sed -n 1p | sed "s/^/peer: $phase share=$share rep=$rep: /" >&2
+	# delivered mail piles up (100k files a run): clear it outside the timing
+	find "$PF_MAIL" -type f -path '*/new/*' -delete 2>/dev/null || true
 	python3 - "$phase" "$share" "$rep" "$c0" "$c1" "$SESSIONS" "$(echo "$out" | tail -1)" \
 		<<'PY' >>"$RESULTS"
 import json, sys
