@@ -4,18 +4,17 @@
  *
  * Two net_ring ports stand for the outside and inside ports.  A simulator on
  * the same thread plays both TCP endpoints of many SMTP sessions (handshake,
- * banner, EHLO, MAIL plus pipelined RCPTs of which a set share name
- * addresses the table holds as invalid, DATA and a body when a recipient was
- * accepted, QUIT, FIN), reacting to exactly what the worker forwarded and
- * injected, and checks every session's replies.  Only the time inside
+ * banner, EHLO, MAIL plus pipelined RCPTs, a given share of them (95% by
+ * default) to addresses the table holds as invalid, DATA and a body when a
+ * recipient was accepted, QUIT, FIN), reacting to exactly what the worker
+ * forwarded and injected, and checks every session's replies.  Only the time inside
  * worker_poll() is measured.  Every frame the worker received is recorded;
  * the same frames are then replayed through (a) rte_eth_rx_burst/tx_burst
  * between the ports (testpmd's io forwarding) and (b) worker_poll() with no
  * SMTP port configured (pass-through: classify and bridge).
  *
- * Runs on the calling thread (EAL main lcore).  The worker sources are
- * compiled into this file unless the build links them (RG_DP_WORKER_LINKED):
- * the benchmark measures the same code rcptgate-dp runs.
+ * Runs on the calling thread (EAL main lcore), linked with the same worker
+ * library rcptgate-dp runs: the benchmark measures that code.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -37,14 +36,13 @@
 #include "engine.h"
 #endif
 
-#ifndef RG_DP_WORKER_LINKED
-#include "../dataplane/dpshm.c"
-#include "../dataplane/port.c"
-#include "../dataplane/wengine.c"
-#include "../dataplane/worker.c"
-#endif
 
 #include "bench.h"
+#include "dpconf.h"
+#include "dpshm.h"
+#include "port.h"
+#include "wengine.h"
+#include "worker.h"
 #include "dtable.h"
 #include "rtable.h"
 #include "shm.h"
@@ -764,7 +762,8 @@ static void bd_usage(void)
 {
 	fprintf(stderr,
 		"usage: rcptgate-bench dataplane [--json] [--sessions N] [--concurrency N]\n"
-		"       [--rcpts N] [--invalid-pct P] [--body BYTES] [--server-per-reply]\n");
+		"       [--rcpts N] [--invalid-pct P] [--body BYTES] [--server-per-reply]\n"
+		"RG_BENCH_DEBUG=1 prints every frame and line the simulated ends receive.\n");
 }
 
 static int bd_opts(struct bd_opts *o, int argc, char **argv)

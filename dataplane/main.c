@@ -161,6 +161,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out;
 	}
+	for (unsigned i = 0; i < conf.n_pairs; i++)
+		for (unsigned k = 0; k < 2; k++) {
+			uint16_t id = k ? conf.pairs[i].inside : conf.pairs[i].outside;
+			if (!rte_eth_dev_is_valid_port(id)) {
+				fprintf(stderr, "rcptgate-dp: port %u does not exist (%u ports: check "
+						"the EAL --vdev/-a options)\n",
+					id, rte_eth_dev_count_avail());
+				goto out;
+			}
+		}
 	signal(SIGINT, dp_signal);
 	signal(SIGTERM, dp_signal);
 

@@ -64,6 +64,9 @@ static int telemetry_lcore(const char *cmd, const char *params, struct rte_tel_d
 									    __ATOMIC_RELAXED));
 		rte_tel_data_add_dict_u64(d, "qsbr_gen",
 					  __atomic_load_n(&lc->qsbr_gen, __ATOMIC_RELAXED));
+		/* a worker stuck outside its loop stops moving this */
+		rte_tel_data_add_dict_u64(d, "heartbeat_ns",
+					  __atomic_load_n(&lc->heartbeat_ns, __ATOMIC_RELAXED));
 		for (unsigned i = 0; i < STAT__COUNT; i++)
 			rte_tel_data_add_dict_u64(d, stats_names[i], stats_read(lc, i));
 	}

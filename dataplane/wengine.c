@@ -200,6 +200,13 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 		return rc;
 	}
 	d->mem = mem;
+	if (w->idx == 0) {
+		struct engine_info ei;
+		engine_info(d->e, &ei);
+		fprintf(stderr, "rcptgate-dp: engine: %u flows per worker, %zu bytes per idle flow, "
+				"%.1f MiB per worker\n",
+			ei.max_flows, ei.flow_bytes, (double)sz / (1024.0 * 1024.0));
+	}
 	engine_set_realtime_offset(d->e, wengine_rt_offset());
 	d->pool = x->pool;
 	wengine_refill(d);
@@ -213,6 +220,19 @@ void wengine_attach(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 	(void)x;
 	wengine_fill_shm(w, m, &d->es);
 	engine_set_shm(d->e, &d->es);
+}
+
+/* What the port checked: the engine verifies only what the port did not.
+ * Both IP and L4 must be known good to skip the engine's own check. */
+static inline uint8_t wengine_rx_csum(const struct rte_mbuf *m)
+{
+	uint64_t ip = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+	uint64_t l4 = m->ol_flags & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+	if (ip == RTE_MBUF_F_RX_IP_CKSUM_BAD || l4 == RTE_MBUF_F_RX_L4_CKSUM_BAD)
+		return ENGINE_RXCSUM_BAD;
+	if (ip == RTE_MBUF_F_RX_IP_CKSUM_GOOD && l4 == RTE_MBUF_F_RX_L4_CKSUM_GOOD)
+		return ENGINE_RXCSUM_GOOD;
+	return ENGINE_RXCSUM_UNKNOWN;
 }
 
 void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
@@ -235,6 +255,7 @@ void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
 		f.rx_port = pi;
 		f.peer_port = p->peer;
 		f.outside = p->outside;
+		f.rx_csum = wengine_rx_csum(m);
 		f.tx_flags = 0;
 		if (d->n_spare < ENGINE_OUT_MIN)
 			wengine_refill(d);
