@@ -22,7 +22,7 @@ def gnuplot(script):
     subprocess.run(["gnuplot"], input=script.encode(), check=True)
 
 
-def bars(d, png, title, ylabel, rows):
+def bars(d, png, title, ylabel, rows, log=False):
     """rows: list of (label, value, colour)."""
     dat = os.path.join(d, png + ".dat")
     with open(dat, "w") as f:
@@ -36,7 +36,8 @@ set ylabel "{ylabel}"
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set grid ytics
-set yrange [0:*]
+set yrange [{"1:*" if log else "0:*"}]
+{"set logscale y" if log else ""}
 set xtics rotate by -20
 unset key
 plot "{dat}" using 1:3:4:xtic(2) with boxes lc rgb variable, \\
@@ -64,9 +65,10 @@ def main():
 
     p = load(d, "dataplane")
     if p:
-        bars(d, "dataplane", "rcptgate-dp worker cost per packet (in-memory traffic, one core)",
-             "nanoseconds per packet", [
+        bars(d, "dataplane", "rcptgate-dp worker cost per packet (in-memory traffic, one core, log scale)",
+             "nanoseconds per packet", log=True, rows=[
                  ("io-forward", p["iofwd_ns_per_pkt"], ceil),
+                 ("macswap-forward", p.get("macswap_ns_per_pkt", 0), ceil),
                  ("pass-through", p["passthrough_ns_per_pkt"], ours),
                  ("SMTP (95% invalid)", p["smtp_ns_per_pkt"], ours),
              ])
