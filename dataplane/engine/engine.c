@@ -23,6 +23,13 @@
  *     reply queue.  An insertion rides in the server segment that carries the
  *     preceding reply's end, or, when no server reply is due before it, goes
  *     out on its own and is retransmitted by engine_timer() until acknowledged.
+ *     A server segment that starts where an insertion stands does not carry it
+ *     again (servers that write one segment per reply): the insertion goes out
+ *     once, and again only with a resend of the byte before it.
+ *   end: at an RST, or once both FINs are acknowledged, the flow is freed; with
+ *     offsets in force it lingers briefly on the ended list (late
+ *     retransmissions are still translated) and is the first reclaimed when a
+ *     new SYN finds the table full.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -174,6 +181,7 @@ int engine_init(void *mem, size_t len, const struct engine_conf *c,
 	e->pieces = (struct tcpedit_piece *)p;
 	e->max_pieces = m.max_pieces;
 	e->retx_head = e->retx_tail = FLOW_NONE;
+	e->end_head = e->end_tail = FLOW_NONE;
 	*out = e;
 	return 0;
 }
@@ -313,11 +321,68 @@ static void retx_arm(struct engine *e, struct flow *f)
 		retx_append(e, f);
 }
 
+/* ---- ended flows ---- */
+
+static void ended_unlink(struct engine *e, struct flow *f)
+{
+	struct flow *fl = e->ft.flows;
+	if (!f->ended)
+		return;
+	if (f->end_prev != FLOW_NONE)
+		fl[f->end_prev].end_next = f->end_next;
+	else
+		e->end_head = f->end_next;
+	if (f->end_next != FLOW_NONE)
+		fl[f->end_next].end_prev = f->end_prev;
+	else
+		e->end_tail = f->end_prev;
+	f->end_next = f->end_prev = FLOW_NONE;
+	f->ended = 0;
+}
+
 static void flow_forget(struct engine *e, struct flow *f)
 {
 	retx_unlink(e, f);
+	ended_unlink(e, f);
 	flow_remove(&e->ft, f);
 }
+
+static int has_offsets(const struct flow *f)
+{
+	return f->c2s.base || f->s2c.base || f->c2s.n || f->s2c.n;
+}
+
+/*
+ * The flow is over (RST, or both FINs acknowledged): nothing of it needs
+ * parsing any more.  Without offsets a late segment passes correctly
+ * untracked, so the flow goes now; with offsets it lingers (ENGINE_LINGER_MS)
+ * on the ended list, first in line when a new flow needs a slot.
+ */
+static void flow_end(struct engine *e, struct flow *f)
+{
+	uint32_t idx = flow_index(&e->ft, f);
+	retx_unlink(e, f);
+	if (!has_offsets(f)) {
+		flow_forget(e, f);
+		return;
+	}
+	if (f->ended)
+		return;
+	f->ended = 1;
+	f->end_ms = e->now_ms;
+	f->end_next = FLOW_NONE;
+	f->end_prev = e->end_tail;
+	if (e->end_tail != FLOW_NONE)
+		e->ft.flows[e->end_tail].end_next = idx;
+	else
+		e->end_head = idx;
+	e->end_tail = idx;
+}
+
+/* Both directions' FINs acknowledged: the server's by the client, the
+ * client's by the server (after a harvest close the server side was reset
+ * by the engine, so only the FIN it sent the client counts). */
+static int fins_acked(const struct engine *e, const struct flow *f);
 
 /* Give the busy block back once nothing needs it. */
 static void maybe_release(struct engine *e, struct flow *f)
@@ -583,7 +648,12 @@ static enum engine_verdict emit(struct engine *e, struct flow *f, struct engine_
 
 	if (seq_lt(x, y)) {
 		if (l->n) {
-			np = tcpedit_pieces(l, pts, x, y, e->pieces, e->max_pieces, &vstart);
+			/* an answer inserted at x rode in the segment that held the
+			 * byte before x: it goes again only with a resend of that byte
+			 * (a range cut at x by the receiver's ACK), never in front of
+			 * the next reply, which would carry it twice */
+			int with_x = !s2c || seq_lt(p->seq, x);
+			np = tcpedit_pieces(l, pts, x, y, with_x, e->pieces, e->max_pieces, &vstart);
 		} else {
 			e->pieces[0].from = x;
 			e->pieces[0].len = y - x;
@@ -1055,6 +1125,15 @@ static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engi
 	return v;
 }
 
+static int fins_acked(const struct engine *e, const struct flow *f)
+{
+	int s_fin = (f->flags & (FLOW_F_S_FIN | FLOW_F_HARVEST)) != 0 &&
+		    seq_lt(map_s2c_hi(e, f, f->s_fwd), f->c_ack);
+	if (f->flags & FLOW_F_HARVEST)
+		return s_fin;
+	return s_fin && (f->flags & FLOW_F_C_FIN) && seq_lt(map_c2s(e, f, f->c_fwd), f->s_ack);
+}
+
 /* ---- flow creation and eviction ---- */
 
 static struct flow *evict_one(struct engine *e)
@@ -1066,14 +1145,14 @@ static struct flow *evict_one(struct engine *e)
 		t->evict_pos = (t->evict_pos + 1) % t->max;
 		if (f->state == FS_FREE)
 			continue;
-		/* only flows with no offsets can go: their segments then pass
-		 * unedited and stay correct */
-		if (f->c2s.base || f->s2c.base || f->c2s.n || f->s2c.n || f->busy != FLOW_NONE)
-			continue;
 		if (f->state == FS_CLOSING) {
-			best = f;
+			best = f; /* its session is over */
 			break;
 		}
+		/* only flows with no offsets can go: their segments then pass
+		 * unedited and stay correct */
+		if (has_offsets(f) || f->busy != FLOW_NONE)
+			continue;
 		if (!best || seq_lt(f->last_ms, best->last_ms))
 			best = f;
 	}
@@ -1084,7 +1163,10 @@ static struct flow *flow_new(struct engine *e, struct engine_frame *fr, struct p
 {
 	struct flow *f = flow_insert(&e->ft, p->family, p->saddr, p->daddr, p->sport, p->dport);
 	if (!f) {
-		struct flow *v = evict_one(e);
+		/* the oldest ended flow first, then a closing or idle one */
+		struct flow *v = e->end_head != FLOW_NONE && e->ft.free_head == FLOW_NONE
+					 ? &e->ft.flows[e->end_head]
+					 : evict_one(e);
 		if (v) {
 			flow_forget(e, v);
 			st(e, STAT_FLOWS_EVICTED);
@@ -1173,6 +1255,13 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 	f->last_ms = e->now_ms;
 
 	if (f->state == FS_SYN) {
+		if ((p.flags & PKT_TH_RST) &&
+		    (c2s ? p.seq == f->c_fwd : (p.flags & PKT_TH_ACK) && p.ack == f->c_fwd)) {
+			/* refused or abandoned before any data: nothing to keep */
+			st(e, STAT_FLOWS_CLOSED);
+			flow_forget(e, f);
+			return ENGINE_FORWARD;
+		}
 		if (!c2s && (p.flags & (PKT_TH_SYN | PKT_TH_ACK)) == (PKT_TH_SYN | PKT_TH_ACK) &&
 		    p.ack == f->c_fwd) {
 			f->s_fwd = p.seq + 1;
@@ -1205,7 +1294,7 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 		if (f->state != FS_CLOSING)
 			st(e, STAT_FLOWS_CLOSED);
 		f->state = FS_CLOSING;
-		retx_unlink(e, f);
+		flow_end(e, f);
 		return ENGINE_FORWARD;
 	}
 	if (c2s && f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST)) {
@@ -1216,6 +1305,8 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 				session_text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1),
 								 f->c_ack));
 		}
+		if (!f->ended && fins_acked(e, f))
+			flow_end(e, f);
 		return ENGINE_DROP;
 	}
 
@@ -1231,6 +1322,8 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 		st(e, STAT_FLOWS_CLOSED);
 	}
 	maybe_release(e, f);
+	if (f->state == FS_CLOSING && !f->ended && fins_acked(e, f))
+		flow_end(e, f);
 	return v;
 }
 
@@ -1285,6 +1378,14 @@ unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
 		f->retx_n++;
 		f->retx_ms = e->now_ms + (e->c.retx_initial_ms << f->retx_n);
 		retx_append(e, f);
+	}
+
+	/* ended flows whose linger is over, oldest first */
+	for (n = 0; n < ENGINE_EXPIRE_SCAN && e->end_head != FLOW_NONE; n++) {
+		struct flow *f = &t->flows[e->end_head];
+		if (e->now_ms - f->end_ms < ENGINE_LINGER_MS)
+			break;
+		flow_forget(e, f);
 	}
 
 	/* idle expiry, a slice of the table per call */

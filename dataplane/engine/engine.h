@@ -52,8 +52,12 @@
  * ---- configuration (every limit named, enforced, counted, documented) ----
  *
  * limit                 when reached                              counter (stats.h)
- * max_flows             evict an idle flow without offsets, or    flows_evicted,
- *                       leave the new flow untracked              flows_full
+ * max_flows             reclaim an ended (lingering) flow, else   flows_evicted,
+ *                       a closing one, else the least recently    flows_full
+ *                       used idle flow without offsets; else
+ *                       leave the new flow untracked
+ * (flows end at the RST or once both FINs are acknowledged: freed   flows_closed
+ *  at once, or after a short linger when offsets are in force)
  * idle_timeout_ms       flow forgotten                            flows_expired
  * busy_blocks           RCPT forwarded / flow fails open          edit_nospace, failopen
  * line_max              flow fails open (forwarded as is)         line_too_long, failopen

@@ -18,7 +18,12 @@
 #include "tcpedit.h"
 
 #define ENGINE_SCRATCH 65536u		/* largest IP payload */
-#define ENGINE_CLOSING_MS 10000u	/* closed flows kept for stray segments */
+#define ENGINE_CLOSING_MS 10000u	/* FIN both ways, not yet acknowledged: kept
+					 * at most this long for stray segments */
+#define ENGINE_LINGER_MS 2000u		/* ended flow with offsets in force: kept this
+					 * long to translate a late retransmission (a
+					 * FIN resent because the last ACK was lost);
+					 * reclaimed first when the table is full */
 #define ENGINE_EXPIRE_SCAN 64u		/* flow slots checked per engine_timer() */
 #define ENGINE_RETX_SCAN 64u		/* retransmission entries per engine_timer() */
 #define ENGINE_EVICT_SCAN 8u		/* flows sampled to find one to evict */
@@ -41,6 +46,7 @@ struct engine {
 	struct tcpedit_piece *pieces;
 	unsigned max_pieces;
 	uint32_t retx_head, retx_tail;
+	uint32_t end_head, end_tail;	/* ended flows, oldest first */
 	uint32_t now_ms;
 	uint64_t now_ns;
 };

@@ -27,7 +27,10 @@ enum flow_state {
 	FS_FREE = 0,
 	FS_SYN,		/* client SYN seen */
 	FS_EST,		/* server SYN-ACK seen: sequence spaces known */
-	FS_CLOSING,	/* FIN both ways or RST: kept briefly for stray segments */
+	FS_CLOSING,	/* FIN both ways or RST: kept briefly for stray segments;
+			 * once both FINs are acknowledged (or at the RST) the flow
+			 * is freed, or lingers on the ended list when offsets are
+			 * in force (late retransmissions still need them) */
 };
 
 /* Client stream mode: how the next client bytes are read. */
@@ -101,6 +104,9 @@ struct flow {
 	/* retransmission of injected replies */
 	uint32_t retx_next, retx_prev;	/* retransmission list links */
 	uint32_t retx_ms;		/* when to look next */
+	/* ended flows lingering for late retransmissions (engine.c) */
+	uint32_t end_next, end_prev;	/* ended list links */
+	uint32_t end_ms;		/* when it ended */
 	uint8_t retx_n;
 	/* SMTP */
 	uint8_t cmode;			/* enum flow_cmode */
@@ -108,7 +114,7 @@ struct flow {
 	uint8_t q_head, q_n;		/* inline queue (no busy block) */
 	uint8_t q_inl[FLOW_INLINE_Q];
 	uint8_t helo_len, from_len;
-	uint8_t _pad0;
+	uint8_t ended;			/* 1: on the ended list */
 	uint32_t bdat_left;
 	uint16_t txn_fwd;		/* RCPTs forwarded in this transaction */
 	uint16_t txn_ref;		/* RCPTs answered by the engine */

@@ -107,16 +107,17 @@ uint32_t tcpedit_live_ins(const struct tcpedit *l, const struct tcpedit_pt *pts)
 }
 
 unsigned tcpedit_pieces(const struct tcpedit *l, const struct tcpedit_pt *pts, uint32_t x,
-			uint32_t y, struct tcpedit_piece *out, unsigned max, uint32_t *view_start)
+			uint32_t y, int with_x, struct tcpedit_piece *out, unsigned max,
+			uint32_t *view_start)
 {
 	uint32_t cur = x, toff = 0;
 	unsigned n = 0;
 
-	*view_start = tcpedit_map_lo(l, pts, x);
+	*view_start = with_x ? tcpedit_map_lo(l, pts, x) : tcpedit_map_hi(l, pts, x);
 	for (unsigned i = 0; i < l->n && n < max; i++) {
 		const struct tcpedit_pt *t = &pts[i];
 		uint32_t pe = t->pos + t->del;
-		if (seq_le(pe, x) && !(t->pos == x && t->del == 0)) {
+		if (seq_le(pe, x) && !(with_x && t->pos == x && t->del == 0)) {
 			toff += t->ins;
 			continue; /* wholly before x */
 		}

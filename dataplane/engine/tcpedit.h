@@ -88,13 +88,18 @@ struct tcpedit_piece {
 
 /*
  * The view of original range [x, y) as pieces, in order: original bytes not
- * removed, and inserted text (including a pure insertion at x and at y).
- * *view_start gets the view position of the first piece.  Returns the number
+ * removed, and inserted text.  A pure insertion at p belongs to the range
+ * that holds original byte p - 1 (it follows the reply that ends at p): it
+ * is part of [x, y) when x < p <= y, and at p == x only when with_x is set
+ * (the caller's range was cut at x but its segment held byte x - 1).
+ * *view_start gets the view position of the first piece: before a pure
+ * insertion at x when it is included, after it when not.  Returns the number
  * of pieces, at most max (further pieces are cut off; the caller sizes max as
  * 2 * live points + 1).
  */
 unsigned tcpedit_pieces(const struct tcpedit *l, const struct tcpedit_pt *pts, uint32_t x,
-			uint32_t y, struct tcpedit_piece *out, unsigned max, uint32_t *view_start);
+			uint32_t y, int with_x, struct tcpedit_piece *out, unsigned max,
+			uint32_t *view_start);
 
 /* Total inserted bytes of live points (bytes of text the caller keeps). */
 uint32_t tcpedit_live_ins(const struct tcpedit *l, const struct tcpedit_pt *pts);

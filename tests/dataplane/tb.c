@@ -63,6 +63,8 @@ void tb_init(struct tb *t, int family, int vlan, int use_ts)
 	tb_reset(t);
 }
 
+static void ep_setup(struct tb *t);
+
 void tb_reset(struct tb *t)
 {
 	struct engine_shm es;
@@ -88,7 +90,22 @@ void tb_reset(struct tb *t)
 		fprintf(stderr, "tb: engine_create failed\n");
 		abort();
 	}
+	ep_setup(t);
+}
 
+void tb_next_conn(struct tb *t, uint16_t cport)
+{
+	memset(&t->cli, 0, sizeof(t->cli));
+	memset(&t->srv, 0, sizeof(t->srv));
+	t->q_n = t->q_head = 0;
+	ep_setup(t);
+	t->cli.port = cport;
+	t->cli.isn += (uint32_t)cport * 7919u;
+	t->srv.isn += (uint32_t)cport * 104729u;
+}
+
+static void ep_setup(struct tb *t)
+{
 	t->cli.is_server = 0;
 	memcpy(t->cli.mac, "\x02\x00\x00\x00\x00\x01", 6);
 	t->cli.port = 40001;
@@ -209,10 +226,12 @@ uint16_t tb_build(const struct tb *t, const struct tb_ep *from, const struct tb_
 	th = ip + l3;
 	o = th + 20;
 	if (flags & PKT_TH_SYN) {
-		o[opt++] = 2;
-		o[opt++] = 4;
-		pkt_put16(o + opt, t->mss);
-		opt += 2;
+		if (!t->no_mss_opt) {
+			o[opt++] = 2;
+			o[opt++] = 4;
+			pkt_put16(o + opt, t->mss);
+			opt += 2;
+		}
 		o[opt++] = 1;
 		o[opt++] = 1;
 		o[opt++] = 4; /* SACK permitted */
@@ -436,6 +455,16 @@ void tb_send_fin(struct tb *t, struct tb_ep *ep)
 	ep->fin_sent = 1;
 }
 
+void tb_resend_fin(struct tb *t, struct tb_ep *ep)
+{
+	ep_send_raw(t, ep, ep->snd_nxt - 1, PKT_TH_ACK | PKT_TH_FIN, NULL, 0, NULL, 0);
+}
+
+void tb_send_rst(struct tb *t, struct tb_ep *ep)
+{
+	ep_send_raw(t, ep, ep->snd_nxt, PKT_TH_RST | PKT_TH_ACK, NULL, 0, NULL, 0);
+}
+
 void tb_send_split(struct tb *t, const char *data, uint32_t len, const uint32_t *cuts,
 		   unsigned n_cuts)
 {
@@ -577,6 +606,24 @@ static uint32_t server_model(struct tb *t, struct tb_ep *s)
 	return s->tx_len - before;
 }
 
+/* Bytes of the first whole reply in b[0..n) (its last line has a space after
+ * the code), or n when no reply ends there. */
+static uint32_t reply_len(const uint8_t *b, uint32_t n)
+{
+	uint32_t i = 0;
+	while (i < n) {
+		const uint8_t *lf = memchr(b + i, '\n', n - i);
+		uint32_t end;
+		if (!lf)
+			return n;
+		end = (uint32_t)(lf - b) + 1;
+		if (end - i < 4 || b[i + 3] != '-')
+			return end;
+		i = end;
+	}
+	return n;
+}
+
 static void ep_take_ooo(struct tb_ep *ep)
 {
 	int again = 1;
@@ -657,10 +704,17 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 	if (p.pay_len) {
 		const uint8_t *d = fr->buf + p.pay_off;
 		int32_t rel = (int32_t)(p.seq - ep->rcv_nxt);
+		uint16_t mss = t->no_mss_opt ? (t->family == 4 ? 536 : 1220) : t->mss;
 		ep->data_frames_rcvd++;
+		if (p.pay_len > ep->max_seg)
+			ep->max_seg = p.pay_len;
+		if (p.pay_len > mss)
+			ep_err(ep, "segment larger than the announced MSS", p.pay_len, mss);
 		/* bytes below rcv_nxt must match what was received */
 		for (uint32_t i = 0; i < p.pay_len; i++) {
 			int32_t pos = rel + (int32_t)i; /* relative to rcv_nxt */
+			if (pos < 0)
+				ep->dup_bytes++;
 			if (pos < 0 && (int64_t)ep->rx_len + pos >= 0 &&
 			    ep->rx[ep->rx_len + pos] != d[i]) {
 				ep_err(ep, "a byte changed on retransmission", p.seq - ep->peer_isn,
@@ -705,6 +759,8 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 		if (n) {
 			while (n) {
 				uint16_t k = (uint16_t)(n > t->mss ? t->mss : n);
+				if (t->srv_per_reply)
+					k = (uint16_t)reply_len(ep->tx + off, k);
 				ep_send_raw(t, ep, ep->snd_nxt, PKT_TH_ACK | PKT_TH_PSH,
 					    ep->tx + off, k, NULL, 0);
 				ep->snd_nxt += k;

@@ -48,6 +48,8 @@ struct tb_ep {
 	unsigned n_ooo;
 	int fin_rcvd, rst_rcvd, fin_sent;
 	unsigned frames_rcvd, data_frames_rcvd;
+	uint32_t dup_bytes;	/* payload bytes received that it already had */
+	uint16_t max_seg;	/* largest payload received in one segment */
 	int auto_ack;		/* send a pure ACK for new data */
 	uint32_t max_sack_r;	/* right edge of the last SACK received, 0 none */
 	unsigned sacks_rcvd;
@@ -83,7 +85,9 @@ struct tb {
 	int family;		/* 4 or 6 */
 	int vlan;		/* number of 802.1Q tags (0..2) */
 	int use_ts;
-	uint16_t mss;		/* announced by both ends */
+	uint16_t mss;		/* announced by both ends; segment size they send */
+	int no_mss_opt;		/* SYNs carry no MSS option (the peer assumes 536) */
+	int srv_per_reply;	/* the server sends each reply in its own segment */
 	uint64_t now_ns;
 	struct tb_ep cli, srv;
 	struct tb_frame q[TB_QUEUE_MAX];
@@ -112,6 +116,10 @@ uint16_t tb_build(const struct tb *t, const struct tb_ep *from, const struct tb_
 /* A fresh engine and fresh endpoints; the shared memory stays. */
 void tb_reset(struct tb *t);
 
+/* Fresh endpoints for a new connection from client port cport (other ISNs),
+ * through the same engine: its flow table and counters stay. */
+void tb_next_conn(struct tb *t, uint16_t cport);
+
 /* Append bytes to what an endpoint has sent, without transmitting them
  * (then tb_resend() ranges of them in any order). */
 void tb_stage(struct tb *t, struct tb_ep *ep, const void *data, uint32_t len);
@@ -132,6 +140,8 @@ void tb_resend_other(struct tb *t, struct tb_ep *ep, uint32_t off, const void *d
 void tb_send_ack(struct tb *t, struct tb_ep *ep);
 void tb_send_sack(struct tb *t, struct tb_ep *ep, const uint32_t (*sack)[2], unsigned n);
 void tb_send_fin(struct tb *t, struct tb_ep *ep);
+void tb_send_rst(struct tb *t, struct tb_ep *ep);
+void tb_resend_fin(struct tb *t, struct tb_ep *ep); /* after tb_send_fin() */
 
 /* Send the client's bytes cut into segments at the given offsets. */
 void tb_send_split(struct tb *t, const char *data, uint32_t len, const uint32_t *cuts,

@@ -14,6 +14,7 @@
 #include "msg.h"
 #include "pkt.h"
 #include "spsc.h"
+#include "engine_int.h"
 #include "tb.h"
 
 #define GREETING "220 mx.test ESMTP\r\n"
@@ -913,6 +914,9 @@ static void random_sessions(unsigned sessions, unsigned drop_pm, unsigned dup_pm
 		cr_assert_str_eq(tb_rx_str(&T.srv), exp_srv, "session %u", n);
 		cr_assert_str_eq(tb_rx_str(&T.cli), exp_cli, "session %u", n);
 		cr_assert_eq(tb_stat(&T, STAT_FAILOPEN), 0, "session %u", n);
+		if (!drop_pm && !dup_pm)
+			cr_assert_eq(T.cli.dup_bytes, 0, "session %u: %u bytes reached the client twice",
+				     n, T.cli.dup_bytes);
 	}
 	if (drop_pm)
 		cr_assert_gt(l.dropped, 0);
@@ -933,6 +937,20 @@ Test(engine, random_pipelines_3pct_loss_1pct_duplication)
 Test(engine, random_pipelines_heavy_loss)
 {
 	random_sessions(100, 150, 50, 11);
+}
+
+Test(engine, random_pipelines_per_reply_server_no_loss)
+{
+	T.srv_per_reply = 1;
+	random_sessions(300, 0, 0, 13);
+}
+
+Test(engine, random_pipelines_per_reply_server_mss_536_loss)
+{
+	T.srv_per_reply = 1;
+	T.mss = 536;
+	T.no_mss_opt = 1;
+	random_sessions(200, 30, 10, 17);
 }
 
 /* ---- many answers at once ---- */
@@ -1146,4 +1164,253 @@ Test(engine, starttls_refused_parsing_goes_on)
 			 OK_MAIL R550("bad1@example.com"));
 	cr_assert_eq(tb_stat(&T, STAT_STARTTLS), 0);
 	all_acked(&T);
+}
+
+/* ---- servers that write each reply in its own segment ---- */
+
+struct per_reply_case {
+	const char *name;
+	uint16_t mss;		/* segment size both ends use */
+	int no_mss_opt;		/* SYNs without an MSS option: 536 assumed */
+};
+
+static const struct per_reply_case per_reply_cases[] = {
+	{"MSS 1460", 1460, 0},
+	{"SYN without MSS option (536)", 536, 1},
+};
+
+/* MAIL, 15 refused RCPTs, 5 accepted ones in one burst; *want gets what the
+ * client must read, in RFC 2920 order. */
+static unsigned build_refused_then_valid(char *b, char *want)
+{
+	unsigned l = (unsigned)sprintf(b, "MAIL FROM:<s@x.test>\r\n");
+	unsigned w = (unsigned)sprintf(want, "%s%s%s", GREETING, EHLO_REPLY, OK_MAIL);
+	for (unsigned i = 0; i < 15; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "bad%u@example.com", 1 + i % 3);
+		l += (unsigned)sprintf(b + l, "RCPT TO:<%s>\r\n", a);
+		w += (unsigned)sprintf(want + w, "550 5.1.1 <%s>: Recipient address rejected: "
+						 "User unknown\r\n", a);
+	}
+	for (unsigned i = 0; i < 5; i++) {
+		l += (unsigned)sprintf(b + l, "RCPT TO:<good@example.com>\r\n");
+		w += (unsigned)sprintf(want + w, OK_RCPT);
+	}
+	return l;
+}
+
+static void per_reply_setup(struct tb *t, const struct per_reply_case *pc)
+{
+	tb_reset(t);
+	t->mss = pc->mss;
+	t->no_mss_opt = pc->no_mss_opt;
+	t->srv_per_reply = 1;
+}
+
+/* The injected answers reach the client once, each byte once, in order. */
+Test(engine, per_reply_server_refused_then_valid_every_split_point)
+{
+	static char want[8192];
+	unsigned l = build_refused_then_valid(burst, want);
+	for (unsigned k = 0; k < sizeof(per_reply_cases) / sizeof(per_reply_cases[0]); k++) {
+		const struct per_reply_case *pc = &per_reply_cases[k];
+		for (uint32_t cut = 0; cut < l; cut++) {
+			per_reply_setup(&T, pc);
+			ehlo(&T);
+			tb_send_split(&T, burst, l, &cut, cut ? 1 : 0);
+			tb_pump(&T);
+			cr_assert_str_empty(T.cli.err, "%s, cut %u: %s", pc->name, cut, T.cli.err);
+			cr_assert_str_empty(T.srv.err, "%s, cut %u: %s", pc->name, cut, T.srv.err);
+			cr_assert_str_eq(tb_rx_str(&T.cli), want, "%s, cut %u", pc->name, cut);
+			cr_assert_eq(T.cli.dup_bytes, 0, "%s, cut %u: %u bytes reached the client twice",
+				     pc->name, cut, T.cli.dup_bytes);
+			all_acked(&T);
+			cr_assert_eq(tb_stat(&T, STAT_RCPT_REJECTED), 15, "%s, cut %u", pc->name, cut);
+		}
+	}
+}
+
+Test(engine, per_reply_server_interleaved_pipeline_every_split_point)
+{
+	for (unsigned k = 0; k < sizeof(per_reply_cases) / sizeof(per_reply_cases[0]); k++) {
+		const struct per_reply_case *pc = &per_reply_cases[k];
+		for (uint32_t cut = 1; cut < sizeof(PIPE) - 1; cut++) {
+			per_reply_setup(&T, pc);
+			run_pipe(&T, &cut, 1);
+			cr_assert_eq(T.cli.dup_bytes, 0, "%s, cut %u: %u bytes reached the client twice",
+				     pc->name, cut, T.cli.dup_bytes);
+		}
+	}
+}
+
+/* The segment that carried the answers is lost on its way to the client:
+ * the server's retransmission carries them again, at the same place. */
+Test(engine, per_reply_server_lost_segment_with_answers)
+{
+	static char want[8192];
+	unsigned l = build_refused_then_valid(burst, want);
+	for (unsigned k = 0; k < sizeof(per_reply_cases) / sizeof(per_reply_cases[0]); k++) {
+		const struct per_reply_case *pc = &per_reply_cases[k];
+		for (int skip = 0; skip < 3; skip++) {
+			struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .skip = skip,
+					     .count = 1, .data_only = 1};
+			per_reply_setup(&T, pc);
+			ehlo(&T);
+			T.filter = drop_filter;
+			T.filter_arg = &c;
+			tb_send(&T, &T.cli, burst, l);
+			tb_pump(&T);
+			cr_assert_eq(tb_recover(&T, 20), 0, "%s, skip %d: not recovered", pc->name,
+				     skip);
+			no_errors(&T);
+			cr_assert_str_eq(tb_rx_str(&T.cli), want, "%s, skip %d", pc->name, skip);
+		}
+	}
+}
+
+/* ---- flow churn: many more sessions than flow slots ---- */
+
+struct churn_case {
+	const char *name;
+	unsigned sessions;
+	uint32_t gap_ms;	/* clock advance between sessions */
+	int rst;		/* the client resets instead of closing */
+	int evicts;		/* 1: the table fills with ended flows, reclaimed */
+};
+
+static const struct churn_case churn_cases[] = {
+	{"FIN both ways, back to back", 500, 1, 0, 1},
+	{"FIN both ways, 300 ms apart", 300, 300, 0, 0},
+	{"client reset after QUIT", 500, 1, 1, 1},
+	{"client reset after QUIT, 300 ms apart", 300, 300, 1, 0},
+};
+
+static void churn_session(struct tb *t, uint16_t cport, int rst)
+{
+	static const char cmds[] = "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@example.com>\r\n"
+				   "RCPT TO:<good@example.com>\r\nQUIT\r\n";
+	tb_next_conn(t, cport);
+	tb_open(t);
+	tb_send(t, &t->cli, "EHLO client.test\r\n", 18);
+	tb_pump(t);
+	tb_send(t, &t->cli, cmds, sizeof(cmds) - 1);
+	tb_pump(t);
+	if (rst) {
+		tb_send_rst(t, &t->cli);
+	} else {
+		tb_send_fin(t, &t->srv);
+		tb_pump(t);
+		tb_send_fin(t, &t->cli);
+	}
+	tb_pump(t);
+}
+
+Test(engine, churn_of_many_more_sessions_than_flows_all_filtered)
+{
+	for (unsigned k = 0; k < sizeof(churn_cases) / sizeof(churn_cases[0]); k++) {
+		const struct churn_case *c = &churn_cases[k];
+		struct engine_info ei;
+		tb_reset(&T);
+		for (unsigned i = 0; i < c->sessions; i++) {
+			churn_session(&T, (uint16_t)(20000 + i), c->rst);
+			no_errors(&T);
+			cr_assert_str_eq(tb_rx_str(&T.cli), GREETING EHLO_REPLY OK_MAIL
+					 R550("bad1@example.com") OK_RCPT "221 2.0.0 Bye\r\n",
+					 "%s: session %u", c->name, i);
+			cr_assert_str_eq(tb_rx_str(&T.srv), "EHLO client.test\r\nMAIL FROM:<s@x.test>\r\n"
+					 "RCPT TO:<good@example.com>\r\nQUIT\r\n",
+					 "%s: session %u", c->name, i);
+			if (!c->rst) {
+				cr_assert(T.cli.fin_rcvd && T.srv.fin_rcvd, "%s: session %u", c->name, i);
+				all_acked(&T);
+			}
+			tb_tick(&T, c->gap_ms);
+		}
+		engine_info(T.e, &ei);
+		cr_assert_gt(c->sessions, 4 * ei.max_flows);
+		cr_assert_leq(ei.flows, ei.max_flows);
+		cr_assert_eq(tb_stat(&T, STAT_FLOWS_NEW), c->sessions, "%s", c->name);
+		cr_assert_eq(tb_stat(&T, STAT_RCPT_REJECTED), c->sessions, "%s", c->name);
+		cr_assert_eq(tb_stat(&T, STAT_FLOWS_CLOSED), c->sessions, "%s", c->name);
+		cr_assert_eq(tb_stat(&T, STAT_FLOWS_FULL), 0, "%s", c->name);
+		cr_assert_eq(tb_stat(&T, STAT_FLOWS_MIDSTREAM), 0, "%s", c->name);
+		if (c->evicts)
+			cr_assert_gt(tb_stat(&T, STAT_FLOWS_EVICTED), 0, "%s", c->name);
+		else
+			cr_assert_eq(tb_stat(&T, STAT_FLOWS_EVICTED), 0, "%s", c->name);
+		/* what lingers for late retransmissions goes without new SYNs too */
+		for (unsigned n = 0; n < 2 * ei.max_flows / 64 + 4; n++)
+			tb_tick(&T, 1000);
+		engine_info(T.e, &ei);
+		cr_assert_eq(ei.flows, 0, "%s: %u flows left", c->name, ei.flows);
+		cr_assert_eq(tb_stat(&T, STAT_FLOWS_EXPIRED), 0, "%s", c->name);
+	}
+}
+
+Test(engine, ended_flow_without_offsets_is_freed_at_once)
+{
+	struct engine_info ei;
+	ehlo(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\nRCPT TO:<good@example.com>\r\nQUIT\r\n", 56);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.srv);
+	tb_pump(&T);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 1, "one FIN: the flow stays");
+	tb_send_fin(&T, &T.cli);
+	tb_pump(&T);
+	no_errors(&T);
+	all_acked(&T);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 0, "both FINs acknowledged, no offsets: freed");
+	cr_assert_eq(tb_stat(&T, STAT_FLOWS_CLOSED), 1);
+}
+
+Test(engine, ended_flow_with_offsets_translates_a_late_fin)
+{
+	struct engine_info ei;
+	ehlo(&T);
+	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\nRCPT TO:<bad1@example.com>\r\nQUIT\r\n", 56);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.srv);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.cli);
+	tb_pump(&T);
+	all_acked(&T);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 1, "offsets in force: the flow lingers");
+	/* the client's last ACK was lost: the server resends its FIN, the
+	 * client answers, both through the lingering translation */
+	tb_tick(&T, ENGINE_LINGER_MS / 2);
+	tb_resend_fin(&T, &T.srv);
+	tb_pump(&T);
+	no_errors(&T);
+	all_acked(&T);
+	tb_tick(&T, ENGINE_LINGER_MS);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 0, "freed after the linger");
+	cr_assert_eq(tb_stat(&T, STAT_FLOWS_EXPIRED), 0);
+}
+
+Test(engine, reset_during_the_handshake_frees_the_flow)
+{
+	struct engine_info ei;
+	uint8_t buf[TB_FRAME_MAX];
+	uint16_t n;
+	tb_handshake(&T);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 1);
+	tb_reset(&T);
+	/* SYN, then the server refuses it */
+	n = tb_build(&T, &T.cli, &T.srv, buf, T.cli.isn, 0, PKT_TH_SYN, NULL, 0, NULL, 0);
+	struct engine_frame fr = {.data = buf, .len = n, .outside = 1, .peer_port = 1};
+	cr_assert_eq(engine_rx(T.e, &fr, T.now_ns, NULL), ENGINE_FORWARD);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 1);
+	n = tb_build(&T, &T.srv, &T.cli, buf, 0, T.cli.isn + 1, PKT_TH_RST | PKT_TH_ACK, NULL, 0,
+		     NULL, 0);
+	struct engine_frame rf = {.data = buf, .len = n, .outside = 0, .peer_port = 0};
+	cr_assert_eq(engine_rx(T.e, &rf, T.now_ns, NULL), ENGINE_FORWARD);
+	engine_info(T.e, &ei);
+	cr_assert_eq(ei.flows, 0, "a refused connection leaves nothing behind");
 }

@@ -129,21 +129,28 @@ struct pieces_case {
 	struct tcpedit_pt pts[3];
 	unsigned n;
 	uint32_t x, y;
+	int with_x;
 	struct tcpedit_piece want[5];
 	unsigned n_want;
 	uint32_t vstart;
 };
 
 static const struct pieces_case pieces_cases[] = {
-	{"untouched", {{0}}, 0, 10, 20, {{10, 10, 0}}, 1, 10},
-	{"removal in the middle", {{100, 20, 0}}, 1, 90, 130, {{90, 10, 0}, {120, 10, 0}}, 2, 90},
-	{"starts inside a removal", {{100, 20, 0}}, 1, 110, 130, {{120, 10, 0}}, 1, 100},
-	{"insertion at the end rides along", {{100, 0, 5}}, 1, 90, 100, {{90, 10, 0}, {0, 5, 1}}, 2,
+	{"untouched", {{0}}, 0, 10, 20, 0, {{10, 10, 0}}, 1, 10},
+	{"removal in the middle", {{100, 20, 0}}, 1, 90, 130, 0, {{90, 10, 0}, {120, 10, 0}}, 2,
 	 90},
-	{"insertion at the start", {{100, 0, 5}}, 1, 100, 110, {{0, 5, 1}, {100, 10, 0}}, 2, 100},
-	{"second insertion's text offset", {{50, 0, 5}, {100, 0, 7}}, 2, 60, 120,
+	{"starts inside a removal", {{100, 20, 0}}, 1, 110, 130, 0, {{120, 10, 0}}, 1, 100},
+	{"insertion at the end rides along", {{100, 0, 5}}, 1, 90, 100, 0,
+	 {{90, 10, 0}, {0, 5, 1}}, 2, 90},
+	{"insertion at the start belongs to the range before", {{100, 0, 5}}, 1, 100, 110, 0,
+	 {{100, 10, 0}}, 1, 105},
+	{"insertion at the start, range cut there", {{100, 0, 5}}, 1, 100, 110, 1,
+	 {{0, 5, 1}, {100, 10, 0}}, 2, 100},
+	{"insertions at both ends", {{100, 0, 5}, {110, 0, 7}}, 2, 100, 110, 0,
+	 {{100, 10, 0}, {5, 7, 1}}, 2, 105},
+	{"second insertion's text offset", {{50, 0, 5}, {100, 0, 7}}, 2, 60, 120, 0,
 	 {{60, 40, 0}, {5, 7, 1}, {100, 20, 0}}, 3, 65},
-	{"all removed", {{100, 20, 0}}, 1, 100, 120, {{0}}, 0, 100},
+	{"all removed", {{100, 20, 0}}, 1, 100, 120, 0, {{0}}, 0, 100},
 };
 
 Test(tcpedit, pieces_table)
@@ -156,7 +163,7 @@ Test(tcpedit, pieces_table)
 		uint32_t vs;
 		for (unsigned i = 0; i < c->n; i++)
 			tcpedit_add(&l, pts, 8, c->pts[i].pos, c->pts[i].del, c->pts[i].ins);
-		unsigned n = tcpedit_pieces(&l, pts, c->x, c->y, out, 8, &vs);
+		unsigned n = tcpedit_pieces(&l, pts, c->x, c->y, c->with_x, out, 8, &vs);
 		cr_expect_eq(n, c->n_want, "%s: pieces", c->name);
 		cr_expect_eq(vs, c->vstart, "%s: view start", c->name);
 		for (unsigned i = 0; i < n && i < c->n_want; i++) {
