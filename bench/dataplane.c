@@ -63,6 +63,7 @@ struct bd_opts {
 	int json;
 	int per_reply;		/* server writes one segment per reply (else per batch) */
 	unsigned sessions, concurrency, rcpts, invalid_pct, body;
+	unsigned max_flows;	/* engine flow table per worker */
 };
 
 enum bd_cstate { C_SYN, C_BANNER, C_EHLO, C_RCPTS, C_DATA, C_BODY, C_QUIT, C_FIN, C_DONE };
@@ -718,7 +719,7 @@ static int bd_setup(struct bd *b, const char *shm_path, char *err, size_t errlen
 	b->conf.burst = BD_FEED;
 	b->conf.rx_desc = DPCONF_DEF_RX_DESC;
 	b->conf.tx_desc = DPCONF_DEF_TX_DESC;
-	b->conf.max_flows = DPCONF_DEF_MAX_FLOWS;
+	b->conf.max_flows = b->o.max_flows;
 	b->conf.idle_s = DPCONF_DEF_IDLE_S;
 #ifndef RG_HAVE_ENGINE
 	b->conf.no_engine = 1;
@@ -773,6 +774,7 @@ static void bd_usage(void)
 	fprintf(stderr,
 		"usage: rcptgate-bench dataplane [--json] [--sessions N] [--concurrency N]\n"
 		"       [--rcpts N] [--invalid-pct P] [--body BYTES] [--server-per-reply]\n"
+		"       [--max-flows N]\n"
 		"RG_BENCH_DEBUG=1 prints every frame and line the simulated ends receive.\n");
 }
 
@@ -784,12 +786,13 @@ static int bd_opts(struct bd_opts *o, int argc, char **argv)
 		{"rcpts", required_argument, NULL, 'r'},
 		{"invalid-pct", required_argument, NULL, 'i'},
 		{"body", required_argument, NULL, 'b'},
-		{"server-per-reply", no_argument, NULL, 'p'}, {NULL, 0, NULL, 0},
+		{"server-per-reply", no_argument, NULL, 'p'},
+		{"max-flows", required_argument, NULL, 'f'}, {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	*o = (struct bd_opts){.sessions = 20000, .concurrency = 256, .rcpts = 20,
-			      .invalid_pct = 95, .body = 4000};
+			      .invalid_pct = 95, .body = 4000, .max_flows = DPCONF_DEF_MAX_FLOWS};
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
@@ -800,11 +803,13 @@ static int bd_opts(struct bd_opts *o, int argc, char **argv)
 		case 'i': o->invalid_pct = (unsigned)atoi(optarg); break;
 		case 'b': o->body = (unsigned)atoi(optarg); break;
 		case 'p': o->per_reply = 1; break;
+		case 'f': o->max_flows = (unsigned)atoi(optarg); break;
 		default: bd_usage(); return -EINVAL;
 		}
 	}
 	if (o->sessions == 0 || o->concurrency == 0 || o->concurrency > 8192 ||
-	    o->rcpts == 0 || o->rcpts > 64 || o->invalid_pct > 100 || o->body > 60000) {
+	    o->rcpts == 0 || o->rcpts > 64 || o->invalid_pct > 100 || o->body > 60000 ||
+	    o->max_flows < 64 || o->max_flows > (1u << 24)) {
 		bd_usage();
 		return -EINVAL;
 	}
