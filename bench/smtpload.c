@@ -158,7 +158,10 @@ static void sess_start(struct load *l, struct sess *s)
 		/* P(attack session) so that invalid_share of the RCPTs are invalid */
 		double f = l->c->invalid_share, m = l->c->rcpts, g = l->c->legit_rcpts;
 		double p = f >= 1 ? 1 : f * g / (f * g + (1 - f) * m);
-		s->harvest = (double)(xrand(&l->rnd) % 1000000) / 1e6 < p;
+		/* exactly that share of the sessions, spread evenly: every run and
+		 * every compared target gets the same mix */
+		uint64_t k = l->started - 1;
+		s->harvest = (uint64_t)((double)(k + 1) * p) > (uint64_t)((double)k * p);
 		if (!s->harvest)
 			s->n_rcpts = l->c->legit_rcpts;
 	}

@@ -329,48 +329,63 @@ static const struct dpconf_kw *kw_find(const char *name)
 	return NULL;
 }
 
+/*
+ * inih goes on parsing after a bad line and reports the first bad line's
+ * number; the handler keeps the first message it produced and the line it
+ * was on (counted by our own line reader), so the two always match.
+ */
 struct dpconf_ini_ctx {
 	struct dpconf *c;
-	char *err;
-	size_t errlen;
-	int failed;
+	FILE *f;
+	int lineno;		/* lines read so far */
+	int err_line;		/* line of the first handler error, 0 = none */
+	char msg[256];
 };
+
+static char *dpconf_ini_reader(char *buf, int size, void *stream)
+{
+	struct dpconf_ini_ctx *x = stream;
+	char *r = fgets(buf, size, x->f);
+	if (r)
+		x->lineno++;
+	return r;
+}
 
 static int dpconf_ini_line(void *user, const char *section, const char *name, const char *value)
 {
 	struct dpconf_ini_ctx *x = user;
 	const struct dpconf_kw *kw;
+	char msg[sizeof(x->msg)];
 
 	if (strcmp(section, "dataplane") != 0)
 		return 1; /* other sections belong to rcptgated */
 	kw = kw_find(name);
-	if (!kw) {
-		snprintf(x->err, x->errlen, "unknown key '%s' in [dataplane]", name);
-		x->failed = 1;
-		return 0;
+	if (!kw)
+		snprintf(msg, sizeof(msg), "unknown key '%s' in [dataplane]", name);
+	else if (kw->set(x->c, value, msg, sizeof(msg)) == 0)
+		return 1;
+	if (!x->err_line) {
+		x->err_line = x->lineno;
+		memcpy(x->msg, msg, sizeof(msg));
 	}
-	if (kw->set(x->c, value, x->err, x->errlen) < 0) {
-		x->failed = 1;
-		return 0;
-	}
-	return 1;
+	return 0;
 }
 
 int dpconf_load_file(struct dpconf *c, const char *path, char *err, size_t errlen)
 {
-	struct dpconf_ini_ctx x = {.c = c, .err = err, .errlen = errlen};
-	char msg[256] = "";
+	struct dpconf_ini_ctx x = {.c = c};
 	int line;
 
-	x.err = msg;
-	x.errlen = sizeof(msg);
-	line = ini_parse(path, dpconf_ini_line, &x);
-	if (line < 0) {
-		snprintf(err, errlen, "%s: cannot open", path);
+	x.f = fopen(path, "r");
+	if (!x.f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return -ENOENT;
 	}
+	line = ini_parse_stream(dpconf_ini_reader, &x, dpconf_ini_line, &x);
+	fclose(x.f);
 	if (line > 0) {
-		snprintf(err, errlen, "%s:%d: %s", path, line, x.failed ? msg : "syntax error");
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+			 line == x.err_line ? x.msg : "syntax error");
 		return -EINVAL;
 	}
 	return 0;
