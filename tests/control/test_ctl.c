@@ -10,6 +10,8 @@
  * (non-blocking, the loop pumped between steps) or forked children.
  */
 #include <criterion/criterion.h>
+
+#include "smtpdest.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -524,58 +526,6 @@ Test(ctl, too_many_connections_per_uid)
 /* ---------------------------------------------------------------------- */
 /* verify                                                                  */
 
-/* A scripted destination in a child: one session, RCPT answered 550 5.1.1. */
-static pid_t smtp_dest(unsigned *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t sl = sizeof(sin);
-	int one = 1, lfd = socket(AF_INET, SOCK_STREAM, 0);
-	pid_t pid;
-
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	getsockname(lfd, (struct sockaddr *)&sin, &sl);
-	*port = ntohs(sin.sin_port);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		char line[1024];
-		FILE *in, *out;
-		int fd;
-
-		alarm(20);
-		fd = accept(lfd, NULL, NULL);
-		if (fd < 0)
-			_exit(1);
-		in = fdopen(fd, "r");
-		out = fdopen(dup(fd), "w");
-		fputs("220 dest.example.test ESMTP\r\n", out);
-		fflush(out);
-		while (fgets(line, sizeof(line), in)) {
-			if (!strncasecmp(line, "EHLO", 4))
-				fputs("250-dest.example.test\r\n250 PIPELINING\r\n", out);
-			else if (!strncasecmp(line, "MAIL", 4))
-				fputs("250 2.1.0 Ok\r\n", out);
-			else if (!strncasecmp(line, "RCPT", 4))
-				fputs("550 5.1.1 <bob@example.test>: Recipient address rejected: "
-				      "User unknown in virtual mailbox table\r\n",
-				      out);
-			else if (!strncasecmp(line, "RSET", 4))
-				fputs("250 2.0.0 Ok\r\n", out);
-			else if (!strncasecmp(line, "QUIT", 4)) {
-				fputs("221 2.0.0 Bye\r\n", out);
-				fflush(out);
-				break;
-			} else
-				fputs("502 5.5.2 Error: command not recognized\r\n", out);
-			fflush(out);
-		}
-		_exit(0);
-	}
-	close(lfd);
-	return pid;
-}
 
 Test(ctl, verify_prints_transcript_and_verdict)
 {
@@ -583,7 +533,8 @@ Test(ctl, verify_prints_transcript_and_verdict)
 	struct rxstate *rx = calloc(1, sizeof(*rx));
 	const struct ctlproto_kv addr[] = {{CTLK_ADDR, "bob@example.test"}};
 	unsigned port;
-	pid_t dest = smtp_dest(&port);
+	pid_t dest = smtp_dest(&port, "550 5.1.1 <bob@example.test>: Recipient address rejected: "
+				       "User unknown in virtual mailbox table\r\n");
 	int fd, ws;
 
 	start(NULL, port);

@@ -4,6 +4,8 @@
  * of requests and the verdict-to-action mapping.  Single-threaded.
  */
 #include <criterion/criterion.h>
+
+#include "smtpdest.h"
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -860,61 +862,12 @@ Test(policy_server, bad_input_closes_connection)
 	srv_stop();
 }
 
-/* A scripted destination in a child: RCPT answered 550 5.1.1. */
-static pid_t smtp_dest(unsigned *port)
-{
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-	socklen_t sl = sizeof(sin);
-	int one = 1, lfd = socket(AF_INET, SOCK_STREAM, 0);
-	pid_t pid;
-
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	getsockname(lfd, (struct sockaddr *)&sin, &sl);
-	*port = ntohs(sin.sin_port);
-	pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		char l[1024];
-		FILE *in, *out;
-		int fd;
-
-		alarm(20);
-		fd = accept(lfd, NULL, NULL);
-		if (fd < 0)
-			_exit(1);
-		in = fdopen(fd, "r");
-		out = fdopen(dup(fd), "w");
-		fputs("220 dest.example.test ESMTP\r\n", out);
-		fflush(out);
-		while (fgets(l, sizeof(l), in)) {
-			if (!strncasecmp(l, "EHLO", 4))
-				fputs("250-dest.example.test\r\n250 PIPELINING\r\n", out);
-			else if (!strncasecmp(l, "MAIL", 4) || !strncasecmp(l, "RSET", 4))
-				fputs("250 2.0.0 Ok\r\n", out);
-			else if (!strncasecmp(l, "RCPT", 4))
-				fputs("550 5.1.1 <x>: Recipient address rejected: User unknown\r\n",
-				      out);
-			else if (!strncasecmp(l, "QUIT", 4)) {
-				fputs("221 2.0.0 Bye\r\n", out);
-				fflush(out);
-				break;
-			} else
-				fputs("502 5.5.2 Error: command not recognized\r\n", out);
-			fflush(out);
-		}
-		_exit(0);
-	}
-	close(lfd);
-	return pid;
-}
 
 Test(policy_server, miss_answered_by_callout_in_time)
 {
 	struct rx *rx = calloc(1, sizeof(*rx));
 	unsigned port;
-	pid_t dest = smtp_dest(&port);
+	pid_t dest = smtp_dest(&port, "550 5.1.1 <x>: Recipient address rejected: User unknown\r\n");
 	const char *a;
 	int fd, ws;
 
