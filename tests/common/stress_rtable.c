@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "rtable.h"
+#include "testkeys.h"
 #include "shm.h"
 
 struct reader_result {
@@ -37,13 +38,7 @@ static uint64_t now_ns(void)
 
 static struct rg_key128 key_n(uint64_t n)
 {
-	uint64_t z = n * 0x9e3779b97f4a7c15ull + 0x7777;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	uint64_t hi = z ^ (z >> 31);
-	z = hi * 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	return (struct rg_key128){hi, z ^ (z >> 29)};
+	return testkeys_key(0x7777, n);
 }
 
 static uint32_t h16(uint64_t id)

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include "rtable.h"
+#include "testkeys.h"
 #include "testshm.h"
 
 static struct shm_map map;
@@ -41,14 +42,7 @@ static void teardown(void)
 
 static struct rg_key128 key_n(uint64_t n)
 {
-	/* splitmix64: well-spread synthetic keyed hashes */
-	uint64_t z = n * 0x9e3779b97f4a7c15ull + 0x1234567;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	uint64_t hi = z ^ (z >> 31);
-	z = hi * 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	return (struct rg_key128){hi, z ^ (z >> 29)};
+	return testkeys_key(0x1234567, n);
 }
 
 static struct rtable_val val(uint8_t verdict, uint8_t source, uint8_t flags, uint64_t expiry)
