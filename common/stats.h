@@ -63,7 +63,8 @@
 	X(OUT_FULL, "out_full", "frames not emitted: no transmit buffer (TCP resends)") \
 	X(DATA_REFUSED, "data_refused", "DATA/BDAT answered 554: no valid recipients") \
 	X(INJECT_GIVEUP, "inject_giveup", "injected replies abandoned after retries") \
-	X(REPLY_MALFORMED, "reply_malformed", "server replies not starting with a code")
+	X(REPLY_MALFORMED, "reply_malformed", "server replies not starting with a code") \
+	X(MBUF_ALLOC_FAIL, "mbuf_alloc_fail", "spare transmit mbufs not allocated: pool empty")
 
 enum stats_id {
 #define STATS_ENUM(id, name, help) STAT_##id,

@@ -583,6 +583,16 @@ static void arm(struct sess *s, uint32_t ms)
 	s->deadline_ms = daemon_now_ms() + ms;
 }
 
+/* End the session politely; a connection that cannot take QUIT is closed. */
+static void send_quit(struct sess *s)
+{
+	s->state = S_QUIT;
+	cmd(s, "QUIT", "", "");
+	arm(s, s->dom->cfg.command_timeout_ms);
+	if (flush_out(s))
+		sess_close(s, false);
+}
+
 /* ---- sessions: failure paths */
 
 static void fail_tx(struct sess *s, int verdict, uint16_t code, const char *enh, const char *why)
@@ -806,10 +816,7 @@ static void tx_start(struct sess *s)
 		}
 	}
 	if (s->ntx == 0) {
-		s->state = S_QUIT;
-		cmd(s, "QUIT", "", "");
-		arm(s, d->cfg.command_timeout_ms);
-		flush_out(s);
+		send_quit(s);
 		return;
 	}
 	/* RFC 6531: UTF-8 addresses only to a server that says SMTPUTF8, and
@@ -832,10 +839,7 @@ static void tx_start(struct sess *s)
 		       s);
 	}
 	if (s->ntx == 0) {
-		s->state = S_QUIT;
-		cmd(s, "QUIT", "", "");
-		arm(s, d->cfg.command_timeout_ms);
-		flush_out(s);
+		send_quit(s);
 		return;
 	}
 	ST(TRANSACTIONS);
@@ -1088,11 +1092,7 @@ static void on_reply(struct sess *s)
 				arm(s, d->cfg.command_timeout_ms);
 				return;
 			}
-			s->state = S_QUIT;
-			cmd(s, "QUIT", "", "");
-			arm(s, d->cfg.command_timeout_ms);
-			if (flush_out(s))
-				sess_close(s, false);
+			send_quit(s);
 		}
 		return;
 	case S_RCPT:
@@ -1104,11 +1104,7 @@ static void on_reply(struct sess *s)
 				sess_close(s, false);
 				return;
 			}
-			s->state = S_QUIT;
-			cmd(s, "QUIT", "", "");
-			arm(s, d->cfg.command_timeout_ms);
-			if (flush_out(s))
-				sess_close(s, false);
+			send_quit(s);
 		}
 		return;
 	case S_RSET:

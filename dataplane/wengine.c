@@ -29,7 +29,6 @@ struct dp_engine {
 	unsigned n_spare;
 	struct rte_mbuf *spare[ENGINE_OUT_MIN];
 	struct engine_txbuf txb[ENGINE_OUT_MIN];
-	uint64_t n_no_spare;
 };
 
 static int64_t wengine_rt_offset(void)
@@ -64,13 +63,14 @@ static void wengine_describe(struct dp_engine *d, unsigned i)
 
 /* Keep ENGINE_OUT_MIN spare mbufs to lend; a failed refill shrinks what the
  * engine may emit this time (it counts and relies on retransmission). */
-static void wengine_refill(struct dp_engine *d)
+static void wengine_refill(struct dp_engine *d, struct shm_lcore *lc)
 {
 	unsigned have = d->n_spare, need = ENGINE_OUT_MIN - have;
 	if (need == 0)
 		return;
 	if (rte_pktmbuf_alloc_bulk(d->pool, &d->spare[have], need) != 0) {
-		d->n_no_spare++;
+		if (lc)
+			stats_add(lc, STAT_MBUF_ALLOC_FAIL, 1);
 		return;
 	}
 	for (unsigned i = have; i < ENGINE_OUT_MIN; i++)
@@ -209,7 +209,7 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 	}
 	engine_set_realtime_offset(d->e, wengine_rt_offset());
 	d->pool = x->pool;
-	wengine_refill(d);
+	wengine_refill(d, NULL);
 	w->eng = d;
 	return 0;
 }
@@ -258,7 +258,7 @@ void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
 		f.rx_csum = wengine_rx_csum(m);
 		f.tx_flags = 0;
 		if (d->n_spare < ENGINE_OUT_MIN)
-			wengine_refill(d);
+			wengine_refill(d, w->lc);
 		wengine_lend(d, &out);
 		v = engine_rx(d->e, &f, now, &out);
 		if (v == ENGINE_FORWARD) {
@@ -284,7 +284,7 @@ void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
 		engine_set_realtime_offset(d->e, wengine_rt_offset());
 		d->last_rt_ns = now_ns;
 	}
-	wengine_refill(d);
+	wengine_refill(d, w->lc);
 	wengine_lend(d, &out);
 	if (engine_timer(d->e, now_ns, &out) && out.n)
 		wengine_emit_out(x, w, d, &out);
