@@ -259,9 +259,7 @@ typedef void (*core_harvest_fn)(const struct msg_event *ev, void *arg);
 void core_set_harvest_hook(core_harvest_fn fn, void *arg);
 
 /* ---------------------------------------------------------------------- */
-/* Optional modules.  The build defines RG_HAVE_CTL / RG_HAVE_POLICY /
- * RG_HAVE_XDP when control/ctl.c, policy.c, xdp.c exist; the daemon then calls
- * these.  *_start runs once after the shared memory, store and loop are up;
+/* Modules the daemon drives (xdp's under RG_HAVE_XDP, which control_lib sets).  *_start runs once after the shared memory, store and loop are up;
  * *_reload after every successful config reload (old config freed after it
  * returns); *_stop once at shut-down.  A nonzero return from *_start is fatal
  * at start-up (err says why); from *_reload it is logged and the module keeps

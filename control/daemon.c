@@ -35,12 +35,8 @@
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
-#ifdef RG_HAVE_CTL
 #include "ctl.h"
-#endif
-#ifdef RG_HAVE_POLICY
 #include "policy.h"
-#endif
 
 #define DAEMON_VERSION "0.1.0"
 #define DAEMON_MAX_EVENTS 256
@@ -1135,18 +1131,11 @@ static void rebuild_table(void)
 
 static int modules_start(const struct config *cfg, char *err, size_t errlen)
 {
-	int r = 0;
-	(void)cfg;
-	(void)err;
-	(void)errlen;
-#ifdef RG_HAVE_CTL
+	int r;
 	if ((r = ctl_start(cfg, err, errlen)))
 		return r;
-#endif
-#ifdef RG_HAVE_POLICY
 	if ((r = policy_start(cfg, err, errlen)))
 		return r;
-#endif
 #ifdef RG_HAVE_XDP
 	if ((r = xdp_start(cfg, err, errlen)))
 		return r;
@@ -1157,16 +1146,10 @@ static int modules_start(const struct config *cfg, char *err, size_t errlen)
 static void modules_reload(const struct config *cfg)
 {
 	char err[512];
-	(void)cfg;
-	(void)err;
-#ifdef RG_HAVE_CTL
 	if (ctl_reload(cfg, err, sizeof(err)))
 		log_msg(LOG_ERR, "control socket reload: %s", err);
-#endif
-#ifdef RG_HAVE_POLICY
 	if (policy_reload(cfg, err, sizeof(err)))
 		log_msg(LOG_ERR, "policy service reload: %s", err);
-#endif
 #ifdef RG_HAVE_XDP
 	if (xdp_reload(cfg, err, sizeof(err)))
 		log_msg(LOG_ERR, "xdp reload: %s", err);
@@ -1178,12 +1161,8 @@ static void modules_stop(void)
 #ifdef RG_HAVE_XDP
 	xdp_stop();
 #endif
-#ifdef RG_HAVE_POLICY
 	policy_stop();
-#endif
-#ifdef RG_HAVE_CTL
 	ctl_stop();
-#endif
 }
 
 int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
@@ -1446,12 +1425,8 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (int i = 0; i < STAT__COUNT; i++)
 		fn("dataplane", stats_names[i], stats_sum(&dm.pub.map, (enum stats_id)i),
 		   stats_help[i], arg);
-#ifdef RG_HAVE_CTL
 	ctl_stats_foreach(fn, arg);
-#endif
-#ifdef RG_HAVE_POLICY
 	policy_stats_foreach(fn, arg);
-#endif
 #ifdef RG_HAVE_XDP
 	xdp_stats_foreach(fn, arg);
 #endif
