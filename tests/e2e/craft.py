@@ -228,8 +228,11 @@ class KernelClient:
                 label = lines[0].rstrip(b'\r\n').decode('latin1').replace('\t', '<TAB>')
                 if len(lines) > 1:
                     label += ' (+%d pipelined)' % (len(lines) - 1)
-                err, why = self.timed(label, lambda: [self.write_line(l) for l in lines],
-                                      len(lines))
+                if a.mode == 'whole':   # a pipelined group goes in one write, as clients do
+                    send = lambda: self.s.sendall(b''.join(lines))
+                else:
+                    send = lambda: [self.write_line(l) for l in lines]
+                err, why = self.timed(label, send, len(lines))
             elif kind == 'B':       # a message after 354: body, then "." (one reply)
                 body = message_bytes(arg)
                 say('-> (message %s: %d bytes with the final dot)' % (arg, len(body)))
