@@ -163,8 +163,9 @@ dp_craft_setup() {
 # dp_case_session CASE OUT: the kernel-TCP session of OUT ended with "RESULT ok"
 # (completed, every step under DP_STEP_MS).
 dp_case_session() {
+	e2e_log "$1: $(dp_craft_result "$2")"
 	grep -q '^RESULT ok' "$E2E_TMP/$2" && return 0
-	dp_case_fail "$1" "session: $(dp_craft_result "$2")"
+	dp_case_fail "$1" "session: $(dp_craft_result "$2") (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 	return 0
 }
 
@@ -214,4 +215,16 @@ dp_case_alive() {
 		dp_cases_end
 	fi
 	e2e_tcp_connects "$TB_S_ADDR" 25 3 || dp_case_fail "$1" "no TCP connection through rcptgate-dp after the case"
+}
+
+# dp_case_counters: the data plane's counters that tell how a hostile case was
+# handled (logged: a failing case's reader wants them)
+dp_case_counters() {
+	local n out=
+	for n in rcpt_rejected retrans ooo_segs ooo_limit bad_csum seg_unacceptable pin_rewrite \
+		pin_overrun held_acked own_retx injected inject_retx inject_giveup rst_ignored \
+		flows_reused flows_reset failopen out_full tx_drop dispatch_drop mbuf_alloc_fail; do
+		out+=" $n $(dp_stat "$n" 2>/dev/null || echo '?')"
+	done
+	e2e_log "counters ($DP_LABEL):$out"
 }

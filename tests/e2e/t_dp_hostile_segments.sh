@@ -89,7 +89,7 @@ for driver in af_packet af_xdp; do
 		check "$c" mssl1
 		ip netns exec "$TB_C_NS" ip link set "$TB_NS_DEV" mtu 1500
 	fi
-	e2e_log "$driver: rcpt_rejected $(dp_stat rcpt_rejected) out_full $(dp_stat out_full) failopen $(dp_stat failopen) inject_retx $(dp_stat inject_retx)"
+	dp_case_counters
 	dp_stop
 done
 dp_cases_end

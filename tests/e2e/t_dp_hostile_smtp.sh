@@ -133,8 +133,7 @@ grep -q '^<- 250 2.1.5 Ok' "$E2E_TMP/$c.txt" ||
 grep -q '^<- 250 2.0.0 Ok: queued' "$E2E_TMP/$c.txt" &&
 	dp_case_delivered "$c" dest "bob@$D" "hm-$c-$E2E_NAME" "$E2E_TMP/$c.eml"
 dp_case_alive "$c"
-
-e2e_log "rcpt_rejected $(dp_stat rcpt_rejected) failopen $(dp_stat failopen)"
+dp_case_counters
 dp_stop
 dp_cases_end
 e2e_pass

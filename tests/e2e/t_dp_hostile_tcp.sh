@@ -43,6 +43,7 @@ crafted() { # CASE EVIL [craft.py seg options]
 	dp_craft "$c.txt" seg --server "$TB_S_ADDR" --client "$TB_C_ADDR" --sport "$sport" \
 		--valid "alice@$D" --invalid "$evil@$D" --data "$E2E_TMP/$c.eml" --step-timeout 4 "$@" ||
 		true
+	e2e_log "$c: $(grep -m2 -E '^== (reply to the resent|replies:|the answer came again)' "$E2E_TMP/$c.txt" | tr '\n' ' ')$(dp_craft_result "$c.txt")"
 	grep -q '^RESULT ok' "$E2E_TMP/$c.txt" ||
 		dp_case_fail "$c" "crafted session: $(dp_craft_result "$c.txt")"
 	[[ -n $evil ]] && dp_case_no_leak "$c" dest "$evil"
@@ -134,8 +135,7 @@ dp_case_no_leak "$c" dest xreu1 xreu2
 grep -q '^<- 250 2.0.0 Ok: queued' "$E2E_TMP/$c.txt" &&
 	dp_case_delivered "$c" dest "alice@$D" "ht-$c-$E2E_NAME" "$E2E_TMP/$c.eml"
 dp_case_alive "$c"
-
-e2e_log "rcpt_rejected $(dp_stat rcpt_rejected) bad_csum $(dp_stat bad_csum) retrans $(dp_stat retrans) ooo_segs $(dp_stat ooo_segs) inject_retx $(dp_stat inject_retx) flows_closed $(dp_stat flows_closed)"
+dp_case_counters
 dp_stop
 dp_cases_end
 e2e_pass
