@@ -16,7 +16,7 @@ source "$(dirname "$0")/dp_lib.sh"
 e2e_require_cmd /usr/bin/python3
 
 D=$DP_DOMAIN
-INVALID="pbyte pnagl psplt xbyte xnagl xsplt mssg1 mssg2 mssg3 mssg4 mssl1"
+INVALID="pbyte pnagl psplt xbyte xnagl xsplt mssg1 mssg2 mssg3 mssg4 mssg5 mssg6 mssg7 mssg8 mssl1"
 dp_world "alice" "$INVALID"
 
 # session CASE MODE EVIL [extra craft.py smtp options]: EHLO, MAIL, the invalid
@@ -60,21 +60,22 @@ for driver in af_packet af_xdp; do
 		ip netns exec "$TB_C_NS" ip link set "$TB_NS_DEV" mtu 9000
 		e2e_defer ip netns exec "$TB_C_NS" ip link set "$TB_NS_DEV" mtu 1500
 
-		# (a) 100 valid RCPTs with 4 invalid ones among them, pipelined: the
-		#     server answers in full-sized segments and the filter's 550s
-		#     ride in them (frames must still fit 1500 bytes)
+		# (a) 200 valid RCPTs with 8 invalid ones among them, pipelined in one
+		#     write: the server answers in full-sized segments (Postfix reads
+		#     4 kB of commands, then writes ~2 kB of replies) and the filter's
+		#     550s ride in them (frames must still fit 1500 bytes)
 		c=mss8960-answers-in-server-segment
 		dp_case_begin "$c"
 		grp=
-		for k in 1 2 3 4 5; do
-			for i in $(seq 20); do grp+="RCPT TO:<alice@$D>\r\n"; done
-			[[ $k -lt 5 ]] && grp+="RCPT TO:<mssg$k@$D>\r\n"
+		for k in 1 2 3 4 5 6 7 8 9; do
+			for i in $(seq 22); do grp+="RCPT TO:<alice@$D>\r\n"; done
+			[[ $k -lt 9 ]] && grp+="RCPT TO:<mssg$k@$D>\r\n"
 		done
 		e2e_make_message "$E2E_TMP/$c.eml" "hs-$c-$E2E_NAME" 2
 		dp_craft "$c.txt" smtp --server "$TB_S_ADDR" --max-step-ms "$DP_STEP_MS" --step-timeout 4 \
 			'C:EHLO client.test' 'C:MAIL FROM:<sender@client.test>' "C:$grp" 'C:DATA' \
 			"B:$E2E_TMP/$c.eml" 'C:QUIT' || true
-		check "$c" mssg1 mssg2 mssg3 mssg4
+		check "$c" mssg1 mssg2 mssg3 mssg4 mssg5 mssg6 mssg7 mssg8
 
 		# (b) 40 invalid RCPTs pipelined after the valid one: the filter's
 		#     answer to them (3 kB) goes out on its own, in frames that fit
