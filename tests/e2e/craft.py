@@ -302,7 +302,7 @@ def cmd_smtp(a):
     finally:
         if c.sniff:
             try:
-                c.sniff.stop()
+                c.sniff.stop(join=False)   # its thread ends with the process
             except Exception:
                 pass
     if err:
