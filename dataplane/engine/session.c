@@ -351,8 +351,13 @@ static size_t rcpt_arg_normalise(const uint8_t *a, size_t n, uint8_t *out)
 static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
 		    const uint8_t *raw_arg, size_t raw_len)
 {
-	uint8_t arg[ENGINE_LINE_MAX_MAX + 2];
-	size_t arg_len = rcpt_arg_normalise(raw_arg, raw_len, arg);
+	uint8_t buf[ENGINE_LINE_MAX_MAX + 2];
+	const uint8_t *arg = raw_arg;
+	size_t arg_len = raw_len;
+	if (raw_len && (raw_arg[0] != '<' || memchr(raw_arg, '\t', raw_len))) {
+		arg_len = rcpt_arg_normalise(raw_arg, raw_len, buf);
+		arg = buf;
+	}
 	struct addr_parsed ad;
 	char canon[RG_ADDR_MAX];
 	uint8_t text[ENGINE_REPLY_MAX];
