@@ -152,6 +152,7 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 	WENGINE_SET(cmd_max, cmd_max);
 	WENGINE_SET(rcpt_max, rcpt_max);
 	WENGINE_SET(inject_max, inject_max);
+	WENGINE_SET(pin_max, pin_max);
 	WENGINE_SET(retx_initial_ms, retx_initial_ms);
 	WENGINE_SET(retx_max, retx_max);
 	WENGINE_SET(harvest_threshold, harvest_threshold);
@@ -160,8 +161,12 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 #undef WENGINE_SET
 	if (x->conf->eng.harvest_off)
 		ec->harvest_threshold = 0;
-	for (unsigned i = 0; i < x->n_ports; i++)
+	for (unsigned i = 0; i < x->n_ports; i++) {
 		offload &= x->ports[i].csum_offload;
+		/* frames the engine builds fit the smallest port's MTU */
+		if (x->ports[i].mtu >= 576 && x->ports[i].mtu < ec->mtu)
+			ec->mtu = x->ports[i].mtu;
+	}
 	ec->tx_csum_offload = (uint8_t)offload;
 	return engine_conf_check(ec, err, len);
 }

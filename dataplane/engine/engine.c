@@ -12,12 +12,21 @@
  *
  * Runs on one worker lcore per struct engine; init/destroy in the main thread.
  *
- * The stream model, per flow:
- *   client -> server: bytes below c_fwd are decided (forwarded, or removed by
- *     a c2s edit point); [c_fwd, c_rcv) is a partial command line held in the
- *     busy block, not forwarded and so not acknowledged; c_rcv is the next
- *     byte expected.  Bytes below c_fwd that arrive again are replayed through
- *     the edit list, never re-parsed: the first copy decided.
+ * The stream model, per flow (client sequence space unless said otherwise):
+ *   client -> server: c_una <= c_fwd <= c_rcv.  Bytes below c_una the server
+ *     has acknowledged.  [c_una, c_rcv) are kept in the flow's pin ring (the
+ *     window the client sees is clamped so they always fit).  Bytes below
+ *     c_fwd are decided (forwarded, or removed by a c2s edit point); every
+ *     later copy of them is rebuilt from the ring, so a resend with other
+ *     bytes never reaches the server ("pin what was decided").  [c_fwd,
+ *     c_rcv) are held: a partial command line, or bytes after AUTH, DATA or
+ *     STARTTLS waiting for the reply that says how they read.  Held bytes are
+ *     acknowledged by the engine at once (c_own): the sender never waits for
+ *     them, and the engine sends them itself once decided and resends them
+ *     until the server acknowledges them (engine_timer).
+ *   Only segments the receiver would accept change anything: checksum good,
+ *     ACK set, ACK within what was sent, no stale timestamp (RFC 9293, 7323);
+ *     RSTs and SYNs on live flows are judged as RFC 5961 receivers do.
  *   server -> client: bytes below s_fwd are parsed; replies the engine answers
  *     are inserted by s2c edit points at reply boundaries, in the order of the
  *     reply queue.  An insertion rides in the server segment that carries the
@@ -29,7 +38,8 @@
  *   end: at an RST, or once both FINs are acknowledged, the flow is freed; with
  *     offsets in force it lingers briefly on the ended list (late
  *     retransmissions are still translated) and is the first reclaimed when a
- *     new SYN finds the table full.
+ *     new SYN finds the table full.  A flow with offsets whose state would be
+ *     lost (idle expiry, an answer given up) is reset on both sides instead.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -1242,8 +1252,7 @@ static enum engine_verdict c2s_seg(struct engine *e, struct flow *f, struct engi
 		if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0) {
 			/* nowhere to keep them: this flow is forwarded unparsed
 			 * (it has no offsets, or it would hold a busy block) */
-			st(e, STAT_PIN_NOSPACE);
-			session_failopen(e, f);
+			session_failopen(e, f, MSG_FO_PIN);
 			f->c_fwd = f->c_rcv = end;
 			x = seq_lt(s, f->c_una) ? seq_min(f->c_una, end) : s;
 			y = end;

@@ -14,7 +14,9 @@
 
 #include "dtable.h"
 #include "engine_int.h"
+#include "msg.h"
 #include "pkt.h"
+#include "spsc.h"
 #include "tb.h"
 
 static struct tb T;
@@ -508,4 +510,26 @@ Test(hostile, idle_expiry_with_offsets_resets_both_ends)
 	cr_assert(T.srv.rst_rcvd, "the server was not reset");
 	cr_assert(T.cli.rst_rcvd, "the client was not reset");
 	cr_assert_geq(tb_stat(&T, STAT_FLOWS_RESET), 1);
+}
+
+/* ---- deliberate fail-open is counted per cause and reported ---- */
+
+Test(hostile, over_long_line_fail_open_is_reported_with_the_client)
+{
+	char line[1200];
+	ehlo(&T);
+	memset(line, 'x', sizeof(line));
+	tb_send(&T, &T.cli, line, sizeof(line)); /* no line end within line_max */
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert_eq(tb_stat(&T, STAT_FAILOPEN), 1);
+	cr_assert_eq(tb_stat(&T, STAT_LINE_TOO_LONG), 1);
+	const struct msg_event *ev = spsc_peek(T.events);
+	cr_assert_not_null(ev, "no event reported");
+	cr_assert_eq(ev->type, MSG_EV_FAILOPEN);
+	cr_assert_eq(ev->code, MSG_FO_LINE);
+	cr_assert_eq(ev->client_port, 40001);
+	cr_assert(memcmp(ev->client_ip, T.cli.ip, 4) == 0);
+	cr_assert_eq(T.srv.rx_len, 18 + 27 + sizeof(line), "the bytes were not forwarded");
+	all_acked(&T);
 }
