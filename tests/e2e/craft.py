@@ -14,7 +14,8 @@
 #       command the server's TCP throws away (no ACK flag, bad checksum, stale
 #       timestamp, acknowledgement of unsent data, lost after the filter) and
 #       then the same sequence range resent with other bytes, a corrupted
-#       out-of-order segment, a corrupted ACK.
+#       out-of-order segment, a corrupted ACK, a bare FIN far below a held
+#       partial line.
 #
 # Output: a transcript ("-> " sent, "<- " received, "== " notes) and a last
 # line "RESULT ok ..." or "RESULT <what> ..." saying what went wrong; exit 0
@@ -621,6 +622,26 @@ def case_bad_csum_ack(a, c):
     say('== the answer came again after %.0f ms: %s' % (now_ms() - t0, r[0][0]))
 
 
+def case_held_fin_below(a, c):
+    """A partial command line (held by the filter), then a bare FIN whose
+    sequence number lies 2^31 - 64 kB below it (outside any window: the
+    server's TCP ignores it), then the rest of the line."""
+    part = ('RCPT TO:<%s' % a.valid).encode()
+    rest = b'>\r\n'
+    seq = c.snd_nxt
+    say('-> %s   (a partial line, no CRLF)' % part.decode())
+    c.put(part, reliable=False)
+    time.sleep(0.2)
+    fseq = (seq - 0x7fff0000) & 0xffffffff
+    say('== bare FIN at seq %u (2^31 - 64 kB below the partial line)' % fseq)
+    c.send(c.frame('FA', fseq, c.rcv_nxt))
+    time.sleep(0.3)
+    say('-> %s   (the rest of the line)' % rest.decode().rstrip())
+    c.put(rest, seq=(seq + len(part)) & 0xffffffff)
+    r = c.replies(1, 'RCPT completed after the FIN')
+    say('== reply: %s' % r[0][0])
+
+
 def cmd_seg(a):
     c = None
     try:
@@ -632,6 +653,8 @@ def cmd_seg(a):
             case_ooo_bad_csum(a, c)
         elif a.case == 'bad-csum-ack':
             case_bad_csum_ack(a, c)
+        elif a.case == 'held-fin-below':
+            case_held_fin_below(a, c)
         else:
             raise Failure('usage', 'unknown case %r' % a.case)
         seg_finish(a, c)
@@ -667,7 +690,7 @@ def main():
     g = sub.add_parser('seg', help='crafted TCP session with one hostile segment')
     g.add_argument('--case', required=True,
                    choices=['no-ack', 'bad-csum', 'paws', 'bad-ack', 'lost', 'ooo-bad-csum',
-                            'bad-csum-ack'])
+                            'bad-csum-ack', 'held-fin-below'])
     g.add_argument('--server', required=True)
     g.add_argument('--client', required=True)
     g.add_argument('--port', type=int, default=25)

@@ -210,8 +210,11 @@ dp_case_delivered() {
 # dp_case_alive CASE: rcptgate-dp still runs and still passes a connection;
 # if it died, no later case can say anything: fail now.
 dp_case_alive() {
+	local st=0
 	if ! kill -0 "$DP_PID" 2>/dev/null; then
-		dp_case_fail "$1" "rcptgate-dp ($DP_LABEL) died; see $E2E_TMP/$DP_LABEL.log"
+		wait "$DP_PID" 2>/dev/null || st=$?
+		((st > 128)) && st="$st (signal $((st - 128)): $(kill -l $((st - 128)) 2>/dev/null))"
+		dp_case_fail "$1" "rcptgate-dp ($DP_LABEL) died during the case, exit status $st; see $E2E_TMP/$DP_LABEL.log"
 		dp_cases_end
 	fi
 	e2e_tcp_connects "$TB_S_ADDR" 25 3 || dp_case_fail "$1" "no TCP connection through rcptgate-dp after the case"
