@@ -358,6 +358,7 @@ class Crafted:
         self.dropped = []         # (seq, len) of those
         self.fin_seen = False
         self.rst_seen = False
+        self.retx = 0             # our own retransmissions (no ACK within RTO)
         self.ip_id = random.randrange(1, 0x7000)
         self.stop = False
         self.thr = threading.Thread(target=self.reader, daemon=True)
@@ -479,6 +480,8 @@ class Crafted:
                 return
             p = self.frame(flags, seq, self.rcv_nxt, data, **kw)
             self.send(p)
+            self.retx += 1
+            say('== no ACK for [%u, %u) within %d ms: resent' % (seq, end, self.RTO * 1000))
         raise Failure('stall', 'bytes [%u, %u) never acknowledged' % (seq, end))
 
     def replies(self, n, label):
@@ -659,12 +662,18 @@ def cmd_seg(a):
             raise Failure('usage', 'unknown case %r' % a.case)
         seg_finish(a, c)
     except Failure as f:
-        say('RESULT %s: %s' % (f.what, f.why))
+        say('RESULT %s: %s (our TCP resent %d segments)' % (f.what, f.why, c.retx if c else 0))
         return RESULT_BAD
     finally:
         if c:
             c.stop = True
-    say('RESULT ok: case %s, session complete' % a.case)
+    if c.retx:
+        # every segment of ours is acknowledged at once (a reply, the
+        # server's delayed ACK, the filter's ACK of held bytes) or never
+        say('RESULT slow: case %s completed, but our TCP had to resend %d segment(s): '
+            'no ACK within %d ms' % (a.case, c.retx, c.RTO * 1000))
+        return RESULT_BAD
+    say('RESULT ok: case %s, session complete, no segment resent' % a.case)
     return RESULT_OK
 
 
