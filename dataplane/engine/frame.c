@@ -19,6 +19,8 @@ uint16_t frame_win_to_client(const struct engine *e, const struct flow *f, uint1
 			      uint32_t a, int syn)
 {
 	uint32_t edge = f->c_una + e->c.pin_max;
+	if (f->cmode == CM_OPAQUE && !seq_lt(f->c_una, f->c_own))
+		return win; /* nothing is pinned any more (TLS, failed open) */
 	uint32_t room = seq_lt(a, edge) ? edge - a : 0;
 	if (!syn && (f->flags2 & FLOW_F2_WSCALE))
 		room >>= f->s_wshift;

@@ -207,6 +207,7 @@ enum engine_verdict stream_c2s(struct engine *e, struct flow *f, struct engine_f
 		c2s_decide(e, f, pay, fin);
 	else
 		c2s_decide(e, f, NULL, fin && end == f->c_rcv);
+	refresh_una(e, f); /* removals at the server's ACK count as received */
 
 	/* bytes still held are acknowledged now, and owned: a sender that
 	 * cannot send the rest of the line before this ACK never stalls */

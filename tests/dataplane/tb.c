@@ -714,6 +714,9 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 		}
 		ep->ts_recent = tsv;
 	}
+	if ((p.flags & PKT_TH_ACK) && (!ep->max_win_edge ||
+				       (int32_t)(p.ack + p.win - ep->max_win_edge) > 0))
+		ep->max_win_edge = p.ack + p.win;
 	if (p.flags & PKT_TH_ACK) {
 		uint32_t lim = ep->snd_nxt;
 		if ((int32_t)(p.ack - lim) > 0)

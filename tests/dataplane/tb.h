@@ -66,6 +66,7 @@ struct tb_ep {
 	/* segments a real TCP receiver discards (RFC 9293, RFC 7323): counted */
 	unsigned csum_drops, noack_drops, paws_drops;
 	uint16_t max_frame;	/* largest frame received */
+	uint32_t max_win_edge;	/* furthest ack + window received (no scaling) */
 	char err[512];
 };
 

@@ -533,3 +533,31 @@ Test(hostile, over_long_line_fail_open_is_reported_with_the_client)
 	cr_assert_eq(T.srv.rx_len, 18 + 27 + sizeof(line), "the bytes were not forwarded");
 	all_acked(&T);
 }
+
+/* ---- the pin ring bounds what a client may have in flight ---- */
+
+Test(hostile, client_window_is_clamped_to_the_pin_ring)
+{
+	T.conf.pin_max = 4096;
+	tb_reset(&T);
+	ehlo(&T);
+	uint32_t una = T.cli.snd_una;
+	cr_assert_leq(T.cli.max_win_edge - una, 4096, "the client may send %u bytes",
+		      T.cli.max_win_edge - una);
+	/* a client ignoring the window: what does not fit is dropped, counted,
+	 * and comes again by retransmission */
+	static char big[9000];
+	size_t k = 0;
+	while (k + 28 <= sizeof(big)) {
+		memcpy(big + k, (k / 28) % 2 ? "RCPT TO:<bad1@example.com>\r\n"
+					      : "RCPT TO:<good@example.com>\r\n", 28);
+		k += 28;
+	}
+	tb_send(&T, &T.cli, big, (uint32_t)k);
+	tb_pump(&T);
+	cr_assert_gt(tb_stat(&T, STAT_PIN_OVERRUN), 0);
+	cr_assert_eq(tb_recover(&T, 40), 0, "not everything was acknowledged");
+	no_errors(&T);
+	never_reached(&T, "bad1@");
+	all_acked(&T);
+}
