@@ -104,11 +104,13 @@ void tcpstate_note_ts(struct flow *f, const struct pkt *p, int c2s)
 		*r = v;
 }
 
+/* A frame the receiver's IP or TCP layer drops: a bad header checksum
+ * (IPv4) or TCP checksum, verified here when the port gave no verdict. */
 int tcpstate_csum_bad(struct engine *e, const struct engine_frame *fr, const struct pkt *p)
 {
 	if (fr->rx_csum == ENGINE_RXCSUM_GOOD)
 		return 0;
-	if (fr->rx_csum == ENGINE_RXCSUM_BAD || !pkt_tcp_csum_ok(p)) {
+	if (fr->rx_csum == ENGINE_RXCSUM_BAD || !pkt_ip_csum_ok(p) || !pkt_tcp_csum_ok(p)) {
 		st(e, STAT_BAD_CSUM);
 		return 1;
 	}

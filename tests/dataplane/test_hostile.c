@@ -561,3 +561,27 @@ Test(hostile, client_window_is_clamped_to_the_pin_ring)
 	never_reached(&T, "bad1@");
 	all_acked(&T);
 }
+
+Test(hostile, bad_ipv4_header_checksum_is_never_repaired)
+{
+	uint8_t buf[TB_FRAME_MAX];
+	ehlo(&T);
+	/* a client RCPT whose IPv4 header is corrupted (TTL): the TCP checksum
+	 * is right, the receiver's IP layer drops it all the same */
+	T.cli.tsval++;
+	uint16_t n = tb_build(&T, &T.cli, &T.srv, buf, T.cli.snd_nxt, T.cli.rcv_nxt,
+			      PKT_TH_ACK | PKT_TH_PSH, (const uint8_t *)"RCPT TO:<bad1@example.com>\r\n",
+			      28, NULL, 0);
+	buf[14 + 8] = 0; /* TTL */
+	T.corrupted++;
+	tb_inject(&T, &T.cli, buf, n);
+	tb_pump(&T);
+	cr_assert_eq(tb_stat(&T, STAT_BAD_CSUM), 1);
+	cr_assert_eq(tb_stat(&T, STAT_RCPT), 0, "a datagram the server drops was parsed");
+	/* then the real thing */
+	tb_send(&T, &T.cli, "RCPT TO:<bad2@example.com>\r\n", 28);
+	tb_pump(&T);
+	no_errors(&T);
+	never_reached(&T, "bad2@");
+	all_acked(&T);
+}
