@@ -880,3 +880,57 @@ const char *tb_rx_str(const struct tb_ep *ep)
 	b[ep->rx_len] = 0;
 	return b;
 }
+
+int tb_drop_filter(void *arg, const struct tb_frame *fr, int from_engine)
+{
+	struct tb_drop *c = arg;
+	struct pkt p;
+	if (fr->to_server != c->dir_to_server || from_engine != c->from_engine)
+		return 1;
+	if (c->data_only && (pkt_parse(&p, (uint8_t *)fr->buf, fr->len) != PKT_TCP || !p.pay_len))
+		return 1;
+	if (c->skip > 0) {
+		c->skip--;
+		return 1;
+	}
+	if (c->count > 0) {
+		c->count--;
+		return 0;
+	}
+	return 1;
+}
+
+int tb_errors(const struct tb *t, char *msg, size_t len)
+{
+	unsigned bad = t->cli.csum_drops + t->srv.csum_drops;
+	if (t->cli.err[0] || t->srv.err[0]) {
+		snprintf(msg, len, "%s", t->cli.err[0] ? t->cli.err : t->srv.err);
+		return 1;
+	}
+	if (t->bad_frames) {
+		snprintf(msg, len, "%u unparseable frames", t->bad_frames);
+		return 1;
+	}
+	/* corrupted frames are dropped or forwarded untouched, never repaired,
+	 * and the engine never sends a bad checksum of its own */
+	if (bad > t->corrupted) {
+		snprintf(msg, len, "%u frames with a bad checksum reached an endpoint, %u corrupted "
+			 "on purpose", bad, t->corrupted);
+		return 1;
+	}
+	return 0;
+}
+
+int tb_unacked(const struct tb *t, char *msg, size_t len)
+{
+	for (int k = 0; k < 2; k++) {
+		const struct tb_ep *ep = k ? &t->srv : &t->cli;
+		if (ep->snd_una != ep->snd_nxt) {
+			snprintf(msg, len, "%s: %u of %u bytes acknowledged",
+				 k ? "server" : "client", ep->snd_una - ep->isn,
+				 ep->snd_nxt - ep->isn);
+			return 1;
+		}
+	}
+	return 0;
+}
