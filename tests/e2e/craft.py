@@ -25,7 +25,6 @@
 # (python3-scapy), so this file runs under /usr/bin/python3.
 
 import argparse
-import os
 import random
 import socket
 import struct

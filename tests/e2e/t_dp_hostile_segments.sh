@@ -68,7 +68,7 @@ for driver in af_packet af_xdp; do
 		dp_case_begin "$c"
 		grp=
 		for k in 1 2 3 4 5 6 7 8 9; do
-			for i in $(seq 22); do grp+="RCPT TO:<alice@$D>\r\n"; done
+			for _ in $(seq 22); do grp+="RCPT TO:<alice@$D>\r\n"; done
 			[[ $k -lt 9 ]] && grp+="RCPT TO:<mssg$k@$D>\r\n"
 		done
 		e2e_make_message "$E2E_TMP/$c.eml" "hs-$c-$E2E_NAME" 2
@@ -82,7 +82,7 @@ for driver in af_packet af_xdp; do
 		c=mss8960-long-lone-answer
 		dp_case_begin "$c"
 		grp=
-		for i in $(seq 40); do grp+="RCPT TO:<mssl1@$D>\r\n"; done
+		for _ in $(seq 40); do grp+="RCPT TO:<mssl1@$D>\r\n"; done
 		e2e_make_message "$E2E_TMP/$c.eml" "hs-$c-$E2E_NAME" 2
 		dp_craft "$c.txt" smtp --server "$TB_S_ADDR" --max-step-ms "$DP_STEP_MS" --step-timeout 4 \
 			'C:EHLO client.test' 'C:MAIL FROM:<sender@client.test>' "C:RCPT TO:<alice@$D>" \

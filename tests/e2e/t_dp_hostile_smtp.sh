@@ -27,7 +27,7 @@ e2e_postfix nochunk dest-reject --users "$E2E_TMP/users" --addr "$TB_S_ADDR2" \
 	--set smtpd_discard_ehlo_keywords=chunking
 # smtp-sink: no CHUNKING, BDAT is an unknown command; it dumps each message
 # with an X-Rcpt-Args line per accepted recipient
-SINK_DIR=$(mktemp -d /tmp/rg-sink-$E2E_NAME.XXXXXX)
+SINK_DIR=$(mktemp -d "/tmp/rg-sink-$E2E_NAME.XXXXXX")
 chmod 0777 "$SINK_DIR"
 e2e_defer rm -rf "$SINK_DIR"
 e2e_bg sink ip netns exec "$TB_S_NS" smtp-sink -u postfix -d "$SINK_DIR/%M%S." "$TB_S_ADDR2:2525" 10
