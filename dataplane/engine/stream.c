@@ -128,7 +128,8 @@ enum engine_verdict stream_c2s(struct engine *e, struct flow *f, struct engine_f
 	const uint8_t *pay = p->frame + p->pay_off, *src = pay;
 	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok, news = 0, own = 0, resent;
 
-	tcpstate_note_ts(f, p, 1);
+	if (!seq_lt(f->c_rcv, p->seq))
+		tcpstate_note_ts(f, p, 1);
 	if (p->win != f->c_win || p->sack_n)
 		news = 1;
 	f->c_win = p->win;
@@ -275,7 +276,8 @@ enum engine_verdict stream_s2c(struct engine *e, struct flow *f, struct engine_f
 	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok = 1, news = 0, close = 0;
 	enum engine_verdict v;
 
-	tcpstate_note_ts(f, p, 0);
+	if (!seq_lt(f->s_fwd, p->seq))
+		tcpstate_note_ts(f, p, 0);
 	if (p->win != f->s_win || p->sack_n)
 		news = 1;
 	f->s_win = p->win;
