@@ -159,7 +159,10 @@ class KernelClient:
         t0 = now_ms()
         r0 = self.retrans()
         if send:
-            send()
+            try:
+                send()
+            except OSError as e:
+                return 'reset', 'step %r: %s' % (label, e)
         err, why = self.wait_replies(nrep, label)
         ms = now_ms() - t0
         if err:
@@ -200,6 +203,31 @@ class KernelClient:
         say('== injected RST: seq %u = next sequence %u + %d' % (rseq, seq, offset))
         return None, None
 
+    def probe(self):
+        """NOOP after a silence: either answered (the connection is intact:
+        the session goes on) or reset (the session ends here); no answer at
+        all is a connection left desynchronised."""
+        t0 = now_ms()
+        self.s.settimeout(self.a.step_timeout)
+        say('-> NOOP   (probe)')
+        try:
+            self.s.sendall(b'NOOP\r\n')
+            err, why = self.wait_replies(1, 'NOOP (probe)')
+        except OSError as e:
+            err, why = 'reset', str(e)
+        if err == 'reset':
+            say('== the connection was reset (%s), %.0f ms after NOOP' % (why, now_ms() - t0))
+            self.s.close()
+            self.s = None
+            return 'was-reset', None
+        if err == 'stall':
+            return 'stall', ('NOOP after the silence got neither a reply nor a reset within '
+                             '%.1f s: the connection is desynchronised' % self.a.step_timeout)
+        if err:
+            return err, why
+        say('== the connection is intact: NOOP answered in %.0f ms' % (now_ms() - t0))
+        return None, None
+
     def run(self, steps):
         a = self.a
         if any(s.startswith('rst:') for s in steps):
@@ -218,6 +246,7 @@ class KernelClient:
             err, why = 'connect', 'connect to %s:%d: %s' % (a.server, a.port, e)
         if err:
             return err, why
+        say('== local port %d' % self.s.getsockname()[1])
         for st in steps:
             kind, _, arg = st.partition(':')
             if kind == 'C':         # command lines, one reply each (pipelined if several)
@@ -257,6 +286,10 @@ class KernelClient:
             elif kind == 'sleep':
                 time.sleep(float(arg))
                 err = None
+            elif kind == 'probe':   # NOOP: answered, or reset (the session ends)
+                err, why = self.probe()
+                if err == 'was-reset':
+                    break
             elif kind == 'eof':     # the server's FIN after 221
                 self.s.settimeout(a.step_timeout)
                 try:
@@ -693,7 +726,8 @@ def main():
                    help='fail when a step (first byte written to last reply byte read) '
                    'takes longer')
     s.add_argument('steps', nargs='+', help='C:LINES (\\r\\n-separated, one reply each), '
-                   'B:FILE (message after 354), R:N:BYTES, rst:OFFSET, sleep:S, eof, vanish:CMD')
+                   'B:FILE (message after 354), R:N:BYTES, rst:OFFSET, sleep:S, eof, probe, '
+                   'vanish:CMD')
 
     g = sub.add_parser('seg', help='crafted TCP session with one hostile segment')
     g.add_argument('--case', required=True,

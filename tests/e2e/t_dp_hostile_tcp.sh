@@ -10,18 +10,21 @@
 # corrupted ACK. Real kernel clients get an RST injected far outside and
 # inside the window (RFC 5961: the server ignores both), and a client that
 # vanished without a FIN has its port reused by a new connection (new ISN).
-# Last, a bare FIN far below a held partial line (it crashed the data plane).
+# A flow with offsets outliving the idle timeout stays translated or is reset
+# on both sides, never desynchronised. Last, a
+# bare FIN far below a held partial line (it crashed the data plane).
 # Each case: no invalid recipient reached the destination (its log), the
 # valid message arrived byte-identical, the session completed (kernel
 # clients: no step waited for a TCP timer), the data plane is alive.
-# Bounded: ~50 s (a failing case costs its 4 s step timeout).
+# Bounded: ~35 s, ~55 s on a data plane that fails every case (a failing case
+# costs its 4 s step timeout).
 source "$(dirname "$0")/lib.sh"
 e2e_init dpht
 source "$(dirname "$0")/dp_lib.sh"
 e2e_require_cmd /usr/bin/python3
 
 D=$DP_DOMAIN
-dp_world "alice carol" "xnack xcsum xpaws xback xlost xcack xrst1 xrst2 xreu1 xreu2"
+dp_world "alice carol" "xnack xcsum xpaws xback xlost xcack xrst1 xrst2 xreu1 xreu2 xidle"
 dp_craft_setup
 # "lost after the filter": the server's namespace drops frames with IP ID 0x7e57
 ip netns exec "$TB_S_NS" nft -f - <<EOT
@@ -136,6 +139,37 @@ dp_case_no_leak "$c" dest xreu1 xreu2
 grep -q '^<- 250 2.0.0 Ok: queued' "$E2E_TMP/$c.txt" &&
 	dp_case_delivered "$c" dest "alice@$D" "ht-$c-$E2E_NAME" "$E2E_TMP/$c.eml"
 dp_case_alive "$c"
+# a flow with offsets outliving the data plane's idle timeout is either still
+# translated (NOOP answered, the session completes) or reset on both sides;
+# never left to pass untranslated (data plane restarted with --idle-timeout 2
+# and a table of 64 flows, which its expiry scan covers in one pass;
+# a refused RCPT makes the offsets; 4.5 s of silence)
+dp_case_counters
+dp_stop
+dp_start dp-idle af_packet --idle-timeout 2 --max-flows 64
+c=idle-expiry-offsets
+dp_case_begin "$c"
+kernel "$c" xidle 'C:EHLO client.test' 'C:MAIL FROM:<sender@client.test>' "C:RCPT TO:<xidle@$D>" \
+	sleep:4.5 probe "C:RCPT TO:<alice@$D>" 'C:DATA' "B:$E2E_TMP/$c.eml" 'C:QUIT'
+dp_case_session "$c" "$c.txt"
+dp_case_filtered "$c" "$c.txt" "xidle@$D"
+dp_case_no_leak "$c" dest xidle
+if grep -q '^== the connection was reset' "$E2E_TMP/$c.txt"; then
+	# reset: the server's side too
+	lport=$(sed -n 's/^== local port //p' "$E2E_TMP/$c.txt")
+	for _ in $(seq 15); do
+		held=$(ip netns exec "$TB_S_NS" ss -Htan "dport = :$lport" | grep -v TIME-WAIT || true)
+		[[ -z $held ]] && break
+		sleep 0.2
+	done
+	[[ -z $held ]] || dp_case_fail "$c" "the client was reset but the server still holds the connection ($held)"
+	e2e_log "$c: reset on both sides"
+elif grep -q '^<- 250 2.0.0 Ok: queued' "$E2E_TMP/$c.txt"; then
+	dp_case_delivered "$c" dest "alice@$D" "ht-$c-$E2E_NAME" "$E2E_TMP/$c.eml"
+	e2e_log "$c: still translated after the idle timeout; the session completed"
+fi
+dp_case_alive "$c"
+
 # last, as it may take the data plane down: a partial line held by the filter,
 # then a bare FIN 2^31 - 64 kB below it (outside any window), then the rest of
 # the line: the data plane survives and the session completes
