@@ -93,8 +93,13 @@ static int c_parsed(const struct flow *f)
  */
 static void c2s_decide(struct engine *e, struct flow *f, const uint8_t *b, int flush)
 {
-	if (!seq_lt(f->c_fwd, f->c_rcv) || !c_parsed(f))
+	if (!seq_lt(f->c_fwd, f->c_rcv))
 		return;
+	if (!c_parsed(f)) {
+		/* turned opaque (TLS, failed open) with bytes held: they pass */
+		f->c_fwd = f->c_rcv;
+		return;
+	}
 	if (!b) {
 		flow_pin_get(&e->ft, f, f->c_fwd, e->src, f->c_rcv - f->c_fwd);
 		b = e->src;

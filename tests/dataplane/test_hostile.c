@@ -582,3 +582,18 @@ Test(hostile, reordered_segments_with_older_timestamps_are_accepted)
 	cr_assert_not_null(strstr(tb_rx_str(&T.srv), "RCPT TO:<good@example.com>\r\n"));
 	all_acked(&T);
 }
+
+Test(hostile, bytes_held_before_a_starttls_220_pass_once_it_comes)
+{
+	/* a client that does not wait for the 220: what it sent meanwhile is
+	 * held, then passes as the opaque stream it has become */
+	ehlo(&T);
+	tb_send(&T, &T.cli, "STARTTLS\r\n\x16\x03\x01\x00\x05hello", 20);
+	tb_pump(&T);
+	tb_send(&T, &T.cli, "\x16\x03\x03more", 7);
+	tb_pump(&T);
+	cr_assert_eq(tb_recover(&T, 8), 0, "not everything was acknowledged");
+	no_errors(&T);
+	cr_assert_eq(T.srv.rx_len, 18 + 27 + 27, "%u bytes reached the server", T.srv.rx_len);
+	cr_assert(memcmp(T.srv.rx + 45 + 10, "\x16\x03\x01\x00\x05hello\x16\x03\x03more", 17) == 0);
+}
