@@ -311,3 +311,44 @@ Test(rtable, reader_mapping_is_read_only, .signal = SIGSEGV)
 	unlink(path); /* the test process dies below: no fini runs */
 	*(volatile uint32_t *)&b->seq = 7; /* must fault */
 }
+
+/* A bulk load at full speed (the daemon loading a list: no maintenance turn
+ * between puts, one reader online and quiescent between lookups): every put
+ * returns 0, its key is found by a reader as soon as it returns, nothing is
+ * refused, and the table grew through several generations to hold it all. */
+Test(rtable, bulk_load_never_loses, .timeout = 60)
+{
+	teardown();
+	setup_sized(16, 23); /* the shipped defaults */
+	struct shm_lcore *lc = shm_lcore_at(&map, 0);
+	struct rtable_reader rr;
+	rtable_reader_init(&rr, &map, lc);
+	rtable_reader_online(&rr, (uint32_t)getpid(), 0);
+	const uint64_t n = 2000000;
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	uint64_t lost = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		int rc = rtable_put(&w, &k, &v);
+		cr_assert_eq(rc, 0, "put %llu refused: %d (table 2^%u, full %llu)",
+			     (unsigned long long)i, rc,
+			     shm_hdr(&map)->rtable_log2[shm_hdr(&map)->rtable_gen & 1],
+			     (unsigned long long)w.st.full);
+		if (!rtable_lookup(&rr, &k, &got) && lost++ < 5)
+			cr_log_error("key %llu not found after its put returned",
+				     (unsigned long long)i);
+		rtable_quiescent(&rr, i);
+	}
+	cr_expect_eq(lost, 0, "%llu keys not visible once their put returned",
+		     (unsigned long long)lost);
+	cr_expect_eq(w.st.full, 0);
+	cr_expect_eq(rtable_count(&w), n);
+	cr_expect_geq(w.st.grows, 5);
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		if (!rtable_lookup(&rr, &k, &got)) {
+			cr_assert_fail("key %llu lost at the end", (unsigned long long)i);
+		}
+	}
+	rtable_reader_offline(&rr);
+}
