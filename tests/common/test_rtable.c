@@ -343,7 +343,11 @@ Test(rtable, bulk_load_never_loses, .timeout = 60)
 		     (unsigned long long)lost);
 	cr_expect_eq(w.st.full, 0);
 	cr_expect_eq(rtable_count(&w), n);
-	cr_expect_geq(w.st.grows, 5);
+	cr_expect_geq(w.st.grows, 4, "2^16 -> 2^20 buckets");
+	cr_log_info("bulk load: %llu grows, %llu finished in a put, %llu reader waits, "
+		    "%llu migrated", (unsigned long long)w.st.grows,
+		    (unsigned long long)w.st.sync_migrations,
+		    (unsigned long long)w.st.reclaim_sync_waits, (unsigned long long)w.st.migrated);
 	for (uint64_t i = 0; i < n; i++) {
 		struct rg_key128 k = key_n(i);
 		if (!rtable_lookup(&rr, &k, &got)) {
@@ -351,4 +355,49 @@ Test(rtable, bulk_load_never_loses, .timeout = 60)
 		}
 	}
 	rtable_reader_offline(&rr);
+}
+
+/* A reader that never reaches a quiescent point (a stopped data plane) holds
+ * the old slab: a put that needs growth waits RTABLE_RECLAIM_WAIT_MS, then
+ * gives up with -EAGAIN, counted; readers keep every key put before; once
+ * the reader moves on, puts complete again. */
+Test(rtable, stuck_reader_bounds_the_wait, .timeout = 30)
+{
+	teardown();
+	setup_sized(4, 12);
+	struct shm_lcore *lc = shm_lcore_at(&map, 2);
+	struct rtable_reader rr;
+	rtable_reader_init(&rr, &map, lc);
+	rtable_reader_online(&rr, (uint32_t)getpid(), 2);
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	uint64_t i, stored = 0;
+	int rc = 0;
+	struct timespec t0, t1;
+	for (i = 0; i < 3000; i++) {
+		struct rg_key128 k = key_n(i);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = rtable_put(&w, &k, &v);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (rc)
+			break;
+		stored++;
+	}
+	cr_assert_eq(rc, -EAGAIN, "a put needing the held slab must give up (rc %d after %llu)",
+		     rc, (unsigned long long)stored);
+	double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_expect_geq(waited, RTABLE_RECLAIM_WAIT_MS / 1000.0 * 0.9, "waited %.3f s", waited);
+	cr_expect_eq(w.st.stalls, 1);
+	cr_expect_eq(w.st.full, 0);
+	for (uint64_t j = 0; j < stored; j++) {
+		struct rg_key128 k = key_n(j);
+		cr_assert(rtable_lookup(&rr, &k, &got), "key %llu lost", (unsigned long long)j);
+	}
+	rtable_quiescent(&rr, 1);
+	for (; i < 3000; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert_eq(rtable_put(&w, &k, &v), 0, "put %llu after the reader moved on",
+			     (unsigned long long)i);
+		rtable_quiescent(&rr, 1);
+	}
+	cr_expect_eq(rtable_count(&w), 3000);
 }
