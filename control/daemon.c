@@ -688,8 +688,8 @@ static void list_apply(struct dlist *l, const struct list_keys *old, bool full)
 	struct list_keys gone = {0};
 	uint64_t failed;
 	if (full) {
-		failed = list_diff(&none, &l->keys, list_put_key, list_del_key, NULL);
 		list_diff(old, &l->keys, list_skip_key, list_del_key, &gone);
+		failed = list_diff(&none, &l->keys, list_put_key, list_del_key, NULL);
 	} else {
 		failed = list_diff(old, &l->keys, list_put_key, list_del_key, &gone);
 	}

@@ -117,18 +117,6 @@ uint64_t list_diff(const struct list_keys *from, const struct list_keys *to, lis
 {
 	uint64_t failed = 0;
 	size_t i = 0, j = 0;
-	while (j < to->n) {
-		int c = i < from->n ? key_cmp(&from->k[i], &to->k[j]) : 1;
-		if (c < 0) {
-			i++;
-		} else if (c == 0) {
-			i++;
-			j++;
-		} else {
-			failed += add(&to->k[j++], arg) != 0;
-		}
-	}
-	i = j = 0;
 	while (i < from->n) {
 		int c = j < to->n ? key_cmp(&from->k[i], &to->k[j]) : -1;
 		if (c > 0) {
@@ -138,6 +126,18 @@ uint64_t list_diff(const struct list_keys *from, const struct list_keys *to, lis
 			j++;
 		} else {
 			del(&from->k[i++], arg);
+		}
+	}
+	i = j = 0;
+	while (j < to->n) {
+		int c = i < from->n ? key_cmp(&from->k[i], &to->k[j]) : 1;
+		if (c < 0) {
+			i++;
+		} else if (c == 0) {
+			i++;
+			j++;
+		} else {
+			failed += add(&to->k[j++], arg) != 0;
 		}
 	}
 	return failed;

@@ -62,10 +62,11 @@ void list_keys_free(struct list_keys *l);
 size_t list_keys_sort(struct list_keys *l);
 
 /*
- * The difference from `from` to `to`: add() for every key only in `to`,
- * then del() for every key only in `from` (adds first, so an address listed
- * in both is never absent).  A non-zero return of add() is counted in the
- * result (the keys that could not be added); del()'s return is ignored.
+ * The difference from `from` to `to`: del() for every key only in `from`,
+ * then add() for every key only in `to` (deletions first, so they make room
+ * for the additions); a key in both is never touched, so an address listed
+ * before and after is never absent.  A non-zero return of add() is counted
+ * in the result (the keys that could not be added); del()'s is ignored.
  */
 typedef int (*list_key_fn)(const struct rg_key128 *k, void *arg);
 uint64_t list_diff(const struct list_keys *from, const struct list_keys *to, list_key_fn add,
