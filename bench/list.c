@@ -18,6 +18,7 @@
  * Thread: main; one forked reader per reload.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,6 +57,24 @@ static uint64_t rss_anon(void)
 			break;
 	fclose(f);
 	return kb * 1024;
+}
+
+/* RssAnon's high-water mark while a load or a reload runs (sampled). */
+static struct {
+	volatile int run;
+	uint64_t peak;
+} sampler;
+
+static void *sample_rss(void *arg)
+{
+	(void)arg;
+	while (sampler.run) {
+		uint64_t a = rss_anon();
+		if (a > sampler.peak)
+			sampler.peak = a;
+		usleep(2000);
+	}
+	return NULL;
 }
 
 /* Address i of generation g: a tenth of the addresses change between 0 and 1. */
@@ -155,8 +174,15 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	uint64_t anon0 = rss_anon();
 	struct daemon_opts o = {.config_path = conf};
 	char err[512] = "";
+	pthread_t sth;
+	sampler.run = 1;
+	sampler.peak = anon0;
+	pthread_create(&sth, NULL, sample_rss, NULL);
 	uint64_t t0 = bench_now_ns();
-	if ((rc = daemon_init(&o, err, sizeof(err)))) {
+	rc = daemon_init(&o, err, sizeof(err));
+	sampler.run = 0;
+	pthread_join(sth, NULL);
+	if (rc) {
 		fprintf(stderr, "bench list: daemon_init: %s\n", err);
 		return rc;
 	}
@@ -202,7 +228,8 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	}
 	close(pfd[1]);
 	usleep(100000);
-	uint64_t anon_pre = rss_anon(), peak = anon_pre;
+	sampler.run = 1;
+	pthread_create(&sth, NULL, sample_rss, NULL);
 	t0 = bench_now_ns();
 	uint64_t reloads0 = reloads();
 	kill(getpid(), SIGHUP);
@@ -210,16 +237,16 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	struct core_status cs;
 	while (reloads() == reloads0 && bench_now_ns() - t0 < 120000000000ull) {
 		daemon_loop_once(1);
-		uint64_t a = rss_anon();
-		if (a > peak)
-			peak = a;
 	}
 	if (reloads() == reloads0) {
 		fprintf(stderr, "bench list: the reload did not happen\n");
 		rc = -ETIMEDOUT;
 	}
 	out->reload_s = (double)(bench_now_ns() - t0) / 1e9;
-	out->daemon_peak_bytes_per_addr = (double)(peak > anon0 ? peak - anon0 : 0) / (double)n;
+	sampler.run = 0;
+	pthread_join(sth, NULL);
+	out->daemon_peak_bytes_per_addr =
+		(double)(sampler.peak > anon0 ? sampler.peak - anon0 : 0) / (double)n;
 	kill(pid, SIGTERM);
 	uint64_t res[2] = {0, 0};
 	if (read(pfd[0], res, sizeof(res)) != sizeof(res))

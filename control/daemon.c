@@ -15,6 +15,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,18 +615,27 @@ static int list_skip_key(const struct rg_key128 *k, void *arg)
 
 /* Keys that left a list: out of the table now; collected (in key order) so
  * that what the store knows about them can be put back. */
+struct list_gone {
+	struct list_keys keys;
+	size_t cap;
+};
+
 static int list_del_key(const struct rg_key128 *k, void *arg)
 {
-	struct list_keys *gone = arg;
+	struct list_gone *gone = arg;
 	if (!rtable_del(&dm.pub.w, k))
 		dm.pub.dels++;
-	if (gone) {
-		struct rg_key128 *nk = realloc(gone->k, (gone->n + 1) * sizeof(*nk));
-		if (nk) {
-			gone->k = nk;
-			gone->k[gone->n++] = *k;
-		}
+	if (!gone || !store_count(dm.store))
+		return 0; /* nothing to put back */
+	if (gone->keys.n == gone->cap) {
+		size_t nc = gone->cap ? gone->cap * 2 : 1024;
+		struct rg_key128 *nk = realloc(gone->keys.k, nc * sizeof(*nk));
+		if (!nk)
+			return 0; /* not put back now; the store keeps it for a restart */
+		gone->keys.k = nk;
+		gone->cap = nc;
 	}
+	gone->keys.k[gone->keys.n++] = *k;
 	return 0;
 }
 
@@ -647,8 +657,9 @@ static int restore_fn(const char *addr, size_t len, const struct store_rec *rec,
 
 /* Addresses that left a list fall back to what the store knows (a verdict
  * set by hand, a callout's in mode both). */
-static void list_restore(struct list_keys *gone)
+static void list_restore(struct list_gone *g)
 {
+	struct list_keys *gone = &g->keys;
 	if (!gone->n || !store_count(dm.store)) {
 		list_keys_free(gone);
 		return;
@@ -685,7 +696,7 @@ static void list_set_partial(struct dlist *l, bool partial, const char *why)
 static void list_apply(struct dlist *l, const struct list_keys *old, bool full)
 {
 	static const struct list_keys none;
-	struct list_keys gone = {0};
+	struct list_gone gone = {0};
 	uint64_t failed;
 	if (full) {
 		list_diff(old, &l->keys, list_skip_key, list_del_key, &gone);
@@ -763,7 +774,7 @@ static void lists_reload(const struct config *cfg)
 		for (size_t j = 0; j < nn; j++)
 			kept |= !strcmp(nl[j].name, old->name);
 		if (!kept && old->keys.n) {
-			struct list_keys gone = {0};
+			struct list_gone gone = {0};
 			list_diff(&old->keys, &none, list_skip_key, list_del_key, &gone);
 			list_restore(&gone);
 		}
@@ -772,6 +783,8 @@ static void lists_reload(const struct config *cfg)
 	free(dm.lists);
 	dm.lists = nl;
 	dm.nlists = nn;
+	/* give back the heap the reading and sorting used */
+	malloc_trim(0);
 }
 
 /* ---------------------------------------------------------------------- */
