@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,12 +39,22 @@
 
 struct run {
 	uint64_t n;
-	double load_s, load_per_s, reload_s;
+	double load_s, load_per_s, reload_s, load_cpu_s, reload_cpu_s;
 	double shm_bytes_per_addr, daemon_bytes_per_addr, daemon_peak_bytes_per_addr;
 	uint64_t lost, lost_reload, checked_during_reload;
 	uint32_t table_log2;
 	uint64_t table_entries;
 };
+
+/* CPU time of this thread (the core's), s: wall time depends on what else
+ * the machine runs, this does not */
+static double cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 static uint64_t rss_anon(void)
 {
@@ -147,6 +158,8 @@ static uint64_t reloads(void)
 	return v;
 }
 
+static int verbose;
+
 static int one_run(const char *dir, uint64_t n, struct run *out)
 {
 	char conf[256], list[256], shm[256], cmd[600];
@@ -161,9 +174,9 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 		return -errno;
 	fprintf(f,
 		"[global]\nshm_path = %s\nstore_path = %s/store\ncontrol_socket = %s/ctl.sock\n"
-		"shm_max_lcores = 2\nsyslog_facility = local7\n\n"
+		"shm_max_lcores = 2\nsyslog_facility = local7\nlog_stderr = %s\n\n"
 		"[domain " LIST_DOMAIN "]\nmode = list\nlist = %s\n",
-		shm, dir, dir, list);
+		shm, dir, dir, verbose ? "yes" : "no", list);
 	fclose(f);
 	int rc = write_list(list, n, 0);
 	if (rc)
@@ -179,7 +192,9 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	sampler.peak = anon0;
 	pthread_create(&sth, NULL, sample_rss, NULL);
 	uint64_t t0 = bench_now_ns();
+	double c0 = cpu_s();
 	rc = daemon_init(&o, err, sizeof(err));
+	out->load_cpu_s = cpu_s() - c0;
 	sampler.run = 0;
 	pthread_join(sth, NULL);
 	if (rc) {
@@ -231,6 +246,7 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	sampler.run = 1;
 	pthread_create(&sth, NULL, sample_rss, NULL);
 	t0 = bench_now_ns();
+	c0 = cpu_s();
 	uint64_t reloads0 = reloads();
 	kill(getpid(), SIGHUP);
 	/* the reload runs inside the loop turn that reads the signal */
@@ -243,6 +259,7 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 		rc = -ETIMEDOUT;
 	}
 	out->reload_s = (double)(bench_now_ns() - t0) / 1e9;
+	out->reload_cpu_s = cpu_s() - c0;
 	sampler.run = 0;
 	pthread_join(sth, NULL);
 	out->daemon_peak_bytes_per_addr =
@@ -285,10 +302,11 @@ int bench_list(int argc, char **argv)
 		{"json", no_argument, NULL, 'j'},
 		{"addresses", required_argument, NULL, 'n'},
 		{"dir", required_argument, NULL, 'd'},
+		{"verbose", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
 	};
 	int c;
-	while ((c = getopt_long(argc, argv, "jn:d:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jn:d:v", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'n':
@@ -296,9 +314,10 @@ int bench_list(int argc, char **argv)
 				sizes[nsizes++] = strtoull(optarg, NULL, 10);
 			break;
 		case 'd': dir = optarg; break;
+		case 'v': verbose = 1; break;
 		default:
 			fprintf(stderr, "usage: rcptgate-bench list [--json] [--addresses N]... "
-					"[--dir D]\n");
+					"[--dir D] [--verbose]\n");
 			return 2;
 		}
 	}
@@ -322,9 +341,9 @@ int bench_list(int argc, char **argv)
 	bench_print_machine(stdout, argc, argv);
 	struct run runs[8];
 	int failed = 0;
-	printf("%10s %9s %12s %9s %10s %10s %10s %6s %6s %12s\n", "addresses", "load_s",
-	       "load_per_s", "reload_s", "shm_B/addr", "rss_B/addr", "peak_B/addr", "table", "lost",
-	       "reload_chk");
+	printf("%10s %8s %8s %11s %8s %8s %10s %10s %11s %6s %5s %10s\n", "addresses", "load_s",
+	       "load_cpu", "load_per_s", "reload_s", "rel_cpu", "shm_B/addr", "rss_B/addr",
+	       "peak_B/addr", "table", "lost", "reload_chk");
 	for (unsigned i = 0; i < nsizes; i++) {
 		int rc = one_run(dir, sizes[i], &runs[i]);
 		if (rc) {
@@ -333,8 +352,9 @@ int bench_list(int argc, char **argv)
 			return 1;
 		}
 		const struct run *r = &runs[i];
-		printf("%10llu %9.2f %12.0f %9.2f %10.1f %10.1f %10.1f %4s%2u %6llu %12llu\n",
-		       (unsigned long long)r->n, r->load_s, r->load_per_s, r->reload_s,
+		printf("%10llu %8.2f %8.2f %11.0f %8.2f %8.2f %10.1f %10.1f %11.1f %4s%2u %5llu %10llu\n",
+		       (unsigned long long)r->n, r->load_s, r->load_cpu_s, r->load_per_s, r->reload_s,
+		       r->reload_cpu_s,
 		       r->shm_bytes_per_addr, r->daemon_bytes_per_addr, r->daemon_peak_bytes_per_addr,
 		       "2^", r->table_log2, (unsigned long long)r->lost,
 		       (unsigned long long)r->checked_during_reload);
@@ -345,13 +365,14 @@ int bench_list(int argc, char **argv)
 		printf("{\"bench\":\"list\",\"runs\":[");
 		for (unsigned i = 0; i < nsizes; i++) {
 			const struct run *r = &runs[i];
-			printf("%s{\"addresses\":%llu,\"load_s\":%.3f,\"load_per_s\":%.0f,"
-			       "\"reload_s\":%.3f,\"shm_bytes_per_addr\":%.1f,"
+			printf("%s{\"addresses\":%llu,\"load_s\":%.3f,\"load_cpu_s\":%.3f,"
+			       "\"load_per_s\":%.0f,\"reload_s\":%.3f,\"reload_cpu_s\":%.3f,"
+			       "\"shm_bytes_per_addr\":%.1f,"
 			       "\"daemon_bytes_per_addr\":%.1f,\"daemon_peak_bytes_per_addr\":%.1f,"
 			       "\"table_log2\":%u,\"table_entries\":%llu,\"lost\":%llu,"
 			       "\"lost_during_reload\":%llu,\"checked_during_reload\":%llu}",
-			       i ? "," : "", (unsigned long long)r->n, r->load_s, r->load_per_s,
-			       r->reload_s, r->shm_bytes_per_addr, r->daemon_bytes_per_addr,
+			       i ? "," : "", (unsigned long long)r->n, r->load_s, r->load_cpu_s,
+			       r->load_per_s, r->reload_s, r->reload_cpu_s, r->shm_bytes_per_addr, r->daemon_bytes_per_addr,
 			       r->daemon_peak_bytes_per_addr, r->table_log2,
 			       (unsigned long long)r->table_entries, (unsigned long long)r->lost,
 			       (unsigned long long)r->lost_reload,
