@@ -401,3 +401,32 @@ Test(rtable, stuck_reader_bounds_the_wait, .timeout = 30)
 	}
 	cr_expect_eq(rtable_count(&w), 3000);
 }
+
+/* Narrow probe windows (1 bucket past home) fill long before 2/3 load: puts
+ * meet full windows while a growth is under way and finish it themselves,
+ * and a target that cannot place a key restarts one size up; every key is
+ * visible as soon as its put returns and none is refused. */
+Test(rtable, full_windows_finish_growth_in_the_put, .timeout = 30)
+{
+	teardown();
+	setup_sized(4, 18);
+	shm_hdr(&map)->rtable_max_probe = 1;
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	const uint64_t n = 20000;
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert_eq(rtable_put(&w, &k, &v), 0, "put %llu", (unsigned long long)i);
+		cr_assert(rtable_lookup(&r, &k, &got), "key %llu not visible after its put",
+			  (unsigned long long)i);
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert(rtable_lookup(&r, &k, &got), "key %llu lost", (unsigned long long)i);
+	}
+	cr_log_info("narrow windows: %llu grows, %llu finished in a put, %llu restarts",
+		    (unsigned long long)w.st.grows, (unsigned long long)w.st.sync_migrations,
+		    (unsigned long long)w.st.migrate_restarts);
+	cr_expect_gt(w.st.sync_migrations, 0, "no put had to finish a growth");
+	cr_expect_eq(w.st.full, 0);
+	cr_expect_eq(rtable_count(&w), n);
+}
