@@ -33,12 +33,13 @@
  *       in place of the key it looks for.
  *   Readers retry at most RTABLE_READ_RETRIES times, then report a miss
  *   (counted): the packet path never spins behind the writer, and a miss only
- *   forwards.  The writer never waits for a reader.
+ *   forwards.  The writer waits for readers only as G5 says, bounded.
  *
  * Growth and rebuild (two slabs, quiescent-state based reclamation):
  *   G1  the writer fills the inactive slab (2x buckets for growth, same size
- *       for a flush/rebuild) bucket by bucket in rtable_maintain() steps while
- *       applying every update to both slabs, so nothing is lost meanwhile.
+ *       for a flush/rebuild) bucket by bucket, in rtable_maintain() steps and
+ *       RTABLE_PUT_MIGRATE buckets per put, while applying every update to
+ *       both slabs, so nothing is lost meanwhile.
  *   G2  it then publishes the new slab: store-release of hdr.rtable_gen
  *       (gen+1; slab = gen & 1) after the slab's log2 is stored.
  *   G3  readers load-acquire rtable_gen at every lookup, and at each quiescent
@@ -47,8 +48,8 @@
  *       qsbr_gen >= the new gen, or is dead (pid gone) or offline.  Until then
  *       the writer keeps applying updates to the new slab only and defers.
  *   G5  a put returns 0 only once its key is in the live slab, so a reader
- *       whose lookup starts after the put returned (and loads rtable_gen
- *       after it, R: G3's acquire) finds it.  A put that meets a full probe
+ *       that learnt the put returned (through any release/acquire pair) loads
+ *       that generation or a later one at G3, and finds the key.  A put that meets a full probe
  *       window in the live slab makes room first, in the writer: it finishes
  *       a migration under way synchronously and publishes it (G2), or waits
  *       for the readers' quiescent points (G4; readers never wait, and the
