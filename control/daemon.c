@@ -132,6 +132,7 @@ struct dlist {
 	char name[RG_DOMAIN_MAX + 1];
 	struct list_keys keys;
 	bool partial;		/* not published whole: DT_F_LIST_PARTIAL */
+	bool unread;		/* could not be read and none before: says nothing */
 	uint64_t unpublished;	/* keys the table refused at the last publication */
 };
 
@@ -750,9 +751,11 @@ static void lists_reload(const struct config *cfg)
 				log_msg(LOG_ERR, "%s; the list of %s stays as it was", err, d->name);
 				l->keys = old->keys;
 				l->unpublished = old->unpublished;
+				l->unread = old->unread;
 				old->keys = none;
 			} else {
 				log_msg(LOG_ERR, "%s", err);
+				l->unread = true;
 				list_set_partial(l, true, "its list could not be read");
 			}
 			continue;
@@ -1530,7 +1533,8 @@ int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)
 		if (ttl_refresh_due(&rec, daemon_wall_s()))
 			o->stale = true;
 	}
-	if (dc && !o->in_table && !o->in_store && dc->mode == DT_MODE_LIST) {
+	struct dlist *dl = dc ? list_find(o->domain) : NULL;
+	if (dc && !o->in_table && !o->in_store && dc->mode == DT_MODE_LIST && !(dl && dl->unread)) {
 		o->verdict = CORE_V_INVALID; /* closed list: unlisted */
 		o->source = RT_SRC_LIST;
 	}
@@ -1807,6 +1811,12 @@ int core_check_recipient(const char *in, struct core_check *o, core_check_cb cb,
 		return 0;
 	}
 	if (dc->mode == DT_MODE_LIST) {
+		struct dlist *l = list_find(dom);
+		if (l && l->unread) {
+			/* no list to go by: the destination decides */
+			o->failopen = true;
+			return 0;
+		}
 		o->verdict = CORE_V_INVALID;
 		return 0;
 	}

@@ -690,6 +690,23 @@ Test(daemon, unreadable_list_at_start_fails_safe)
 	cr_assert(dt_flags("cmd.test") & DT_F_LIST_PARTIAL);
 	cr_assert_not(dt_flags("list.test") & DT_F_LIST_PARTIAL);
 	cr_assert_eq(stat_value("list_errors"), 1);
+	/* the policy service and lookup do not call anyone invalid either */
+	struct core_check c;
+	cr_assert_eq(core_check_recipient("a@cmd.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_NONE);
+	cr_assert(c.failopen);
+	struct core_lookup l;
+	cr_assert_eq(lookup_verdict("a@cmd.test", &l), CORE_V_NONE);
+	/* while a readable closed list still refuses the unlisted */
+	cr_assert_eq(core_check_recipient("nobody@list.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_INVALID);
+	/* still unreadable at a reload: still nothing to go by */
+	kill(getpid(), SIGHUP);
+	spin(100);
+	cr_assert_eq(stat_value("list_errors"), 2);
+	cr_assert(dt_flags("cmd.test") & DT_F_LIST_PARTIAL);
+	cr_assert_eq(core_check_recipient("a@cmd.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_NONE);
 }
 
 Test(daemon, list_command_output_is_the_list)
