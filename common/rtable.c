@@ -513,18 +513,27 @@ static int make_room(struct rtable_writer *w)
 	if (log2 >= w->hdr->rtable_max_log2 || w->grow_blocked)
 		return -ENOSPC;
 	if (!try_reclaim(w)) {
+		uint64_t now = mono_ns();
+		if (w->stalled_ns && now - w->stalled_ns < RTABLE_STALL_BACKOFF_MS * 1000000ull) {
+			/* a reader just held the old slab past the wait: a bulk
+			 * load must not wait again for every key */
+			w->st.stalls++;
+			return -EAGAIN;
+		}
 		/* readers pass a quiescent point every burst: wait for them */
 		w->st.reclaim_sync_waits++;
-		uint64_t deadline = mono_ns() + RTABLE_RECLAIM_WAIT_MS * 1000000ull;
+		uint64_t deadline = now + RTABLE_RECLAIM_WAIT_MS * 1000000ull;
 		struct timespec nap = {0, 50000};
 		while (!try_reclaim(w)) {
 			if (mono_ns() > deadline) {
 				w->st.stalls++;
+				w->stalled_ns = mono_ns();
 				return -EAGAIN;
 			}
 			nanosleep(&nap, NULL);
 		}
 	}
+	w->stalled_ns = 0;
 	if (start_migration(w, log2 + 1))
 		return -EAGAIN; /* not reached: neither migrating nor reclaiming */
 	w->st.grows++;

@@ -54,7 +54,8 @@
  *       a migration under way synchronously and publishes it (G2), or waits
  *       for the readers' quiescent points (G4; readers never wait, and the
  *       writer gives up with -EAGAIN after RTABLE_RECLAIM_WAIT_MS so a
- *       stopped reader cannot hang it) and starts growth, then tries again.
+ *       stopped reader cannot hang it; for RTABLE_STALL_BACKOFF_MS after
+ *       that, such puts fail at once) and starts growth, then tries again.
  *       While a migration runs each put also copies RTABLE_PUT_MIGRATE
  *       buckets, so growth keeps up with any insertion rate.  Only at
  *       rtable_max_log2 does a put fail with -ENOSPC (counted in `full`).
@@ -75,6 +76,8 @@
 					 * costs only keys that overflow */
 #define RTABLE_PUT_MIGRATE 16u	/* buckets copied per put while growing */
 #define RTABLE_RECLAIM_WAIT_MS 1000u	/* longest a put waits for readers (G5) */
+#define RTABLE_STALL_BACKOFF_MS 10000u	/* after such a wait ran out, puts that
+					 * need the old slab fail at once */
 
 enum rtable_verdict {
 	RT_NONE = 0,	/* empty slot / not found */
@@ -181,6 +184,7 @@ struct rtable_writer {
 	uint32_t target_log2;
 	int migrate_bad;	/* the target could not place a key: restart */
 	int grow_blocked;	/* no larger slab can place every key */
+	uint64_t stalled_ns;	/* CLOCK_MONOTONIC of the last wait that ran out */
 	/* reclamation (G4) */
 	int reclaim_pending;	/* old slab still possibly read */
 	uint64_t reclaim_gen;	/* generation readers must reach */

@@ -388,6 +388,25 @@ Test(rtable, stuck_reader_bounds_the_wait, .timeout = 30)
 	cr_expect_geq(waited, RTABLE_RECLAIM_WAIT_MS / 1000.0 * 0.9, "waited %.3f s", waited);
 	cr_expect_eq(w.st.stalls, 1);
 	cr_expect_eq(w.st.full, 0);
+	/* the next put that needs the held slab fails at once, not after
+	 * another wait: a bulk load goes on (and flags what it could not put) */
+	uint64_t m, failed_fast = 0;
+	for (m = i + 1; m < 3000 && !failed_fast; m++) {
+		struct rg_key128 k = key_n(m);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = rtable_put(&w, &k, &v);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (rc == -EAGAIN) {
+			cr_expect_lt(took, 0.1, "a second wait of %.3f s", took);
+			failed_fast = 1;
+		} else {
+			cr_assert_eq(rc, 0);
+		}
+	}
+	cr_expect(failed_fast, "no second put needed the held slab");
+	cr_expect_eq(w.st.stalls, 2);
+	cr_expect_eq(w.st.reclaim_sync_waits, 1);
 	for (uint64_t j = 0; j < stored; j++) {
 		struct rg_key128 k = key_n(j);
 		cr_assert(rtable_lookup(&rr, &k, &got), "key %llu lost", (unsigned long long)j);
