@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -225,6 +226,7 @@ static int one_run(const char *dir, uint64_t n, struct run *out)
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* the loop below ends on it */
 		uint64_t rounds = 0, missing = 0;
 		/* until told to stop by SIGTERM after the reload: whole passes */
 		sigset_t ss;

@@ -115,6 +115,8 @@ static const struct config_key config_keys[] = {
 	 "log lines per second per kind before summarising"},
 	{"log_callouts", SC_GLOBAL, KT_BOOL, G(log_callouts), "yes", 0, 0,
 	 "log one line per callout result"},
+	{"list_retry", SC_GLOBAL, KT_SECS, G(list_retry_s), "60s", 1, DAY,
+	 "a closed list not published whole is published again this often"},
 	/* housekeeping */
 	{"queue_max", SC_GLOBAL, KT_U32, G(queue_max), "200000", 16, 100000000,
 	 "addresses waiting for a callout, all domains"},

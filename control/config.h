@@ -122,6 +122,7 @@ struct config {
 	bool log_callouts;		/* one line per callout result */
 
 	/* housekeeping */
+	uint32_t list_retry_s;		/* a list not published whole is tried again */
 	uint32_t queue_max;		/* pending addresses, all domains */
 	uint32_t dns_timeout_ms;
 	char dns_server[64];		/* "IPv4[:port]" for MX queries; "" = resolv.conf */

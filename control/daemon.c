@@ -133,6 +133,7 @@ struct dlist {
 	struct list_keys keys;
 	bool partial;		/* not published whole: DT_F_LIST_PARTIAL */
 	bool unread;		/* could not be read and none before: says nothing */
+	uint64_t tried_ms;	/* last publication */
 	uint64_t unpublished;	/* keys the table refused at the last publication */
 };
 
@@ -706,6 +707,7 @@ static void list_apply(struct dlist *l, const struct list_keys *old, bool full)
 		failed = list_diff(old, &l->keys, list_put_key, list_del_key, &gone);
 	}
 	list_restore(&gone);
+	l->tried_ms = daemon_now_ms();
 	l->unpublished = failed;
 	dm.st[CS_LIST_UNPUBLISHED] += failed;
 	if (failed) {
@@ -1100,6 +1102,18 @@ static void housekeeping(void *arg)
 {
 	(void)arg;
 	log_tick(daemon_now_ms());
+	/* a list the table could not take whole (a data plane holding the old
+	 * table, or the table full) is tried again now and then */
+	for (size_t i = 0; i < dm.nlists; i++) {
+		struct dlist *l = &dm.lists[i];
+		if (!l->partial || l->unread ||
+		    daemon_now_ms() - l->tried_ms < (uint64_t)dm.cfg->list_retry_s * 1000u)
+			continue;
+		list_apply(l, &l->keys, true);
+		const struct config_dom *c = config_domain(dm.cfg, l->name);
+		if (c)
+			domain_publish(c);
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1471,6 +1485,8 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	fn("table", "deletes", ws->deletes, "entries deleted", arg);
 	fn("table", "expired", ws->expired, "entries expired", arg);
 	fn("table", "full", ws->full, "puts refused: table full", arg);
+	fn("table", "stalls", ws->stalls,
+	   "puts refused: a data plane held the old table past the wait", arg);
 	fn("table", "grows", ws->grows, "table growths", arg);
 	fn("table", "store_entries", store_count(dm.store), "verdicts in the LMDB store", arg);
 	uint64_t md, mdrop, ed, edrop;

@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +87,7 @@ static void reader(const char *path, unsigned idx, struct shared *sh)
 {
 	struct shm_map m;
 	char err[256];
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the writer */
 	if (shm_attach_reader(path, &m, err, sizeof(err)) != 0) {
 		fprintf(stderr, "reader %u: %s\n", idx, err);
 		_exit(2);

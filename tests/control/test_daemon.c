@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -734,6 +736,11 @@ Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
 	start();
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
+	uint64_t *shared_rounds = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(shared_rounds, MAP_FAILED);
+	*shared_rounds = 0;
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK); /* the reader polls it between rounds */
 	pid_t pid = fork();
 	if (pid == 0) {
 		/* reader: keys of the addresses kept by the reload (i % 10 != 0) */
@@ -746,7 +753,12 @@ Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
 		rtable_reader_online(&rd, (uint32_t)getpid(), 0);
 		uint64_t misses = 0, rounds = 0;
 		char c;
-		while (read(pfd[0], &c, 1) == 0 || c != 'q') {
+		close(pfd[1]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;) {
+			ssize_t rr = read(pfd[0], &c, 1);
+			if (rr == 0 || (rr == 1 && c == 'q'))
+				break; /* told to stop, or the test is gone */
 			for (int i = 1; i < n; i++) {
 				if (i % 10 == 0)
 					continue;
@@ -760,13 +772,16 @@ Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
 					rtable_quiescent(&rd, 1);
 			}
 			rounds++;
+			__atomic_store_n(shared_rounds, rounds, __ATOMIC_RELEASE);
 			rtable_quiescent(&rd, 1);
 		}
 		rtable_reader_offline(&rd);
 		_exit(misses ? 1 : rounds >= 2 ? 0 : 3);
 	}
-	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
-	spin(300);
+	close(pfd[0]);
+	/* the reader has gone through the list once before the reload ... */
+	for (int i = 0; i < 600 && __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE) < 1; i++)
+		spin(100);
 	f = fopen(list, "w");
 	for (int i = 0; i < n; i++)
 		if (i % 10)
@@ -774,8 +789,12 @@ Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
 		else
 			fprintf(f, "new%d@list.test\n", i);
 	fclose(f);
+	uint64_t r0 = __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE);
 	kill(getpid(), SIGHUP);
-	spin(1000);
+	spin(100);
+	/* ... and once more wholly after it (so it also read during it) */
+	for (int i = 0; i < 600 && __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE) < r0 + 2; i++)
+		spin(100);
 	cr_assert_eq(write(pfd[1], "q", 1), 1);
 	int st;
 	waitpid(pid, &st, 0);
@@ -787,4 +806,63 @@ Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
 	cr_assert_not(table_has("u0@list.test", RT_VALID));
 	cr_assert_not(table_has("u99990@list.test", RT_VALID));
 	cr_assert(table_has("u99999@list.test", RT_VALID));
+}
+
+/* A data plane that stops passing quiescent points (stopped, not dead) holds
+ * the old table: the list cannot grow into a new one, so it is published in
+ * part, its domain fails safe; once the reader is gone the list is published
+ * again (list_retry) and the flag clears. */
+Test(daemon, stuck_reader_list_retried, .timeout = 60)
+{
+	/* create the file, then a reader attaches and goes online */
+	start();
+	daemon_fini();
+	int go[2], ready[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shm_map m;
+		char err[256], c;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (shm_attach_reader(shm, &m, err, sizeof(err)))
+			_exit(2);
+		struct rtable_reader rd;
+		rtable_reader_init(&rd, &m, shm_lcore_at(&m, 0));
+		rtable_reader_online(&rd, (uint32_t)getpid(), 0);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(3);
+		/* never quiescent again until told to go */
+		if (read(go[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	char c;
+	cr_assert_eq(read(ready[0], &c, 1), 1);
+	FILE *f = fopen(list, "w");
+	for (int i = 0; i < 100000; i++)
+		fprintf(f, "s%d@list.test\n", i);
+	fclose(f);
+	global_extra = "list_retry = 1s";
+	write_conf("");
+	start();
+	global_extra = "";
+	cr_assert(dt_flags("list.test") & DT_F_LIST_PARTIAL, "the list could not grow the table");
+	cr_assert_gt(stat_value("stalls"), 0, "refused because the reader held the table");
+	struct core_domain_info d = {.name = "list.test"};
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert_gt(d.list_unpublished, 0);
+	/* the reader goes away: the next try publishes the whole list */
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	waitpid(pid, NULL, 0);
+	for (int i = 0; i < 60 && (dt_flags("list.test") & DT_F_LIST_PARTIAL); i++)
+		spin(100);
+	cr_assert_not(dt_flags("list.test") & DT_F_LIST_PARTIAL, "published whole on a retry");
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert_eq(d.list_unpublished, 0);
+	for (int i = 0; i < 100000; i += 7919) {
+		char a[32];
+		snprintf(a, sizeof(a), "s%d@list.test", i);
+		cr_assert(table_has(a, RT_VALID), "%s", a);
+	}
 }
