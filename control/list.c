@@ -339,6 +339,10 @@ static int read_command(struct reader *r)
 		if (nul < 0 || dup2(nul, 0) < 0 || dup2(p[1], 1) < 0)
 			_exit(126);
 		closefrom(3);
+		/* rcptgated blocks the signals its loop reads: not the command */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		signal(SIGPIPE, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", r->src->command, (char *)NULL);
 		_exit(127);

@@ -5,6 +5,7 @@
  * (sort, membership) and the difference a reload applies.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,12 @@ static const struct cmd_case cmd_cases[] = {
 
 Test(list, command)
 {
+	/* as in rcptgated, whose loop reads these through a signalfd */
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGHUP);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
 	for (size_t i = 0; i < sizeof(cmd_cases) / sizeof(cmd_cases[0]); i++) {
 		const struct cmd_case *c = &cmd_cases[i];
 		struct list_source src = {.domain = "ex.test", .command = c->cmd};
