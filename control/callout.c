@@ -41,6 +41,7 @@ struct callout_pend {
 	uint64_t hash;
 	uint8_t state;
 	uint8_t flags;
+	uint8_t retries;		/* "too many recipients" refusals so far */
 	bool hashed;
 	uint16_t len;
 	uint64_t queued_ms;
@@ -80,6 +81,7 @@ struct sess {
 	unsigned cap, ntx, next_reply, nsent, swallow;
 	struct callout_pend *retry_head, *retry_tail; /* 452'd, back to the queue in order */
 	uint32_t rcpts_total, transactions;
+	unsigned tx_asked, tx_retried;	/* this transaction: RCPTs, 452 4.5.3 answers */
 	/* reply being parsed */
 	char rbuf[CALLOUT_RBUF];
 	size_t rlen;
@@ -842,6 +844,8 @@ static void tx_start(struct sess *s)
 		send_quit(s);
 		return;
 	}
+	s->tx_asked = s->ntx;
+	s->tx_retried = 0;
 	ST(TRANSACTIONS);
 	if (s->transactions++)
 		ST(RSET_REUSE);
@@ -885,6 +889,13 @@ static void requeue_retries(struct sess *s)
 static void tx_done(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
+	/* a transaction that took the whole learned limit without a "too many"
+	 * doubles it, until the configured batch is back */
+	if (!s->verify && d->rcpt_limit && !s->tx_retried && s->tx_asked >= d->rcpt_limit) {
+		d->rcpt_limit *= 2;
+		if (d->rcpt_limit >= d->cfg.batch)
+			d->rcpt_limit = 0;
+	}
 	requeue_retries(s);
 	s->ntx = s->next_reply = 0;
 	if (!s->verify && d->nqueued && !callout_failing_open(d, daemon_now_ms()) &&
@@ -944,8 +955,17 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 	enum classify_result c = classify_reply(CL_RCPT, s->rcode, enh, s->rtext, s->rtext_len,
 					       (const char(*)[12])d->cfg.invalid_codes,
 					       d->cfg.ninvalid_codes);
-	if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY))) {
+	if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY)) &&
+	    p->retries >= CALLOUT_RETRY_MAX) {
+		/* refused as "too many" even in new transactions: a destination
+		 * that says so of one address must not hold the queue forever */
+		ST(RETRY_LIMIT);
+		s->tx_retried++;
+		finish(p, CORE_V_TEMPFAIL, s->rcode, enh, s->rfirst, s->dest, s);
+	} else if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY))) {
 		ST(RETRY_452);
+		p->retries++;
+		s->tx_retried++;
 		unsigned accepted = i;
 		if (accepted == 0)
 			accepted = 1;

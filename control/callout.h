@@ -34,6 +34,7 @@
 #define CALLOUT_TEXT_MAX 512u		/* reply text kept for classification */
 #define CALLOUT_TRANSCRIPT_MAX 16384u	/* verify transcript */
 #define CALLOUT_MAX_SESSIONS 4096u	/* all domains */
+#define CALLOUT_RETRY_MAX 3u		/* "too many recipients" retries of one address */
 
 #define CALLOUT_STATS_LIST(X)                                                           \
 	X(SUBMITTED, "callout_submitted", "addresses submitted for a callout")          \
@@ -55,6 +56,7 @@
 	X(TEMPFAIL, "callout_tempfail", "addresses with a temporary result")            \
 	X(UNVERIFIABLE, "callout_unverifiable", "addresses whose destination refused") \
 	X(RETRY_452, "callout_retry_452", "RCPTs refused as too many, requeued")        \
+	X(RETRY_LIMIT, "callout_retry_limit", "addresses refused as too many CALLOUT_RETRY_MAX times: temporary") \
 	X(PROBES, "callout_accept_all_probes", "accept-all probes sent")                \
 	X(BREAKER_OPENED, "callout_breaker_opened", "circuit breaker openings")         \
 	X(DNS_FAILURES, "callout_dns_failures", "destination lookups that failed")        \

@@ -2,12 +2,21 @@
  * smtpdest.h — a scripted SMTP destination for the control-plane tests: a
  * child process on a loopback port that serves one session, advertises
  * PIPELINING and answers every RCPT with the reply it is given.
+ *
+ * sdest_*: the same destination as a thread that serves any number of
+ * sessions one after the other, with a scripted banner, RCPT replies chosen
+ * by rules (the first rule whose text occurs in the RCPT line), an optional
+ * "too many recipients" limit per transaction, and counters the test reads:
+ * sessions, RCPTs, RCPTs per rule.
  */
 #ifndef RG_TEST_SMTPDEST_H
 #define RG_TEST_SMTPDEST_H
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <string.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -64,6 +73,122 @@ static inline pid_t smtp_dest(unsigned *port, const char *rcpt_reply)
 	}
 	close(lfd);
 	return pid;
+}
+
+#define SDEST_RULES 8
+
+struct sdest_rule {
+	const char *match;	/* occurs in the RCPT line */
+	const char *reply;	/* CRLF-terminated, may be multi-line */
+};
+
+struct sdest {
+	/* script (set before sdest_start) */
+	const char *banner;		/* NULL = "220 dest.example.test ESMTP" */
+	const char *ehlo;		/* NULL = PIPELINING advertised */
+	struct sdest_rule rule[SDEST_RULES];
+	const char *rcpt_default;	/* NULL = "250 2.1.5 Ok" */
+	unsigned tx_limit;		/* > 0: RCPTs past this many per transaction: 452 4.5.3 */
+	unsigned tx_limit_sessions;	/* tx_limit in the first N sessions only (0 = all) */
+	/* state */
+	int lfd;
+	unsigned port;
+	pthread_t thr;
+	/* counters (read with __atomic_load_n) */
+	unsigned sessions, rcpts, hits[SDEST_RULES], too_many;
+};
+
+static inline void sdest_session(struct sdest *d, int fd)
+{
+	char line[1100];
+	size_t len = 0;
+	unsigned tx_rcpts = 0;
+	unsigned sess = __atomic_add_fetch(&d->sessions, 1, __ATOMIC_SEQ_CST);
+	bool limit = d->tx_limit && (!d->tx_limit_sessions || sess <= d->tx_limit_sessions);
+	const char *banner = d->banner ? d->banner : "220 dest.example.test ESMTP\r\n";
+
+	if (send(fd, banner, strlen(banner), MSG_NOSIGNAL) < 0)
+		return;
+	for (;;) {
+		char c;
+		if (recv(fd, &c, 1, 0) != 1)
+			return;
+		if (c != '\n') {
+			if (len < sizeof(line) - 1)
+				line[len++] = c;
+			continue;
+		}
+		line[len] = 0;
+		len = 0;
+		const char *r = "502 5.5.2 Error: command not recognized\r\n";
+		if (!strncasecmp(line, "EHLO", 4))
+			r = d->ehlo ? d->ehlo : "250-dest.example.test\r\n250 PIPELINING\r\n";
+		else if (!strncasecmp(line, "HELO", 4))
+			r = "250 dest.example.test\r\n";
+		else if (!strncasecmp(line, "MAIL", 4)) {
+			tx_rcpts = 0;
+			r = "250 2.1.0 Ok\r\n";
+		} else if (!strncasecmp(line, "RSET", 4)) {
+			tx_rcpts = 0;
+			r = "250 2.0.0 Ok\r\n";
+		} else if (!strncasecmp(line, "QUIT", 4)) {
+			r = "221 2.0.0 Bye\r\n";
+			send(fd, r, strlen(r), MSG_NOSIGNAL);
+			return;
+		} else if (!strncasecmp(line, "RCPT", 4)) {
+			__atomic_add_fetch(&d->rcpts, 1, __ATOMIC_SEQ_CST);
+			r = d->rcpt_default ? d->rcpt_default : "250 2.1.5 Ok\r\n";
+			for (unsigned i = 0; i < SDEST_RULES && d->rule[i].match; i++)
+				if (strstr(line, d->rule[i].match)) {
+					__atomic_add_fetch(&d->hits[i], 1, __ATOMIC_SEQ_CST);
+					r = d->rule[i].reply;
+					break;
+				}
+			if (limit && ++tx_rcpts > d->tx_limit) {
+				__atomic_add_fetch(&d->too_many, 1, __ATOMIC_SEQ_CST);
+				r = "452 4.5.3 Error: too many recipients\r\n";
+			}
+		}
+		if (send(fd, r, strlen(r), MSG_NOSIGNAL) < 0)
+			return;
+	}
+}
+
+static inline void *sdest_main(void *arg)
+{
+	struct sdest *d = arg;
+	for (;;) {
+		int fd = accept(d->lfd, NULL, NULL);
+		if (fd < 0)
+			return NULL;
+		sdest_session(d, fd);
+		close(fd);
+	}
+}
+
+/* Start the thread; d->port gets the port. */
+static inline void sdest_start(struct sdest *d)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	socklen_t sl = sizeof(sin);
+	int one = 1;
+
+	d->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(d->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	cr_assert_eq(bind(d->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	cr_assert_eq(listen(d->lfd, 16), 0);
+	getsockname(d->lfd, (struct sockaddr *)&sin, &sl);
+	d->port = ntohs(sin.sin_port);
+	cr_assert_eq(pthread_create(&d->thr, NULL, sdest_main, d), 0);
+}
+
+/* Stop accepting; returns once the thread is gone (the client side must
+ * have closed its sessions first). */
+static inline void sdest_stop(struct sdest *d)
+{
+	shutdown(d->lfd, SHUT_RDWR);
+	close(d->lfd);
+	pthread_join(d->thr, NULL);
 }
 
 #endif

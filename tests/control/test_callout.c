@@ -31,6 +31,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "dns.h"
+#include "smtpdest.h"
 
 #define MAX_STEPS 24
 #define MAX_ADDRS 4
@@ -626,4 +627,124 @@ Test(callout, chaos_every_address_answered_once, .timeout = 60)
 	cr_assert_gt(callout_stat(CALLOUT_ST_PROTO_ERRORS), 0, "garbage path exercised");
 	engine_stop();
 	close(chaos_lfd);
+}
+
+/* ---- 452: "too many recipients" told apart from a full mailbox ---------- */
+
+static void engine_start_conf(const char *text)
+{
+	char err[256];
+	cr_assert_eq(config_load_string("test.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(daemon_loop_init(), 0);
+	cr_assert_eq(dns_start(), 0);
+	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain};
+	cr_assert_eq(callout_init(&h), 0);
+	cr_assert_eq(callout_configure(&cfg), 0);
+	nresults = 0;
+	domain_changes = 0;
+}
+
+static void dest_conf(char *text, size_t n, unsigned port, unsigned batch)
+{
+	snprintf(text, n,
+		 "[domain q.test]\ndestination = 127.0.0.1:%u\nconnect_timeout = 1s\n"
+		 "greeting_timeout = 1s\ncommand_timeout = 1s\naccept_all_probe = no\n"
+		 "ttl_tempfail = 1s\ndest_max_conns = 1\nbatch = %u\ndest_conn_rate = 1000\n",
+		 port, batch);
+}
+
+static const struct res *result_for(const char *addr)
+{
+	for (unsigned j = 0; j < nresults; j++)
+		if (!strcmp(results[j].addr, addr))
+			return &results[j];
+	return NULL;
+}
+
+static void submit_all(const char *const *addrs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(callout_submit(addrs[i], strlen(addrs[i]), 0, NULL), 0, "submit %s",
+			     addrs[i]);
+}
+
+Test(callout, mailbox_full_452_is_temporary_and_not_retried, .timeout = 30)
+{
+	struct sdest d = {.rule = {{"full@", "452 4.2.2 <full@q.test>: Mailbox full\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	const char *const addrs[] = {"full@q.test", "a@q.test", "b@q.test"};
+	submit_all(addrs, 3);
+	run_until(3, 4000);
+	cr_assert_eq(nresults, 3, "%u results of 3 (RCPTs to full@: %u)", nresults,
+		     __atomic_load_n(&d.hits[0], __ATOMIC_SEQ_CST));
+	cr_assert_eq(result_for("full@q.test")->verdict, CORE_V_TEMPFAIL);
+	cr_assert_eq(result_for("a@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(result_for("b@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(callout_domain("q.test")->rcpt_limit, 0, "a full mailbox is no recipient limit");
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_eq(d.hits[0], 1, "full@ asked %u times", d.hits[0]);
+}
+
+Test(callout, too_many_452_retried_a_bounded_number_of_times, .timeout = 30)
+{
+	/* a destination that answers "too many" even to a lone RCPT */
+	struct sdest d = {.rule = {{"loop@", "452 4.5.3 Error: too many recipients\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	uint64_t limit_before = callout_stat(CALLOUT_ST_RETRY_LIMIT);
+	const char *const addrs[] = {"loop@q.test", "a@q.test", "b@q.test"};
+	submit_all(addrs, 3);
+	run_until(3, 4000);
+	cr_assert_eq(nresults, 3, "%u results of 3 (RCPTs to loop@: %u)", nresults,
+		     __atomic_load_n(&d.hits[0], __ATOMIC_SEQ_CST));
+	cr_assert_eq(result_for("loop@q.test")->verdict, CORE_V_TEMPFAIL);
+	cr_assert_eq(result_for("a@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(result_for("b@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(callout_stat(CALLOUT_ST_RETRY_LIMIT), limit_before + 1);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_leq(d.hits[0], 1 + CALLOUT_RETRY_MAX, "loop@ asked %u times", d.hits[0]);
+	cr_assert_geq(d.hits[0], 2, "retried at least once");
+}
+
+Test(callout, batch_recovers_after_452, .timeout = 30)
+{
+	/* the first session takes two RCPTs per transaction; later ones any number */
+	struct sdest d = {.tx_limit = 2, .tx_limit_sessions = 1};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 8);
+	engine_start_conf(text);
+	static char a1[6][32], a2[16][32];
+	for (unsigned i = 0; i < 6; i++) {
+		snprintf(a1[i], sizeof(a1[i]), "r1-%u@q.test", i);
+		cr_assert_eq(callout_submit(a1[i], strlen(a1[i]), 0, NULL), 0);
+	}
+	run_until(6, 5000);
+	cr_assert_eq(nresults, 6);
+	for (unsigned i = 0; i < 6; i++)
+		cr_assert_eq(results[i].verdict, CORE_V_VALID, "%s", results[i].addr);
+	struct callout_dom *dom = callout_domain("q.test");
+	cr_assert(dom->rcpt_limit > 0 && dom->rcpt_limit < 8, "lowered by the 452s: %u",
+		  dom->rcpt_limit);
+	cr_assert_gt(__atomic_load_n(&d.too_many, __ATOMIC_SEQ_CST), 0);
+	for (int i = 0; i < 200 && callout_nsessions(); i++)
+		daemon_loop_once(10);
+	nresults = 0;
+	for (unsigned i = 0; i < 16; i++) {
+		snprintf(a2[i], sizeof(a2[i]), "r2-%u@q.test", i);
+		cr_assert_eq(callout_submit(a2[i], strlen(a2[i]), 0, NULL), 0);
+	}
+	run_until(16, 5000);
+	cr_assert_eq(nresults, 16);
+	cr_assert_eq(dom->rcpt_limit, 0, "the batch recovers once 452s stop: limit %u",
+		     dom->rcpt_limit);
+	engine_stop();
+	sdest_stop(&d);
 }
