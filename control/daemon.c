@@ -61,6 +61,7 @@
 	X(STORED, "verdicts_stored", "verdicts written to the store")                   \
 	X(KEPT, "verdicts_kept", "failed probes that left a cached verdict in place")   \
 	X(STORE_ERRORS, "store_errors", "store writes or commits that failed")          \
+	X(NOT_DURABLE, "verdicts_not_durable", "verdicts not published: their store transaction failed") \
 	X(PUBLISHED, "verdicts_published", "verdicts written to the shared table")      \
 	X(PUBLISH_ERRORS, "publish_errors", "table writes that failed (table full)")    \
 	X(REFRESHES, "refreshes", "background re-checks started")                       \
@@ -134,6 +135,7 @@ struct pubq_ent {
 	bool del;
 	uint8_t verdict, source, flags;
 	uint64_t expiry;
+	uint64_t txn;		/* store transaction that holds it */
 };
 
 static struct {
@@ -435,6 +437,7 @@ static int pubq_add(const char *addr, size_t len, bool del, uint8_t verdict, uin
 	e->source = source;
 	e->flags = flags;
 	e->expiry = expiry;
+	e->txn = store_txn(dm.store);
 	return 0;
 }
 
@@ -449,6 +452,12 @@ static void pubq_flush(void)
 	}
 	for (size_t i = 0; i < dm.npq; i++) {
 		struct pubq_ent *e = &dm.pq[i];
+		/* only what a restart will find goes to the table (a failed write
+		 * aborts the whole transaction, earlier verdicts of it included) */
+		if (dm.store && !store_durable(dm.store, e->txn)) {
+			CS(NOT_DURABLE);
+			continue;
+		}
 		int r = e->del ? publish_del(&dm.pub, e->addr, e->len)
 			       : put_retry(e->addr, e->len, e->verdict, e->source, e->flags, e->expiry);
 		if (!e->del) {

@@ -26,6 +26,7 @@
 #include "rtable.h"
 #include "spsc.h"
 #include "stats.h"
+#include "store.h"
 
 /* ---- a loopback SMTP responder: local parts starting "no" do not exist */
 
@@ -634,4 +635,74 @@ Test(daemon, events_logged_and_harvest_hook)
 			      "from=<s@c.test.x> to=<nobody@dm.test> proto=ESMTP helo=<client.test>"),
 		  "%s", buf);
 	cr_assert(strstr(buf, "harvest: client unknown[198.18.0.44]"), "%s", buf);
+}
+/* Fills the store at path (map_mb) until not one more record fits; returns
+ * the number of records written. */
+static unsigned fill(struct store *s, const char *prefix)
+{
+	unsigned n = 0;
+	for (unsigned chunk = 1000; chunk >= 1; chunk /= 10) {
+		for (;;) {
+			int r = 0;
+			for (unsigned i = 0; i < chunk && !r; i++) {
+				char a[64];
+				snprintf(a, sizeof(a), "%s%07u@fill.test", prefix, n + i);
+				struct store_rec x = {.version = STORE_REC_VERSION, .verdict = RT_VALID,
+							  .source = RT_SRC_CALLOUT, .updated = 1800000000,
+							  .expiry = 4000000000u};
+				snprintf(x.reply, sizeof(x.reply), "250 2.1.5 Ok, a reply text long enough to take room");
+				r = store_put(s, a, strlen(a), &x);
+			}
+			if (!r)
+				r = store_commit(s);
+			if (r) {
+				store_commit(s); /* drop what is left of the failed chunk */
+				break;
+			}
+			n += chunk;
+		}
+	}
+	return n;
+}
+
+/* The turn's verdicts are published only if the store commit made them
+ * durable: with a store too full for them, none is in the table without
+ * being in the store. */
+Test(daemon, full_store_publishes_nothing_it_could_not_commit)
+{
+	char err[256], sp[160];
+	struct store *s;
+	snprintf(sp, sizeof(sp), "%s/store", dir);
+	cr_assert_eq(store_open(&s, sp, 16, err, sizeof(err)), 0, "%s", err);
+	unsigned filled = fill(s, "f");
+	/* a little room: a few pages free, much less than the verdicts below need */
+	for (unsigned i = 0; i < 150; i++) {
+		char a[64];
+		snprintf(a, sizeof(a), "f%07u@fill.test", i);
+		cr_assert_eq(store_del(s, a, strlen(a)), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	cr_assert_gt(filled, 1000);
+	global_extra = "store_map_mb = 16\n";
+	write_conf("");
+	start();
+	global_extra = "";
+	enum { N = 400 };
+	static char addrs[N][40];
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "user%03u@dm.test", i);
+		push_miss(addrs[i]);
+	}
+	spin(3000);
+	unsigned in_table = 0, in_store = 0;
+	for (unsigned i = 0; i < N; i++) {
+		struct core_lookup l;
+		lookup_verdict(addrs[i], &l);
+		in_table += l.in_table;
+		in_store += l.in_store;
+		cr_assert(!l.in_table || l.in_store, "%s published but not in the store", addrs[i]);
+	}
+	cr_assert_lt(in_store, N, "the store was full for some (%u stored)", in_store);
+	cr_log_info("full store: %u of %u stored, %u published", in_store, N, in_table);
 }
