@@ -31,6 +31,7 @@
 #include "dtable.h"
 #include "khash.h"
 #include "log.h"
+#include "text.h"
 
 enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD };
 
@@ -515,8 +516,11 @@ static void transcript(struct sess *s, const char *who, const char *line, size_t
 {
 	if (!s->verify || !s->tbuf)
 		return;
+	/* a destination's text goes to an operator's terminal: cleaned */
+	char safe[TEXT_CLEAN_MAX(CALLOUT_LINE_MAX)];
+	size_t sl = text_clean(safe, sizeof(safe), line, n, 0);
 	size_t room = CALLOUT_TRANSCRIPT_MAX - 1 - s->tlen;
-	size_t need = strlen(who) + n + 1;
+	size_t need = strlen(who) + sl + 1;
 	if (need > room) {
 		if (!s->tcut)
 			ST(TRANSCRIPT_CUT);
@@ -525,8 +529,8 @@ static void transcript(struct sess *s, const char *who, const char *line, size_t
 	}
 	memcpy(s->tbuf + s->tlen, who, strlen(who));
 	s->tlen += strlen(who);
-	memcpy(s->tbuf + s->tlen, line, n);
-	s->tlen += n;
+	memcpy(s->tbuf + s->tlen, safe, sl);
+	s->tlen += sl;
 	s->tbuf[s->tlen++] = '\n';
 	s->tbuf[s->tlen] = 0;
 }
@@ -1188,9 +1192,8 @@ static int parse_lines(struct sess *s)
 			s->rtext_len = 0;
 			s->saw_pipelining = false;
 			s->saw_smtputf8 = false;
-			size_t fl = n < sizeof(s->rfirst) - 1 ? n : sizeof(s->rfirst) - 1;
-			memcpy(s->rfirst, line, fl);
-			s->rfirst[fl] = 0;
+			/* kept for logs, the store and rcptctl: cleaned once here */
+			text_clean(s->rfirst, sizeof(s->rfirst), line, n, 0);
 		} else if (code != s->rcode) {
 			ST(PROTO_ERRORS);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "inconsistent multi-line reply");

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "text.h"
+
 static struct {
 	bool to_stderr;
 	uint32_t rate;
@@ -57,13 +59,18 @@ void log_close(void)
 	closelog();
 }
 
+/* Every line is cleaned as a whole (text.h): whatever a message quotes (a
+ * destination's reply, an address, a HELO name), one call is one line and
+ * nothing in it drives a terminal. */
 static void vout(int prio, const char *fmt, va_list ap)
 {
-	char line[2048];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	syslog(prio, "%s", line);
+	char line[2048], safe[TEXT_CLEAN_MAX(2048)];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+	text_clean(safe, sizeof(safe), line, len, 0);
+	syslog(prio, "%s", safe);
 	if (lg.to_stderr)
-		fprintf(stderr, "%s: %s\n", lg.ident[0] ? lg.ident : "rcptgated", line);
+		fprintf(stderr, "%s: %s\n", lg.ident[0] ? lg.ident : "rcptgated", safe);
 }
 
 void log_msg(int prio, const char *fmt, ...)

@@ -150,6 +150,7 @@ static void server_start(struct server *sv, const struct script_case *sc)
 struct res {
 	char addr[RG_ADDR_MAX + 1];
 	int verdict;
+	char reply[CALLOUT_TEXT_MAX];
 	char transcript[CALLOUT_TRANSCRIPT_MAX];
 	unsigned waiters;
 };
@@ -167,6 +168,7 @@ static void on_result(const struct callout_result *r, void *arg)
 	struct res *x = &results[nresults++];
 	snprintf(x->addr, sizeof(x->addr), "%s", r->addr);
 	x->verdict = r->verdict;
+	snprintf(x->reply, sizeof(x->reply), "%s", r->reply);
 	if (r->transcript)
 		snprintf(x->transcript, sizeof(x->transcript), "%.*s", (int)r->transcript_len,
 			 r->transcript);
@@ -745,6 +747,39 @@ Test(callout, batch_recovers_after_452, .timeout = 30)
 	cr_assert_eq(nresults, 16);
 	cr_assert_eq(dom->rcpt_limit, 0, "the batch recovers once 452s stop: limit %u",
 		     dom->rcpt_limit);
+	engine_stop();
+	sdest_stop(&d);
+}
+
+/* ---- reply text is cleaned before anyone logs, stores or prints it ------ */
+
+static void assert_clean(const char *what, const char *t, bool nl_ok)
+{
+	for (const char *p = t; *p; p++)
+		cr_assert(((unsigned char)*p >= 0x20 && *p != 0x7f) || (nl_ok && *p == '\n'),
+			  "%s: byte 0x%02x in [%s]", what, (unsigned char)*p, t);
+}
+
+Test(callout, reply_text_cleaned, .timeout = 30)
+{
+	struct sdest d = {.rule = {{"evil@", "550 5.1.1 <evil@q.test>: User unknown\rrcptgated[1]: "
+					      "forged \x1b[31mred\x1b[0m\x7f\x01\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("evil@q.test", 11, CALLOUT_F_VERIFY, NULL), 0);
+	cr_assert_eq(callout_submit("x-evil@q.test", 13, 0, NULL), 0);
+	run_until(2, 4000);
+	cr_assert_eq(nresults, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		cr_assert_eq(results[i].verdict, CORE_V_INVALID);
+		assert_clean("reply", results[i].reply, false);
+		cr_assert(strstr(results[i].reply, "\\x0drcptgated[1]: forged \\x1b[31mred"), "%s",
+			  results[i].reply);
+		assert_clean("transcript", results[i].transcript, true);
+	}
+	cr_assert(strstr(result_for("evil@q.test")->transcript, "S: 550 5.1.1"));
 	engine_stop();
 	sdest_stop(&d);
 }

@@ -557,6 +557,74 @@ Test(ctl, verify_prints_transcript_and_verdict)
 	stop();
 }
 
+/* Runs rcptctl (RG_RCPTCTL) with args against the test's socket while the
+ * loop is pumped; its stdout into out.  Returns its exit code. */
+static int rcptctl_run(char *const args[], char *out, size_t outlen)
+{
+	const char *bin = getenv("RG_RCPTCTL");
+	int p[2], ws;
+	size_t have = 0;
+	pid_t pid;
+
+	cr_assert_not_null(bin, "RG_RCPTCTL not set");
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char *argv[12] = {(char *)bin, "--socket", sock_path};
+		int i = 3;
+		for (int j = 0; args[j] && i < 11; j++)
+			argv[i++] = args[j];
+		argv[i] = NULL;
+		dup2(p[1], 1);
+		close(p[0]);
+		alarm(20);
+		execv(bin, argv);
+		_exit(127);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		ssize_t r = read(p[0], out + have, outlen - 1 - have);
+		if (r > 0) {
+			have += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			break;
+		daemon_loop_once(5);
+	}
+	out[have] = 0;
+	close(p[0]);
+	while (waitpid(pid, &ws, WNOHANG) == 0)
+		daemon_loop_once(5);
+	cr_assert(WIFEXITED(ws));
+	return WEXITSTATUS(ws);
+}
+
+/* A destination's reply text reaches the operator's terminal harmless. */
+Test(ctl, rcptctl_verify_output_has_no_control_characters)
+{
+	char *out = calloc(1, 65536);
+	unsigned port;
+	pid_t dest = smtp_dest(&port, "550 5.1.1 <bob@example.test>: User unknown\x1b]0;owned\x07"
+				       "\x1b[2J\rforged\x7f\r\n");
+	char *const args[] = {"verify", "bob@example.test", NULL};
+	int rc, ws;
+
+	start(NULL, port);
+	rc = rcptctl_run(args, out, 65536);
+	cr_expect_eq(rc, 1, "invalid: exit 1 (%d)\n%s", rc, out);
+	cr_assert(strstr(out, "User unknown"), "%s", out);
+	for (const char *q = out; *q; q++)
+		cr_assert(((unsigned char)*q >= 0x20 && *q != 0x7f) || *q == '\n',
+			  "byte 0x%02x in rcptctl's output:\n%s", (unsigned char)*q, out);
+	kill(dest, SIGTERM);
+	waitpid(dest, &ws, 0);
+	free(out);
+	stop();
+}
+
 Test(ctl, verify_caller_gone_is_cancelled)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
 #include <regex.h>
 #include <string.h>
 
@@ -100,4 +102,25 @@ Test(log, rate_limit_summarises)
 	cr_assert(log_kind(LOG_K_GENERAL, LOG_INFO, "general lines are never limited"));
 	cr_assert(log_kind(LOG_K_CALLOUT, LOG_INFO, "other kinds have their own budget"));
 	log_close();
+}
+
+/* Reply text from a destination may carry CR, LF, ESC: one log call is one
+ * line, with nothing in it a terminal would act on. */
+Test(log, control_characters_never_reach_the_line, .init = cr_redirect_stderr)
+{
+	log_init("rgtest", LOG_LOCAL7, true, 100);
+	log_msg(LOG_INFO, "callout: <a@b.test>: invalid: %s",
+		"550 5.1.1 no\r\nrcptgated[1]: forged line \x1b[31mred\x1b[0m\x7f");
+	log_close();
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	cr_assert_gt(n, 0);
+	cr_assert_eq(strchr(buf, '\n'), buf + n - 1, "one line: [%s]", buf);
+	for (size_t i = 0; i + 1 < n; i++)
+		cr_assert(buf[i] >= 0x20 && buf[i] != 0x7f, "byte %u at %zu: [%s]",
+			  (unsigned char)buf[i], i, buf);
+	cr_assert(strstr(buf, "\\x0d\\x0arcptgated[1]: forged line \\x1b[31mred"), "[%s]", buf);
 }
