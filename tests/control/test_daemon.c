@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -705,4 +707,61 @@ Test(daemon, full_store_publishes_nothing_it_could_not_commit)
 	}
 	cr_assert_lt(in_store, N, "the store was full for some (%u stored)", in_store);
 	cr_log_info("full store: %u of %u stored, %u published", in_store, N, in_table);
+}
+
+/* A second rcptgated on the same store is refused at start, with a message
+ * naming the first; the first's control socket is left alone. */
+Test(daemon, second_daemon_on_one_store_refused)
+{
+	const char *bin = getenv("RG_RCPTGATED");
+	cr_assert_not_null(bin, "RG_RCPTGATED not set");
+	start();
+	char ctlsock[200];
+	struct stat st0, st1;
+	snprintf(ctlsock, sizeof(ctlsock), "%s/ctl.sock", dir);
+	cr_assert_eq(stat(ctlsock, &st0), 0);
+	/* the same store, its own control socket (and shared memory) */
+	char conf2[200], text[8192], *q;
+	snprintf(conf2, sizeof(conf2), "%s/second.conf", dir);
+	FILE *cf = fopen(conf, "r");
+	size_t tl = fread(text, 1, sizeof(text) - 1, cf);
+	fclose(cf);
+	text[tl] = 0;
+	cr_assert_not_null((q = strstr(text, "/ctl.sock")));
+	memcpy(q, "/ct2.sock", 9);
+	cr_assert_not_null((q = strstr(text, "shm_path = ")));
+	cr_assert_not_null((q = strstr(q, "-daemon-")));
+	memcpy(q, "-dae2on-", 8);
+	cf = fopen(conf2, "w");
+	fputs(text, cf);
+	fclose(cf);
+	char errp[200];
+	snprintf(errp, sizeof(errp), "%s/second.err", dir);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		freopen(errp, "w", stderr);
+		alarm(10);
+		execl(bin, bin, "-c", conf2, "-e", (char *)NULL);
+		_exit(127);
+	}
+	int ws;
+	while (waitpid(pid, &ws, WNOHANG) == 0)
+		spin(5);
+	cr_assert(WIFEXITED(ws));
+	cr_assert_eq(WEXITSTATUS(ws), 1, "the second rcptgated exits 1");
+	char msg[1024] = "";
+	FILE *f = fopen(errp, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(msg, 1, sizeof(msg) - 1, f);
+	msg[n] = 0;
+	fclose(f);
+	char want[64];
+	snprintf(want, sizeof(want), "in use by another rcptgated (pid %d)", (int)getpid());
+	cr_assert(strstr(msg, want), "stderr: %s", msg);
+	/* the first still serves, on the same socket */
+	cr_assert_eq(stat(ctlsock, &st1), 0);
+	cr_assert_eq(st0.st_ino, st1.st_ino, "the control socket was not replaced");
+	char err[256];
+	cr_assert_eq(core_set("still@dm.test", true, 0, err, sizeof(err)), 0, "%s", err);
 }
