@@ -20,10 +20,24 @@
 
 #define CONFIG_MAX_DOMAINS 4096u
 #define CONFIG_MAX_DESTS 8u	/* host:port entries per domain */
-#define CONFIG_MAX_UIDS 16u	/* control_uids entries */
+#define CONFIG_MAX_UIDS 16u	/* control_admins / control_readers entries */
+#define CONFIG_MAX_ALLOW 32u	/* policy_allow prefixes */
+#define CONFIG_LINE_MAX 197u	/* characters of one line (inih's 200-octet buffer) */
 #define CONFIG_MAX_CODES 8u	/* invalid_codes entries */
 #define CONFIG_PATH_MAX 256u
 #define CONFIG_HOST_MAX 256u
+
+/* A uid, or a group (gid) whose members (primary or supplementary) match. */
+struct config_principal {
+	uint32_t id;
+	bool group;
+};
+
+struct config_cidr {
+	int family;		/* AF_INET or AF_INET6 */
+	unsigned plen;
+	uint8_t addr[16];
+};
 
 struct config_dest {
 	char host[CONFIG_HOST_MAX];	/* name or address literal (no brackets) */
@@ -41,7 +55,8 @@ struct config_dom {
 	uint8_t miss_policy;		/* enum dtable_miss */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
-	char mail_from[RG_ADDR_MAX + 1];/* probe sender, "" = the null path <> */
+	char mail_from[RG_ADDR_MAX + 1];/* probe sender "local@domain" (checked as an
+					 * RFC 5321 path), "" = the null path <> */
 	char helo_name[CONFIG_HOST_MAX];
 	uint32_t harvest_threshold;	/* published in the domain table; 0 = global */
 
@@ -97,14 +112,22 @@ struct config {
 
 	/* control socket (ctl module) */
 	char control_socket[CONFIG_PATH_MAX];
-	uint32_t control_uids[CONFIG_MAX_UIDS];
-	unsigned ncontrol_uids;
+	/* every verb (root always); control_uids is an older name of it */
+	struct config_principal control_admins[CONFIG_MAX_UIDS];
+	unsigned ncontrol_admins;
+	/* the read-only verbs: status, stats, lookup, domains, blocks */
+	struct config_principal control_readers[CONFIG_MAX_UIDS];
+	unsigned ncontrol_readers;
 	uint32_t control_max_clients;
 
 	/* policy service (policy module); "" = off; "host:port" or a unix path */
 	char policy_listen[CONFIG_PATH_MAX];
 	uint32_t policy_timeout_ms;	/* wait for a callout before answering */
 	uint32_t policy_max_clients;
+	uint32_t policy_socket_mode;	/* Unix listener's file mode */
+	int32_t policy_socket_gid;	/* ... and group; -1 = the daemon's */
+	struct config_cidr policy_allow[CONFIG_MAX_ALLOW]; /* TCP clients allowed */
+	unsigned npolicy_allow;
 
 	/* XDP maps and blocking (xdp module) */
 	char xdp_pin_dir[CONFIG_PATH_MAX];

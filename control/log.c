@@ -31,7 +31,7 @@ static struct {
 } lg = {.rate = 200};
 
 static const char *const kind_names[LOG_K__COUNT] = {"general", "reject", "callout",
-						      "harvest"};
+						      "harvest", "client"};
 
 static uint64_t mono_ms(void)
 {
