@@ -426,6 +426,8 @@ Test(policy_reply, buffer_too_small)
 #include <unistd.h>
 
 #include "daemon.h"
+#include "log.h"
+#include <arpa/inet.h>
 
 #define WAIT_MS 5000
 #define POLICY_TIMEOUT_MS 300
@@ -712,7 +714,7 @@ Test(policy_server, unix_socket_listener)
 
 	srv_start(NULL, 0);
 	cr_assert_eq(stat(unix_path, &st), 0);
-	cr_expect_eq(st.st_mode & 0777, POLICY_UNIX_MODE);
+	cr_expect_eq(st.st_mode & 0777, 0660);
 	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
 	fd = unix_client();
 	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
@@ -720,6 +722,73 @@ Test(policy_server, unix_socket_listener)
 	cr_assert_not_null(a);
 	cr_expect_str_eq(a, A550);
 	close(fd);
+	free(rx);
+	srv_stop();
+}
+
+/* The Unix socket is for the local MTA only: 0660 unless configured, in
+ * the group the configuration names. */
+Test(policy_server, unix_socket_mode_and_group)
+{
+	struct stat st;
+
+	srv_start(NULL, 0);
+	cr_assert_eq(stat(unix_path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0660, "default mode %o", st.st_mode & 0777);
+	srv_stop();
+	srv_start("policy_socket_mode = 0620\npolicy_socket_group = nogroup", 0);
+	cr_assert_eq(stat(unix_path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0620, "configured mode %o", st.st_mode & 0777);
+	cr_expect_eq(st.st_gid, 65534, "configured group %u", (unsigned)st.st_gid);
+	srv_stop();
+}
+
+/* A TCP client whose address policy_allow does not list is closed at once
+ * (counted); its refusals are logged, rate-limited. */
+static int tcp_client_from(const char *src)
+{
+	struct sockaddr_in me = {.sin_family = AF_INET};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001),
+				  .sin_port = htons(policy_listen_port(0))};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, src, &me.sin_addr);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0, "bind %s", src);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
+		     strerror(errno));
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+}
+
+Test(policy_server, tcp_client_outside_policy_allow_refused)
+{
+	struct rx *rx = calloc(1, sizeof(*rx));
+	char err[128];
+	int fd;
+
+	srv_start("policy_allow = 127.0.0.1/32, 2001:2::/48\nlog_rate = 3", 0);
+	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
+	fd = tcp_client_from("127.0.0.2");
+	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
+	cr_expect_null(answer(fd, rx, NULL), "a client outside policy_allow gets no answer");
+	close(fd);
+	cr_expect_eq(policy_stat(POLICY_ST_DENIED), 1);
+	/* the allowed address is served */
+	rx->have = 0;
+	fd = tcp_client_from("127.0.0.1");
+	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
+	cr_expect_str_eq(answer(fd, rx, NULL), A550);
+	close(fd);
+	/* a flood of refused connections: counted, logged within log_rate */
+	uint64_t before = log_suppressed(LOG_K_CLIENT);
+	for (int i = 0; i < 40; i++) {
+		fd = tcp_client_from("127.0.0.2");
+		pump(2);
+		close(fd);
+	}
+	pump(50);
+	cr_expect_eq(policy_stat(POLICY_ST_DENIED), 41);
+	cr_expect_gt(log_suppressed(LOG_K_CLIENT), before, "refusal lines are rate-limited");
 	free(rx);
 	srv_stop();
 }
