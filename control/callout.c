@@ -92,6 +92,8 @@ struct sess {
 	size_t rtext_len;
 	char rfirst[256];		/* first line, for reports */
 	bool saw_pipelining, saw_smtputf8;	/* EHLO keywords seen */
+	uint16_t greet5xx;			/* a destination refused us at greeting */
+	char greet5xx_text[256];
 	bool smtputf8;				/* the server takes UTF-8 addresses */
 	/* output */
 	char *wbuf;
@@ -1022,6 +1024,33 @@ static bool has_keyword(const char *t, size_t n, const char *kw)
 	return n == m || t[m] == ' ';
 }
 
+/* The destination did not greet (4xx/5xx banner, timeout, closed): the
+ * session moves on to the next destination of the round (Postfix's
+ * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
+ * failed is the round over: unverifiable if one of them refused us with a
+ * 5xx, else temporary (a breaker failure). */
+static void greeting_failed(struct sess *s, const char *why)
+{
+	struct callout_dom *d = s->dom;
+	char prev[192];
+	snprintf(prev, sizeof(prev), "%s", s->dest);
+	if (connect_next(s) == 0) {
+		ST(GREETING_NEXT);
+		log_kind(LOG_K_CALLOUT, LOG_NOTICE, "callout: %s: %s did not greet (%s): trying %s",
+			 d->cfg.name, prev, why, s->dest);
+		return;
+	}
+	if (s->greet5xx) {
+		s->ehlo_ok = true; /* the hosts answer: not a breaker failure */
+		fail_tx(s, CORE_V_UNVERIFIABLE, s->greet5xx, "", s->greet5xx_text);
+		if (!s->verify)
+			mark_unverifiable(d, s->greet5xx, s->greet5xx_text);
+		sess_close(s, false);
+		return;
+	}
+	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, why);
+}
+
 /* A complete reply is in s->rcode/rtext. */
 static void on_reply(struct sess *s)
 {
@@ -1041,15 +1070,11 @@ static void on_reply(struct sess *s)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
 			return;
 		}
-		if (c == CL_UNVERIFIABLE) {
-			s->ehlo_ok = true; /* the host answers: not a breaker failure */
-			fail_tx(s, CORE_V_UNVERIFIABLE, s->rcode, enh, s->rfirst);
-			if (!s->verify)
-				mark_unverifiable(d, s->rcode, s->rfirst);
-			sess_close(s, false);
-			return;
+		if (c == CL_UNVERIFIABLE && !s->greet5xx) {
+			s->greet5xx = s->rcode;
+			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text), "%s", s->rfirst);
 		}
-		sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
+		greeting_failed(s, s->rfirst);
 		return;
 	case S_EHLO:
 		if (cls == 5) {
@@ -1228,6 +1253,8 @@ static int parse_lines(struct sess *s)
 		on_reply(s);
 		if (s->dead)
 			return -1;
+		if (s->state == S_CONNECT)
+			return 0; /* on to the next destination: the rest was the old one's */
 	}
 	if (off) {
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
@@ -1260,7 +1287,6 @@ static void on_connected(struct sess *s)
 static void on_io(int fd, uint32_t events, void *arg)
 {
 	struct sess *s = arg;
-	(void)fd;
 	if (s->dead)
 		return;
 	if (s->state == S_CONNECT) {
@@ -1293,13 +1319,15 @@ static void on_io(int fd, uint32_t events, void *arg)
 			if (n == 0) {
 				if (s->state == S_QUIT)
 					sess_close(s, true);
+				else if (s->state == S_GREETING)
+					greeting_failed(s, "connection closed before the greeting");
 				else
 					sess_fail(s, CORE_V_TEMPFAIL, 0, "connection closed by server");
 				return;
 			}
 			s->rlen += (size_t)n;
-			if (parse_lines(s))
-				return;
+			if (parse_lines(s) || s->fd != fd || s->state == S_CONNECT)
+				return; /* ended, or moved on to the next destination */
 		}
 	}
 }
@@ -1312,6 +1340,9 @@ static int connect_next(struct sess *s)
 		close(s->fd);
 		s->fd = -1;
 	}
+	s->rlen = 0;
+	s->rlines = 0;
+	s->wlen = s->woff = 0;
 	if (d->dest.n == 0 || s->tries >= d->dest.n)
 		return -EHOSTUNREACH;
 	s->target = (d->dest_cursor + s->tries) % d->dest.n;
@@ -1585,6 +1616,10 @@ static void timeouts(uint64_t now)
 			s->dom->connect_failures++;
 			if (now < s->end_ms && connect_next(s) == 0)
 				continue;
+		}
+		if (s->state == S_GREETING && now < s->end_ms) {
+			greeting_failed(s, why);
+			continue;
 		}
 		if (s->state == S_QUIT) {
 			sess_close(s, true);

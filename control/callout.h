@@ -45,6 +45,7 @@
 	X(SESSIONS, "callout_sessions", "sessions opened")                              \
 	X(SESSIONS_FAILED, "callout_sessions_failed", "sessions that failed before MAIL") \
 	X(CONNECT_FAILED, "callout_connect_failed", "connection attempts that failed")  \
+	X(GREETING_NEXT, "callout_greeting_next", "failed greetings that moved the session to the next destination") \
 	X(TIMEOUTS, "callout_timeouts", "connect/reply timeouts")                       \
 	X(PROTO_ERRORS, "callout_proto_errors", "malformed replies")                    \
 	X(LINE_TOO_LONG, "callout_line_too_long", "reply lines over CALLOUT_LINE_MAX")  \

@@ -783,3 +783,61 @@ Test(callout, reply_text_cleaned, .timeout = 30)
 	engine_stop();
 	sdest_stop(&d);
 }
+
+/* ---- a failing greeting moves to the next destination ------------------ */
+
+static void two_dest_conf(char *text, size_t n, unsigned p1, unsigned p2)
+{
+	snprintf(text, n,
+		 "[domain q.test]\ndestination = 127.0.0.1:%u, 127.0.0.1:%u\nconnect_timeout = 1s\n"
+		 "greeting_timeout = 1s\ncommand_timeout = 1s\naccept_all_probe = no\n"
+		 "ttl_tempfail = 1s\ndest_max_conns = 1\nbreaker_failures = 100\n", p1, p2);
+}
+
+struct greet_case {
+	char name[48];
+	char banner1[80], banner2[80];
+	int want, want_health;
+	bool second_used;
+};
+
+static const struct greet_case greet_cases[] = {
+	{"554 banner, backup works", "554 5.7.1 no callouts from you\r\n", "", CORE_V_VALID,
+	 CORE_H_OK, true},
+	{"421 banner, backup works", "421 4.3.2 busy, try later\r\n", "", CORE_V_VALID, CORE_H_OK,
+	 true},
+	{"both 554", "554 5.7.1 no\r\n", "554 5.7.1 no either\r\n", CORE_V_UNVERIFIABLE,
+	 CORE_H_UNVERIFIABLE, true},
+	{"554 then 421", "554 5.7.1 no\r\n", "421 4.3.2 busy\r\n", CORE_V_UNVERIFIABLE,
+	 CORE_H_UNVERIFIABLE, true},
+	{"first works", "", "554 5.7.1 never asked\r\n", CORE_V_VALID, CORE_H_OK, false},
+};
+
+ParameterizedTestParameters(callout, greeting_failover)
+{
+	return cr_make_param_array(struct greet_case, greet_cases,
+				   sizeof(greet_cases) / sizeof(greet_cases[0]));
+}
+
+ParameterizedTest(const struct greet_case *c, callout, greeting_failover, .timeout = 30)
+{
+	struct sdest d1 = {.banner = c->banner1[0] ? c->banner1 : NULL};
+	struct sdest d2 = {.banner = c->banner2[0] ? c->banner2 : NULL};
+	char text[1024];
+	sdest_start(&d1);
+	sdest_start(&d2);
+	two_dest_conf(text, sizeof(text), d1.port, d2.port);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1, "%s", c->name);
+	cr_assert_eq(results[0].verdict, c->want, "%s: %s", c->name,
+		     core_verdict_name(results[0].verdict));
+	cr_assert_eq(callout_domain("q.test")->health, c->want_health, "%s: health %s", c->name,
+		     core_health_name(callout_domain("q.test")->health));
+	engine_stop();
+	sdest_stop(&d1);
+	sdest_stop(&d2);
+	cr_assert_eq(d1.sessions, 1, "%s", c->name);
+	cr_assert_eq(d2.sessions, c->second_used ? 1u : 0u, "%s", c->name);
+}
