@@ -27,6 +27,8 @@ enum msg_event_type {
 	MSG_EV_REJECT = 1,	/* RCPT answered 550 5.1.1 by the data plane */
 	MSG_EV_DEFER = 2,	/* RCPT answered 450 (miss, defer policy) */
 	MSG_EV_HARVEST = 3,	/* source over the invalid-recipient threshold */
+	MSG_EV_WARN = 4,	/* DT_F_WARN: forwarded; code and count (the MSG_EV_REJECT or
+				 * MSG_EV_DEFER it stands for) say what it would have been */
 };
 
 /* One event: who, what, and the session's identity as Postfix logs it. */

@@ -45,6 +45,8 @@ enum key_type {
 	KT_MS,		/* duration: N[ms|s|m] -> milliseconds */
 	KT_MODE,	/* callout | list | both */
 	KT_MISS,	/* pass | defer */
+	KT_REJCODE,	/* 550 | 450 */
+	KT_ACTION,	/* reject | warn */
 	KT_FACILITY,	/* mail, daemon, local0..7 */
 	KT_DESTS,	/* host[:port][, host[:port]...] | mx */
 	KT_IDS,		/* uid | user | @gid | @group [, ...] */
@@ -157,6 +159,10 @@ static const struct config_key config_keys[] = {
 	 "file of valid recipients, one per line"},
 	{"miss_policy", SC_BOTH, KT_MISS, D(miss_policy), "pass", 0, 0,
 	 "unknown recipient while verifying: pass | defer"},
+	{"reject_code", SC_BOTH, KT_REJCODE, D(reject_code), "550", 0, 0,
+	 "reply to an invalid recipient: 550 (5.1.1) or 450 (4.1.1, the sender retries)"},
+	{"action", SC_BOTH, KT_ACTION, D(action), "reject", 0, 0,
+	 "reject | warn: forward everything, log what would have been refused"},
 	{"case_sensitive", SC_BOTH, KT_BOOL, D(case_sensitive), "no", 0, 0,
 	 "local parts compared as written"},
 	{"mail_from", SC_BOTH, KT_MAILBOX, D(mail_from), "", 0, 0,
@@ -605,6 +611,19 @@ static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, 
 			*dst = DT_MISS_DEFER;
 		else
 			return fail(p, "miss_policy: '%s' is not pass or defer", v);
+		return 1;
+	case KT_REJCODE:
+		if (strcmp(v, "550") && strcmp(v, "450"))
+			return fail(p, "%s: '%s' is not 550 or 450", k->name, v);
+		*(uint16_t *)dst = (uint16_t)atoi(v);
+		return 1;
+	case KT_ACTION:
+		if (!strcasecmp(v, "reject"))
+			*dst = CONFIG_ACTION_REJECT;
+		else if (!strcasecmp(v, "warn"))
+			*dst = CONFIG_ACTION_WARN;
+		else
+			return fail(p, "%s: '%s' is not reject or warn", k->name, v);
 		return 1;
 	case KT_FACILITY:
 		if (parse_facility(v, (int *)dst))

@@ -44,6 +44,11 @@ struct config_dest {
 	uint16_t port;
 };
 
+enum config_action {
+	CONFIG_ACTION_REJECT = 0,	/* refuse invalid recipients */
+	CONFIG_ACTION_WARN = 1,		/* dry run: forward, log what would be refused */
+};
+
 /* Per-domain settings; [global] holds the defaults every domain inherits. */
 struct config_dom {
 	char name[RG_DOMAIN_MAX + 1];	/* lowercased */
@@ -53,6 +58,8 @@ struct config_dom {
 	uint16_t mx_port;		/* port used for MX-derived hosts */
 	uint8_t mode;			/* enum dtable_mode */
 	uint8_t miss_policy;		/* enum dtable_miss */
+	uint8_t action;			/* enum config_action */
+	uint16_t reject_code;		/* 550 or 450 for an invalid recipient */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
 	char mail_from[RG_ADDR_MAX + 1];/* probe sender "local@domain" (checked as an

@@ -233,6 +233,8 @@ struct core_check {
 	uint8_t miss_policy;		/* the domain's enum dtable_miss (managed only) */
 	bool failopen;			/* domain failing open (breaker/unverifiable) */
 	bool from_cache;		/* answered without a callout */
+	bool warn;			/* the domain's action is warn (dry run) */
+	uint16_t reject_code;		/* 550, or 450 (reject_code) */
 };
 typedef void (*core_check_cb)(const struct core_check *res, void *arg);
 

@@ -57,6 +57,7 @@
 	X(MISS_BAD, "miss_bad", "misses whose address did not parse")                   \
 	X(EVENTS, "events", "event records drained")                                    \
 	X(HARVEST, "harvest_events", "harvest reports")                                 \
+	X(WARNINGS, "warnings", "refusals not made (action = warn): forwarded and logged") \
 	X(RING_BAD, "ring_bad_records", "malformed ring records skipped")               \
 	X(STORED, "verdicts_stored", "verdicts written to the store")                   \
 	X(KEPT, "verdicts_kept", "failed probes that left a cached verdict in place")   \
@@ -759,6 +760,10 @@ static void domain_publish(const struct config_dom *c)
 	info.flags = 0;
 	if (c->case_sensitive)
 		info.flags |= DT_F_CASE_SENSITIVE;
+	if (c->action == CONFIG_ACTION_WARN)
+		info.flags |= DT_F_WARN;
+	if (c->reject_code == 450)
+		info.flags |= DT_F_REJECT_450;
 	if (d && d->accept_all)
 		info.flags |= DT_F_ACCEPT_ALL;
 	if (d && callout_failing_open(d, daemon_now_ms()))
@@ -888,6 +893,8 @@ static void on_result(const struct callout_result *r, void *arg)
 				snprintf(c.addr, sizeof(c.addr), "%s", r->addr);
 				c.verdict = r->verdict;
 				c.miss_policy = dc ? dc->miss_policy : DT_MISS_PASS;
+				c.warn = dc && dc->action == CONFIG_ACTION_WARN;
+				c.reject_code = dc ? dc->reject_code : 550;
 				struct callout_dom *d = callout_domain(r->domain);
 				c.failopen = d && callout_failing_open(d, daemon_now_ms());
 				w->ccb(&c, w->arg);
@@ -950,6 +957,8 @@ static void on_event(const struct msg_event *ev, void *arg)
 	(void)arg;
 	CS(EVENTS);
 	log_event(ev);
+	if (ev->type == MSG_EV_WARN)
+		CS(WARNINGS);
 	if (ev->type == MSG_EV_HARVEST) {
 		CS(HARVEST);
 		if (dm.harvest_fn)
@@ -1413,6 +1422,8 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	   "rejection log lines suppressed by log_rate", arg);
 	fn("daemon", "log_suppressed_callout", log_suppressed(LOG_K_CALLOUT),
 	   "callout log lines suppressed by log_rate", arg);
+	fn("daemon", "log_suppressed_client", log_suppressed(LOG_K_CLIENT),
+	   "refused-client log lines suppressed by log_rate", arg);
 	if (!dm.core_ready)
 		return;
 	const struct rtable_writer_stats *ws = &dm.pub.w.st;
@@ -1730,6 +1741,8 @@ int core_check_recipient(const char *in, struct core_check *o, core_check_cb cb,
 		return 0;
 	}
 	o->miss_policy = dc->miss_policy;
+	o->warn = dc->action == CONFIG_ACTION_WARN;
+	o->reject_code = dc->reject_code;
 	struct callout_dom *d = callout_domain(dom);
 	if (list_has(dom, o->addr)) {
 		o->verdict = CORE_V_VALID;

@@ -161,18 +161,25 @@ int log_format_event(const struct msg_event *ev, char *buf, size_t len)
 	char helo_field[272] = "";
 	if (helo[0])
 		snprintf(helo_field, sizeof(helo_field), " helo=<%s>", helo);
-	switch (ev->type) {
-	case MSG_EV_REJECT:
+	/* a warning (action = warn) is the refusal it stands for, logged the
+	 * way Postfix's warn_if_reject logs one */
+	unsigned type = ev->type == MSG_EV_WARN ? ev->count : ev->type;
+	const char *what = ev->type == MSG_EV_WARN ? "reject_warning" : "reject";
+	switch (type) {
+	case MSG_EV_REJECT: {
+		unsigned code = ev->code ? ev->code : 550;
 		return snprintf(buf, len,
-				"NOQUEUE: reject: RCPT from unknown[%s]: %u 5.1.1 <%s>: Recipient "
+				"NOQUEUE: %s: RCPT from unknown[%s]: %u %s <%s>: Recipient "
 				"address rejected: User unknown; from=<%s> to=<%s> proto=ESMTP%s",
-				ip, ev->code ? ev->code : 550, rcpt, from, rcpt, helo_field);
+				what, ip, code, code / 100 == 4 ? "4.1.1" : "5.1.1", rcpt, from, rcpt,
+				helo_field);
+	}
 	case MSG_EV_DEFER:
 		return snprintf(buf, len,
-				"NOQUEUE: reject: RCPT from unknown[%s]: %u 4.7.1 <%s>: Recipient "
+				"NOQUEUE: %s: RCPT from unknown[%s]: %u 4.7.1 <%s>: Recipient "
 				"address rejected: verification in progress; from=<%s> to=<%s> "
 				"proto=ESMTP%s",
-				ip, ev->code ? ev->code : 450, rcpt, from, rcpt, helo_field);
+				what, ip, ev->code ? ev->code : 450, rcpt, from, rcpt, helo_field);
 	case MSG_EV_HARVEST:
 		return snprintf(buf, len,
 				"harvest: client unknown[%s] prefix %s/%u: %u invalid recipients; "

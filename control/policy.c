@@ -228,7 +228,8 @@ int policy_reply(const struct core_check *res, char *out, size_t outlen)
 
 	switch (res->verdict) {
 	case CORE_V_INVALID:
-		a = "action=" POLICY_REJECT_TEXT "\n\n";
+		a = res->reject_code == 450 ? "action=" POLICY_REJECT_450_TEXT "\n\n"
+					    : "action=" POLICY_REJECT_TEXT "\n\n";
 		break;
 	case CORE_V_NONE:
 	case CORE_V_TEMPFAIL:
@@ -240,6 +241,8 @@ int policy_reply(const struct core_check *res, char *out, size_t outlen)
 	default:
 		return policy_reply_dunno(out, outlen);
 	}
+	if (res->warn)
+		return policy_reply_dunno(out, outlen); /* dry run: the caller logs a */
 	n = snprintf(out, outlen, "%s", a);
 	return n < 0 || (size_t)n >= outlen ? -ENOSPC : n;
 }
@@ -352,6 +355,19 @@ static void pconn_send(struct pconn *c, int len)
 
 static void pconn_answer_check(struct pconn *c)
 {
+	if (c->chk.warn) {
+		/* dry run: say what the answer would have been, answer DUNNO */
+		struct core_check real = c->chk;
+		real.warn = false;
+		int n = policy_reply(&real, c->out, sizeof(c->out));
+		if (n > 7 && (c->out[7] == '4' || c->out[7] == '5')) {
+			pol.st[POLICY_ST_WARNED]++;
+			c->out[n - 2] = 0;
+			log_kind(LOG_K_REJECT, LOG_INFO,
+				 "policy: reject_warning: <%s>: would have answered %s (action = warn)",
+				 c->chk.addr, c->out + 7);
+		}
+	}
 	pconn_send(c, policy_reply(&c->chk, c->out, sizeof(c->out)));
 }
 

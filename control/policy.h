@@ -60,6 +60,7 @@
 #define POLICY_BACKLOG 128
 #define POLICY_DEF_PORT_HOST "127.0.0.1"
 #define POLICY_REJECT_TEXT "550 5.1.1 User unknown"
+#define POLICY_REJECT_450_TEXT "450 4.1.1 User unknown"	/* reject_code = 450 */
 #define POLICY_DEFER_TEXT "450 4.7.1 verification in progress"
 
 /* The attributes the service reads; others are skipped. */
@@ -159,6 +160,7 @@ int policy_reply_dunno(char *out, size_t outlen);
 	X(REJECT, "reject", "answered 550 5.1.1")                                   \
 	X(DEFER, "defer", "answered 450 4.7.1")                                     \
 	X(DUNNO, "dunno", "answered DUNNO")                                         \
+	X(WARNED, "warned", "refusals answered DUNNO and logged (action = warn)")   \
 	X(WAITED, "waited", "answers that waited for a callout")                    \
 	X(WAIT_TIMEOUT, "wait_timeout", "callouts not done within policy_timeout_ms") \
 	X(NOT_RCPT, "not_rcpt", "requests for other protocol states")               \

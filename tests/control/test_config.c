@@ -63,6 +63,8 @@ static const struct bad_case bad_cases[] = {
 	{"list mode without list", "[domain a.test]\nmode = list\n", "[domain a.test]: mode list needs a list file"},
 	{"list file missing", "[domain a.test]\nmode = both\nlist = /nonexistent/list.txt\n", "list /nonexistent/list.txt"},
 	{"mail_from without domain", "[domain a.test]\nmail_from = postmaster\n", "t.conf:2: mail_from: 'postmaster' is not a mailbox"},
+	{"bad reject_code", "[domain a.test]\nreject_code = 500\n", "t.conf:2: reject_code: '500' is not 550 or 450"},
+	{"bad action", "[domain a.test]\naction = log\n", "t.conf:2: action: 'log' is not reject or warn"},
 	{"rings not power of two", "[global]\nmiss_ring_slots = 1000\n", "powers of two"},
 };
 
@@ -255,4 +257,24 @@ Test(config, long_line_limit_is_exact)
 	snprintf(text, sizeof(text), "[global]\n; %.*s\nlog_rate = 7\n", 196, ident);
 	cr_assert_lt(config_load_string("l.conf", text, &cfg, err, sizeof(err)), 0);
 	cr_assert(strstr(err, "l.conf:2: line longer than 197 characters"), "%s", err);
+}
+
+Test(config, reject_code_and_action)
+{
+	struct config cfg;
+	char err[512] = "";
+	cr_assert_eq(config_load_string("a.conf",
+					"[global]\nreject_code = 450\n[domain a.test]\n"
+					"[domain b.test]\naction = warn\nreject_code = 550\n",
+					&cfg, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(config_domain(&cfg, "a.test")->reject_code, 450);
+	cr_assert_eq(config_domain(&cfg, "a.test")->action, CONFIG_ACTION_REJECT);
+	cr_assert_eq(config_domain(&cfg, "b.test")->reject_code, 550);
+	cr_assert_eq(config_domain(&cfg, "b.test")->action, CONFIG_ACTION_WARN);
+	config_free(&cfg);
+	cr_assert_eq(config_load_string("d.conf", "[domain c.test]\n", &cfg, err, sizeof(err)), 0);
+	cr_assert_eq(cfg.dom[0].reject_code, 550, "550 unless asked");
+	cr_assert_eq(cfg.dom[0].action, CONFIG_ACTION_REJECT);
+	config_free(&cfg);
 }

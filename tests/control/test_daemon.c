@@ -600,11 +600,11 @@ static void push_event(uint16_t type, const char *rcpt)
 	cr_assert_not_null(ev);
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
-	ev->code = type == MSG_EV_REJECT ? 550 : 421;
+	ev->code = type == MSG_EV_REJECT || type == MSG_EV_WARN ? 550 : 421;
 	ev->family = 4;
 	inet_pton(AF_INET, "198.18.0.44", ev->client_ip);
 	ev->prefix_len = 32;
-	ev->count = 25;
+	ev->count = type == MSG_EV_WARN ? MSG_EV_REJECT : 25;
 	ev->helo_len = 11;
 	memcpy(ev->helo, "client.test", 11);
 	ev->from_len = 10;
@@ -764,4 +764,44 @@ Test(daemon, second_daemon_on_one_store_refused)
 	cr_assert_eq(st0.st_ino, st1.st_ino, "the control socket was not replaced");
 	char err[256];
 	cr_assert_eq(core_set("still@dm.test", true, 0, err, sizeof(err)), 0, "%s", err);
+}
+
+/* reject_code and action reach the data plane as domain flags; the data
+ * plane's would-be refusals in warn mode are logged and counted apart. */
+Test(daemon, soft_and_warn_modes)
+{
+	global_extra = "log_stderr = yes\n";
+	write_conf("[domain soft.test]\ndestination = 127.0.0.1:9\nreject_code = 450\n\n"
+		   "[domain dry.test]\ndestination = 127.0.0.1:9\naction = warn\n");
+	cr_redirect_stderr();
+	start();
+	cr_assert(dt_flags("soft.test") & DT_F_REJECT_450);
+	cr_assert_not(dt_flags("soft.test") & DT_F_WARN);
+	cr_assert(dt_flags("dry.test") & DT_F_WARN);
+	cr_assert_not(dt_flags("dm.test") & (DT_F_WARN | DT_F_REJECT_450));
+	uint64_t rejects = stat_value("events");
+	push_event(MSG_EV_WARN, "ghost@dry.test");
+	spin(100);
+	cr_assert_eq(stat_value("events"), rejects + 1);
+	cr_assert_eq(stat_value("warnings"), 1, "counted apart from refusals");
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char buf[16384];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	cr_assert(strstr(buf, "NOQUEUE: reject_warning: RCPT from unknown[198.18.0.44]: 550 5.1.1 "
+			      "<ghost@dry.test>: Recipient address rejected: User unknown"),
+		  "%s", buf);
+	/* the policy service's view: invalid in warn mode is not refused */
+	char err[256];
+	struct core_check c;
+	uint64_t id;
+	cr_assert_eq(core_set("ghost@dry.test", false, 600, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(core_set("ghost@soft.test", false, 600, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(core_check_recipient("ghost@dry.test", &c, check_cb, NULL, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_INVALID);
+	cr_assert(c.warn);
+	cr_assert_eq(core_check_recipient("ghost@soft.test", &c, check_cb, NULL, &id), 0);
+	cr_assert_not(c.warn);
+	cr_assert_eq(c.reject_code, 450);
 }

@@ -368,6 +368,8 @@ struct reply_case {
 	uint8_t miss;
 	bool failopen;
 	const char *expect;
+	uint16_t reject_code;	/* 0 = 550 */
+	bool warn;
 };
 
 #define R550 "action=550 5.1.1 User unknown\n\n"
@@ -386,6 +388,11 @@ static const struct reply_case reply_cases[] = {
 	{"no answer in time, defer but failing open", CORE_V_NONE, DT_MISS_DEFER, true, RDUNNO},
 	{"temporary failure, defer", CORE_V_TEMPFAIL, DT_MISS_DEFER, false, R450},
 	{"temporary failure, pass", CORE_V_TEMPFAIL, DT_MISS_PASS, false, RDUNNO},
+	{"invalid, reject_code 450", CORE_V_INVALID, DT_MISS_PASS, false,
+	 "action=450 4.1.1 User unknown\n\n", 450},
+	{"invalid, action warn", CORE_V_INVALID, DT_MISS_PASS, false, RDUNNO, 550, true},
+	{"no answer in time, defer, action warn", CORE_V_NONE, DT_MISS_DEFER, false, RDUNNO, 550,
+	 true},
 };
 
 Test(policy_reply, table)
@@ -393,7 +400,9 @@ Test(policy_reply, table)
 	for (size_t i = 0; i < ARRAY_SIZE(reply_cases); i++) {
 		const struct reply_case *c = &reply_cases[i];
 		struct core_check chk = {.verdict = c->verdict, .miss_policy = c->miss,
-					 .failopen = c->failopen};
+					 .failopen = c->failopen,
+					 .reject_code = c->reject_code ? c->reject_code : 550,
+					 .warn = c->warn};
 		char out[POLICY_REPLY_MAX];
 		int n = policy_reply(&chk, out, sizeof(out));
 
