@@ -761,6 +761,20 @@ static int send_rcpt(struct sess *s, unsigned i)
 	return cmd(s, "RCPT TO:<", s->tx[i]->addr, ">");
 }
 
+/* The probe's sender: mail_from, its local part suffixed "-N" with N
+ * changing every mail_from_rotate seconds (Postfix's
+ * address_verify_sender_ttl: a destination that learns the sender cannot
+ * whitelist or blacklist it for long). */
+static const char *probe_sender(const struct callout_dom *d, char *buf, size_t n)
+{
+	const char *mf = d->cfg.mail_from, *at = strrchr(mf, '@');
+	if (!d->cfg.mail_from_rotate || !at)
+		return mf;
+	snprintf(buf, n, "%.*s-%llu%s", (int)(at - mf), mf,
+		 (unsigned long long)(daemon_wall_s() / d->cfg.mail_from_rotate), at);
+	return buf;
+}
+
 /* Take a batch from the queue and send MAIL (+ RCPTs when pipelining). */
 static void tx_start(struct sess *s)
 {
@@ -857,7 +871,9 @@ static void tx_start(struct sess *s)
 		ST(RSET_REUSE);
 	s->rcpts_total += s->ntx;
 	s->state = S_MAIL;
-	int r = cmd(s, "MAIL FROM:<", d->cfg.mail_from, utf8 ? "> SMTPUTF8" : ">");
+	char sender[RG_ADDR_MAX + 16];
+	int r = cmd(s, "MAIL FROM:<", probe_sender(d, sender, sizeof(sender)),
+		    utf8 ? "> SMTPUTF8" : ">");
 	if (!r && s->pipelining) {
 		for (unsigned i = 0; i < s->ntx && !r; i++)
 			r = send_rcpt(s, i);
@@ -1360,6 +1376,25 @@ static int connect_next(struct sess *s)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* source_address: the one of the destination's family, if configured */
+	const struct sockaddr *src = NULL;
+	socklen_t srclen = 0;
+	if (s->tgt.sa.ss_family == AF_INET && d->cfg.source4.sin_family) {
+		src = (const struct sockaddr *)&d->cfg.source4;
+		srclen = sizeof(d->cfg.source4);
+	} else if (s->tgt.sa.ss_family == AF_INET6 && d->cfg.source6.sin6_family) {
+		src = (const struct sockaddr *)&d->cfg.source6;
+		srclen = sizeof(d->cfg.source6);
+	}
+	if (src && bind(fd, src, srclen)) {
+		int e = errno;
+		close(fd);
+		ST(CONNECT_FAILED);
+		d->connect_failures++;
+		snprintf(d->last_error, sizeof(d->last_error), "source_address: bind: %s",
+			 strerror(e));
+		return connect_next(s) == 0 ? 0 : -e;
+	}
 	if (connect(fd, (struct sockaddr *)&s->tgt.sa, s->tgt.salen) && errno != EINPROGRESS) {
 		int e = errno;
 		close(fd);

@@ -55,6 +55,7 @@ enum key_type {
 	KT_CIDRS,	/* prefix[, prefix...] */
 	KT_MAILBOX,	/* local@domain or <local@domain>, RFC 5321; "" = <> */
 	KT_HOSTNAME,	/* a host name for EHLO; "" = the system's */
+	KT_SOURCE,	/* up to one IPv4 and one IPv6 address */
 	KT_CODES,	/* x.y.z[, x.y.z...] */
 	KT_PORT,	/* 1..65535 */
 };
@@ -167,6 +168,10 @@ static const struct config_key config_keys[] = {
 	 "local parts compared as written"},
 	{"mail_from", SC_BOTH, KT_MAILBOX, D(mail_from), "", 0, 0,
 	 "probe sender (e.g. double-bounce@this-host); empty = the null path <>"},
+	{"mail_from_rotate", SC_BOTH, KT_SECS, D(mail_from_rotate), "0", 0, 365 * DAY,
+	 "change the probe sender's local part this often (local-N@domain); 0 = never"},
+	{"source_address", SC_BOTH, KT_SOURCE, D(source4), "", 0, 0,
+	 "callouts leave from this IPv4 and/or IPv6 address; empty = the kernel's choice"},
 	{"helo_name", SC_BOTH, KT_HOSTNAME, D(helo_name), "", 0, 0,
 	 "EHLO name; empty = the host name"},
 	{"harvest_threshold", SC_BOTH, KT_U32, D(harvest_threshold), "0", 0, 1000000,
@@ -658,6 +663,31 @@ static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, 
 	}
 	case KT_MAILBOX:
 		return parse_mailbox(p, k, v, (char *)dst, k->size);
+	case KT_SOURCE: {
+		struct config_dom *dm = (struct config_dom *)base;
+		char buf[256], *save = NULL;
+		memset(&dm->source4, 0, sizeof(dm->source4));
+		memset(&dm->source6, 0, sizeof(dm->source6));
+		if (strlen(v) >= sizeof(buf))
+			return fail(p, "%s: value too long", k->name);
+		snprintf(buf, sizeof(buf), "%s", v);
+		for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+			struct in_addr a4;
+			struct in6_addr a6;
+			if (inet_pton(AF_INET, t, &a4) == 1 && !dm->source4.sin_family) {
+				dm->source4.sin_family = AF_INET;
+				dm->source4.sin_addr = a4;
+			} else if (inet_pton(AF_INET6, t, &a6) == 1 && !dm->source6.sin6_family) {
+				dm->source6.sin6_family = AF_INET6;
+				dm->source6.sin6_addr = a6;
+			} else if (inet_pton(AF_INET, t, &a4) == 1 || inet_pton(AF_INET6, t, &a6) == 1) {
+				return fail(p, "%s: at most one IPv4 and one IPv6 address", k->name);
+			} else {
+				return fail(p, "%s: '%s' is not an IPv4 or IPv6 address", k->name, t);
+			}
+		}
+		return 1;
+	}
 	case KT_HOSTNAME:
 		if (*v && (!valid_hostname(v) || strchr(v, ':')))
 			return fail(p, "%s: '%s' is not a host name", k->name, v);
@@ -919,6 +949,8 @@ static void inherit(struct config *c)
 				dom->ndest = c->defaults.ndest;
 			if (k->type == KT_CODES)
 				dom->ninvalid_codes = c->defaults.ninvalid_codes;
+			if (k->type == KT_SOURCE)
+				dom->source6 = c->defaults.source6;
 		}
 	}
 }
@@ -956,6 +988,21 @@ static int validate(struct config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: [domain %s]: mode %s needs a list file", f, dom->name,
 				 dom->mode == DT_MODE_LIST ? "list" : "both");
 			return -EINVAL;
+		}
+		if (dom->mail_from_rotate) {
+			const char *at = strrchr(dom->mail_from, '@');
+			if (!at) {
+				snprintf(err, errlen, "%s: [domain %s]: mail_from_rotate needs mail_from", f,
+					 dom->name);
+				return -EINVAL;
+			}
+			/* "-" and up to 10 digits are appended to the local part */
+			if (dom->mail_from[0] == '"' || at - dom->mail_from + 11 > RG_LOCAL_MAX) {
+				snprintf(err, errlen, "%s: [domain %s]: mail_from_rotate needs a mail_from "
+					 "whose local part is a dot-atom of at most %u characters", f,
+					 dom->name, RG_LOCAL_MAX - 11);
+				return -EINVAL;
+			}
 		}
 		if (dom->list[0] && access(dom->list, R_OK)) {
 			snprintf(err, errlen, "%s: [domain %s]: list %s: %s", f, dom->name, dom->list,

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+
 #include "shm.h"
 
 #define CONFIG_MAX_DOMAINS 4096u
@@ -64,7 +66,11 @@ struct config_dom {
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
 	char mail_from[RG_ADDR_MAX + 1];/* probe sender "local@domain" (checked as an
 					 * RFC 5321 path), "" = the null path <> */
+	uint32_t mail_from_rotate;	/* s: "local-N@domain", N = time / this; 0 = off */
 	char helo_name[CONFIG_HOST_MAX];
+	/* callouts leave from these (0.0.0.0 / :: family unset = the kernel's) */
+	struct sockaddr_in source4;
+	struct sockaddr_in6 source6;
 	uint32_t harvest_threshold;	/* published in the domain table; 0 = global */
 
 	/* callout sessions */

@@ -96,6 +96,8 @@ struct sdest {
 	pthread_t thr;
 	/* counters (read with __atomic_load_n) */
 	unsigned sessions, rcpts, hits[SDEST_RULES], too_many;
+	char mail[256];			/* the last MAIL command (read after sdest_stop) */
+	char peer[64];			/* the last client's address */
 };
 
 static inline void sdest_session(struct sdest *d, int fd)
@@ -126,6 +128,7 @@ static inline void sdest_session(struct sdest *d, int fd)
 		else if (!strncasecmp(line, "HELO", 4))
 			r = "250 dest.example.test\r\n";
 		else if (!strncasecmp(line, "MAIL", 4)) {
+			snprintf(d->mail, sizeof(d->mail), "%.*s", (int)strcspn(line, "\r"), line);
 			tx_rcpts = 0;
 			r = "250 2.1.0 Ok\r\n";
 		} else if (!strncasecmp(line, "RSET", 4)) {
@@ -158,9 +161,14 @@ static inline void *sdest_main(void *arg)
 {
 	struct sdest *d = arg;
 	for (;;) {
-		int fd = accept(d->lfd, NULL, NULL);
+		struct sockaddr_in6 peer;
+		socklen_t pl = sizeof(peer);
+		int fd = accept(d->lfd, (struct sockaddr *)&peer, &pl);
 		if (fd < 0)
 			return NULL;
+		if (peer.sin6_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, d->peer,
+				  sizeof(d->peer));
 		sdest_session(d, fd);
 		close(fd);
 	}

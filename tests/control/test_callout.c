@@ -841,3 +841,43 @@ ParameterizedTest(const struct greet_case *c, callout, greeting_failover, .timeo
 	cr_assert_eq(d1.sessions, 1, "%s", c->name);
 	cr_assert_eq(d2.sessions, c->second_used ? 1u : 0u, "%s", c->name);
 }
+
+/* ---- the probe sender ---------------------------------------------------- */
+
+Test(callout, probe_sender_rotates_its_local_part, .timeout = 30)
+{
+	struct sdest d = {0};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	strcat(text, "mail_from = <Probe@Q.test>\nmail_from_rotate = 1h\n");
+	engine_start_conf(text);
+	uint64_t e0 = daemon_wall_s() / 3600;
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	uint64_t e1 = daemon_wall_s() / 3600;
+	cr_assert_eq(nresults, 1);
+	engine_stop();
+	sdest_stop(&d);
+	char w0[128], w1[128];
+	snprintf(w0, sizeof(w0), "MAIL FROM:<Probe-%llu@q.test>", (unsigned long long)e0);
+	snprintf(w1, sizeof(w1), "MAIL FROM:<Probe-%llu@q.test>", (unsigned long long)e1);
+	cr_assert(!strcmp(d.mail, w0) || !strcmp(d.mail, w1), "sent %s, want %s", d.mail, w0);
+}
+
+Test(callout, source_address_binds_the_callout, .timeout = 30)
+{
+	struct sdest d = {0};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	strcat(text, "source_address = 127.0.0.2, 2001:2::99\n");
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_VALID);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_str_eq(d.peer, "127.0.0.2", "the callout came from %s", d.peer);
+}

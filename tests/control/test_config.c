@@ -65,6 +65,10 @@ static const struct bad_case bad_cases[] = {
 	{"mail_from without domain", "[domain a.test]\nmail_from = postmaster\n", "t.conf:2: mail_from: 'postmaster' is not a mailbox"},
 	{"bad reject_code", "[domain a.test]\nreject_code = 500\n", "t.conf:2: reject_code: '500' is not 550 or 450"},
 	{"bad action", "[domain a.test]\naction = log\n", "t.conf:2: action: 'log' is not reject or warn"},
+	{"rotation without mail_from", "[domain a.test]\nmail_from_rotate = 1d\n", "[domain a.test]: mail_from_rotate needs mail_from"},
+	{"rotation of a quoted local part", "[domain a.test]\nmail_from = \"x y\"@a.test\nmail_from_rotate = 1d\n", "[domain a.test]: mail_from_rotate needs a mail_from whose local part is a dot-atom"},
+	{"bad source_address", "[global]\nsource_address = mx.example\n", "t.conf:2: source_address: 'mx.example' is not an IPv4 or IPv6 address"},
+	{"two IPv4 source addresses", "[global]\nsource_address = 198.18.0.1, 198.18.0.2\n", "t.conf:2: source_address: at most one IPv4 and one IPv6 address"},
 	{"rings not power of two", "[global]\nmiss_ring_slots = 1000\n", "powers of two"},
 };
 
