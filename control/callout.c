@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -122,6 +124,8 @@ static struct {
 	uint64_t last_sweep_ms;
 	uint64_t st[CALLOUT_ST__COUNT];
 	char hostname[256];
+	struct sockaddr_storage own[CALLOUT_OWN_MAX];	/* this host's addresses */
+	unsigned nown;
 	bool inited;
 } co;
 
@@ -328,6 +332,7 @@ static void finish(struct callout_pend *p, int verdict, uint16_t code, const cha
 		.dest = dest ? dest : "",
 		.flags = p->flags,
 		.waiters = p->waiters,
+		.backup = s && s->tgt.backup,
 		.transcript = (s && s->verify) ? s->tbuf : NULL,
 		.transcript_len = (s && s->verify) ? s->tlen : 0,
 		.elapsed_ms = now - p->queued_ms,
@@ -680,6 +685,52 @@ static void sess_success(struct sess *s)
 
 static int connect_next(struct sess *s);
 
+/* Destinations of the best MX preference (all of an explicit list). */
+static unsigned primaries(const struct callout_dom *d)
+{
+	unsigned np = 0;
+	while (np < d->dest.n && !d->dest.t[np].backup)
+		np++;
+	return np ? np : d->dest.n;
+}
+
+/* Whether sa is an address of one of this host's (non-loopback)
+ * interfaces, as read at the last configure. */
+static bool own_address(const struct sockaddr_storage *sa)
+{
+	for (unsigned i = 0; i < co.nown; i++) {
+		if (co.own[i].ss_family != sa->ss_family)
+			continue;
+		if (sa->ss_family == AF_INET &&
+		    !memcmp(&((const struct sockaddr_in *)sa)->sin_addr,
+			    &((const struct sockaddr_in *)&co.own[i])->sin_addr, 4))
+			return true;
+		if (sa->ss_family == AF_INET6 &&
+		    !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr,
+			    &((const struct sockaddr_in6 *)&co.own[i])->sin6_addr, 16))
+			return true;
+	}
+	return false;
+}
+
+static void read_own_addresses(void)
+{
+	struct ifaddrs *ifa = NULL;
+	co.nown = 0;
+	if (getifaddrs(&ifa))
+		return;
+	for (struct ifaddrs *i = ifa; i && co.nown < CALLOUT_OWN_MAX; i = i->ifa_next) {
+		if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&co.own[co.nown], 0, sizeof(co.own[0]));
+		memcpy(&co.own[co.nown++], i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
 /* The session ended without finishing its work. */
 static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why)
 {
@@ -1002,7 +1053,9 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		s->retry_tail = p;
 	} else {
 		int v = result_of(c);
-		if (p->flags & CALLOUT_F_PROBE)
+		if ((p->flags & CALLOUT_F_PROBE) && s->tgt.backup)
+			d->aa_inflight = false; /* a backup MX accepts anything: no news */
+		else if (p->flags & CALLOUT_F_PROBE)
 			probe_result(s, p, v);
 		finish(p, v, s->rcode, enh, s->rfirst, s->dest, s);
 	}
@@ -1045,6 +1098,20 @@ static bool has_keyword(const char *t, size_t n, const char *kw)
  * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
  * failed is the round over: unverifiable if one of them refused us with a
  * 5xx, else temporary (a breaker failure). */
+static void round_over(struct sess *s, const char *why)
+{
+	struct callout_dom *d = s->dom;
+	if (s->greet5xx) {
+		s->ehlo_ok = true; /* the hosts answer: not a breaker failure */
+		fail_tx(s, CORE_V_UNVERIFIABLE, s->greet5xx, "", s->greet5xx_text);
+		if (!s->verify)
+			mark_unverifiable(d, s->greet5xx, s->greet5xx_text);
+		sess_close(s, false);
+		return;
+	}
+	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, why);
+}
+
 static void greeting_failed(struct sess *s, const char *why)
 {
 	struct callout_dom *d = s->dom;
@@ -1056,15 +1123,16 @@ static void greeting_failed(struct sess *s, const char *why)
 			 d->cfg.name, prev, why, s->dest);
 		return;
 	}
-	if (s->greet5xx) {
-		s->ehlo_ok = true; /* the hosts answer: not a breaker failure */
-		fail_tx(s, CORE_V_UNVERIFIABLE, s->greet5xx, "", s->greet5xx_text);
-		if (!s->verify)
-			mark_unverifiable(d, s->greet5xx, s->greet5xx_text);
-		sess_close(s, false);
-		return;
-	}
-	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, why);
+	round_over(s, why);
+}
+
+/* Whether a 220 greeting names this host (its first word is our EHLO
+ * name): the destination is ourselves, or a box that forwards to us. */
+static bool greets_as_us(const struct sess *s)
+{
+	const char *me = s->dom->cfg.helo_name[0] ? s->dom->cfg.helo_name : co.hostname;
+	size_t n = strcspn(s->rtext, " \t"), m = strlen(me);
+	return n == m && !strncasecmp(s->rtext, me, n);
 }
 
 /* A complete reply is in s->rcode/rtext. */
@@ -1078,6 +1146,19 @@ static void on_reply(struct sess *s)
 	switch (s->state) {
 	case S_GREETING:
 		c = classify_reply(CL_GREETING, s->rcode, enh, s->rtext, s->rtext_len, NULL, 0);
+		if (c == CL_OK && greets_as_us(s)) {
+			ST(LOOPS);
+			log_kind(LOG_K_CALLOUT, LOG_WARNING,
+				 "callout: %s: %s greets as this host (%s): mail loop, not asked",
+				 d->cfg.name, s->dest, s->rfirst);
+			if (!s->greet5xx) {
+				s->greet5xx = 554;
+				snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
+					 "mail loop: %.60s greets as this host", s->dest);
+			}
+			greeting_failed(s, "greets as this host");
+			return;
+		}
 		if (c == CL_OK) {
 			s->state = S_EHLO;
 			cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
@@ -1292,7 +1373,7 @@ static void on_connected(struct sess *s)
 		snprintf(why, sizeof(why), "connect to %s: %s", s->dest, strerror(err ? err : errno));
 		if (connect_next(s) == 0)
 			return;
-		sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+		round_over(s, why);
 		return;
 	}
 	s->state = S_GREETING;
@@ -1359,9 +1440,12 @@ static int connect_next(struct sess *s)
 	s->rlen = 0;
 	s->rlines = 0;
 	s->wlen = s->woff = 0;
+next_target:
 	if (d->dest.n == 0 || s->tries >= d->dest.n)
 		return -EHOSTUNREACH;
-	s->target = (d->dest_cursor + s->tries) % d->dest.n;
+	/* the best-preference hosts first, rotated; backups only after them */
+	unsigned np = primaries(d);
+	s->target = s->tries < np ? (d->dest_cursor + s->tries) % np : s->tries;
 	s->tries++;
 	s->tgt = d->dest.t[s->target];
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1370,6 +1454,20 @@ static int connect_next(struct sess *s)
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->tgt.sa)->sin6_addr, ip, sizeof(ip));
 	snprintf(s->dest, sizeof(s->dest), "%.60s[%s]:%u", s->tgt.host, ip, s->tgt.port);
+	if (s->tgt.from_mx && own_address(&s->tgt.sa)) {
+		/* the domain's MX is this box (an edge's MX is the edge): asking it
+		 * would ask ourselves */
+		ST(LOOPS);
+		log_kind(LOG_K_CALLOUT, LOG_WARNING,
+			 "callout: %s: MX host %s is an address of this host: mail loop, not asked",
+			 d->cfg.name, s->dest);
+		if (!s->greet5xx) {
+			s->greet5xx = 554;
+			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
+				 "mail loop: MX host %.60s[%s] is this host", s->tgt.host, ip);
+		}
+		goto next_target;
+	}
 	snprintf(d->dest_last, sizeof(d->dest_last), "%s", s->dest);
 	int fd = socket(s->tgt.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -1624,11 +1722,11 @@ static void schedule(struct callout_dom *d, uint64_t now)
 			s->trial = true;
 			d->trial = true;
 		}
-		d->dest_cursor = (d->dest_cursor + (d->failures ? 1 : 0)) % (d->dest.n ? d->dest.n : 1);
+		d->dest_cursor = (d->dest_cursor + (d->failures ? 1 : 0)) % primaries(d);
 		if (connect_next(s)) {
 			char why[160];
 			snprintf(why, sizeof(why), "cannot connect to any destination of %.100s", d->cfg.name);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+			round_over(s, why);
 			break;
 		}
 	}
@@ -1753,6 +1851,7 @@ int callout_init(const struct callout_hooks *h)
 int callout_configure(const struct config *cfg)
 {
 	co.queue_max = cfg->queue_max;
+	read_own_addresses();
 	for (struct callout_dom *d = co.doms; d; d = d->next)
 		d->configured = false;
 	for (unsigned i = 0; i < cfg->ndom; i++) {

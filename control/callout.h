@@ -35,6 +35,7 @@
 #define CALLOUT_TRANSCRIPT_MAX 16384u	/* verify transcript */
 #define CALLOUT_MAX_SESSIONS 4096u	/* all domains */
 #define CALLOUT_RETRY_MAX 3u		/* "too many recipients" retries of one address */
+#define CALLOUT_OWN_MAX 64u		/* this host's addresses kept for loop detection */
 
 #define CALLOUT_STATS_LIST(X)                                                           \
 	X(SUBMITTED, "callout_submitted", "addresses submitted for a callout")          \
@@ -45,6 +46,7 @@
 	X(SESSIONS, "callout_sessions", "sessions opened")                              \
 	X(SESSIONS_FAILED, "callout_sessions_failed", "sessions that failed before MAIL") \
 	X(CONNECT_FAILED, "callout_connect_failed", "connection attempts that failed")  \
+	X(LOOPS, "callout_loops", "destinations refused: this host (own address or greeting name)") \
 	X(GREETING_NEXT, "callout_greeting_next", "failed greetings that moved the session to the next destination") \
 	X(TIMEOUTS, "callout_timeouts", "connect/reply timeouts")                       \
 	X(PROTO_ERRORS, "callout_proto_errors", "malformed replies")                    \
@@ -93,6 +95,7 @@ struct callout_result {
 	const char *reply;	/* deciding reply line or failure text */
 	const char *dest;	/* "host[ip]:port" or "" */
 	unsigned flags;		/* enum callout_flags of the submission */
+	bool backup;		/* answered by a backup MX: a 2xx says nothing */
 	struct callout_waiter *waiters; /* handed over to the hook */
 	const char *transcript;	/* CALLOUT_F_VERIFY only, else NULL */
 	size_t transcript_len;

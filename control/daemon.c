@@ -850,8 +850,11 @@ static void on_result(const struct callout_result *r, void *arg)
 		/* a verdict set by hand or from a list is replaced only by verify */
 		bool protect = have && old.source != RT_SRC_CALLOUT &&
 			       !(r->flags & CALLOUT_F_VERIFY) && ttl_live(&old, now);
-		/* on an accept-all destination a 2xx says nothing about the address */
-		enum ttl_outcome o = (protect || r->verdict == CORE_V_ACCEPT_ALL) ?
+		/* on an accept-all destination, or from a backup MX (store and
+		 * forward: it takes everything), a 2xx says nothing about the address */
+		bool says_nothing = r->verdict == CORE_V_ACCEPT_ALL ||
+				    (r->backup && r->verdict == CORE_V_VALID);
+		enum ttl_outcome o = (protect || says_nothing) ?
 					     TTL_NONE :
 					     ttl_apply(dc, have ? &old : NULL, r->verdict, now, &rec);
 		if (o == TTL_STORE) {
@@ -866,7 +869,9 @@ static void on_result(const struct callout_result *r, void *arg)
 	}
 	if (!dm.cfg || dm.cfg->log_callouts)
 		log_kind(LOG_K_CALLOUT, LOG_INFO, "callout: <%s>: %s%s via %s in %llu ms: %s", r->addr,
-			 core_verdict_name(r->verdict), (r->flags & CALLOUT_F_REFRESH) ? " (refresh)" : "",
+			 core_verdict_name(r->verdict),
+			 (r->flags & CALLOUT_F_REFRESH) ? " (refresh)"
+			 : r->backup && r->verdict == CORE_V_VALID ? " (backup MX, not cached)" : "",
 			 r->dest[0] ? r->dest : "-", (unsigned long long)r->elapsed_ms, r->reply);
 	struct callout_waiter *cw = r->waiters;
 	while (cw) {

@@ -90,6 +90,8 @@ struct sdest {
 	const char *rcpt_default;	/* NULL = "250 2.1.5 Ok" */
 	unsigned tx_limit;		/* > 0: RCPTs past this many per transaction: 452 4.5.3 */
 	unsigned tx_limit_sessions;	/* tx_limit in the first N sessions only (0 = all) */
+	const char *ip;			/* NULL = 127.0.0.1 */
+	unsigned want_port;		/* 0 = any free port */
 	/* state */
 	int lfd;
 	unsigned port;
@@ -177,10 +179,13 @@ static inline void *sdest_main(void *arg)
 /* Start the thread; d->port gets the port. */
 static inline void sdest_start(struct sdest *d)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001),
+				  .sin_port = htons((uint16_t)d->want_port)};
 	socklen_t sl = sizeof(sin);
 	int one = 1;
 
+	if (d->ip)
+		cr_assert_eq(inet_pton(AF_INET, d->ip, &sin.sin_addr), 1);
 	d->lfd = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(d->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	cr_assert_eq(bind(d->lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);

@@ -881,3 +881,40 @@ Test(callout, source_address_binds_the_callout, .timeout = 30)
 	sdest_stop(&d);
 	cr_assert_str_eq(d.peer, "127.0.0.2", "the callout came from %s", d.peer);
 }
+
+/* ---- loops: a destination that is this host ----------------------------- */
+
+Test(callout, destination_greeting_as_this_host_is_a_loop, .timeout = 30)
+{
+	char me[256], banner[300], text[1200];
+	cr_assert_eq(gethostname(me, sizeof(me)), 0);
+	snprintf(banner, sizeof(banner), "220 %s ESMTP\r\n", me);
+	struct sdest d1 = {.banner = banner}, d2 = {0};
+	sdest_start(&d1);
+	sdest_start(&d2);
+	uint64_t loops = callout_stat(CALLOUT_ST_LOOPS);
+	/* alone: unverifiable, never asked */
+	dest_conf(text, sizeof(text), d1.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_UNVERIFIABLE);
+	cr_assert_eq(callout_domain("q.test")->health, CORE_H_UNVERIFIABLE);
+	cr_assert(strstr(callout_domain("q.test")->last_error, "mail loop"), "%s",
+		  callout_domain("q.test")->last_error);
+	cr_assert_eq(callout_stat(CALLOUT_ST_LOOPS), loops + 1);
+	engine_stop();
+	/* with another destination: that one answers */
+	two_dest_conf(text, sizeof(text), d1.port, d2.port);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("b@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_VALID);
+	engine_stop();
+	sdest_stop(&d1);
+	sdest_stop(&d2);
+	cr_assert_eq(d1.rcpts, 0, "the looping destination was never asked");
+	cr_assert_eq(d2.rcpts, 1);
+}
