@@ -17,6 +17,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +66,8 @@ enum sess_state {
 	S_SWALLOW,	/* pipelined RCPT replies after a failed MAIL */
 	S_RSET,
 	S_QUIT,
+	S_STARTTLS,	/* STARTTLS sent, waiting for its 220 */
+	S_TLS,		/* TLS handshake running */
 };
 
 struct sess {
@@ -97,6 +102,9 @@ struct sess {
 	uint16_t greet5xx;			/* a destination refused us at greeting */
 	char greet5xx_text[256];
 	bool smtputf8;				/* the server takes UTF-8 addresses */
+	bool saw_starttls;			/* EHLO offered STARTTLS */
+	SSL *ssl;				/* TLS after STARTTLS, else NULL */
+	bool tls_on, tls_want_write;
 	/* output */
 	char *wbuf;
 	size_t wlen, woff, wcap;
@@ -124,6 +132,7 @@ static struct {
 	uint64_t last_sweep_ms;
 	uint64_t st[CALLOUT_ST__COUNT];
 	char hostname[256];
+	SSL_CTX *ssl_ctx;		/* STARTTLS on callouts; NULL = unavailable */
 	struct sockaddr_storage own[CALLOUT_OWN_MAX];	/* this host's addresses */
 	unsigned nown;
 	bool inited;
@@ -567,7 +576,8 @@ static void sess_close(struct sess *s, bool ok);
 
 static void set_events(struct sess *s)
 {
-	bool out = s->woff < s->wlen || s->state == S_CONNECT;
+	bool out = s->woff < s->wlen || s->state == S_CONNECT ||
+		   (s->state == S_TLS && s->tls_want_write);
 	if (out != s->want_out) {
 		daemon_mod_fd(s->fd, EPOLLIN | (out ? EPOLLOUT : 0));
 		s->want_out = out;
@@ -577,7 +587,20 @@ static void set_events(struct sess *s)
 static int flush_out(struct sess *s)
 {
 	while (s->woff < s->wlen) {
-		ssize_t n = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+		ssize_t n;
+		if (s->tls_on) {
+			int w = SSL_write(s->ssl, s->wbuf + s->woff, (int)(s->wlen - s->woff));
+			if (w <= 0) {
+				int e = SSL_get_error(s->ssl, w);
+				ERR_clear_error();
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+					break;
+				return -EIO;
+			}
+			n = w;
+		} else {
+			n = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+		}
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -1098,6 +1121,99 @@ static bool has_keyword(const char *t, size_t n, const char *kw)
  * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
  * failed is the round over: unverifiable if one of them refused us with a
  * 5xx, else temporary (a breaker failure). */
+/* ---- STARTTLS */
+
+/* After a good EHLO in plain text: send STARTTLS when offered and wanted
+ * (returns true: the session goes on from its reply), refuse to go on
+ * without it when required (true: the session ended), or false: go on in
+ * plain text. */
+static bool tls_begin(struct sess *s, bool offered)
+{
+	struct callout_dom *d = s->dom;
+	uint64_t now = daemon_now_ms();
+	if (d->cfg.tls == CONFIG_TLS_OFF)
+		return false;
+	if (offered && co.ssl_ctx &&
+	    (d->cfg.tls == CONFIG_TLS_REQUIRED || now >= d->tls_skip_until_ms)) {
+		s->state = S_STARTTLS;
+		cmd(s, "STARTTLS", "", "");
+		arm(s, d->cfg.command_timeout_ms);
+		if (flush_out(s))
+			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		return true;
+	}
+	if (d->cfg.tls != CONFIG_TLS_REQUIRED)
+		return false;
+	char why[120];
+	snprintf(why, sizeof(why), "%.60s does not offer STARTTLS (tls = required)%s", s->dest,
+		 co.ssl_ctx ? "" : ": no TLS context");
+	snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s", d->cfg.name, why);
+	fail_tx(s, CORE_V_UNVERIFIABLE, 0, "", why);
+	if (!s->verify)
+		mark_unverifiable(d, 0, why);
+	send_quit(s);
+	return true;
+}
+
+static void tls_step(struct sess *s);
+
+static void tls_start(struct sess *s)
+{
+	s->ssl = SSL_new(co.ssl_ctx);
+	if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) {
+		sess_fail(s, CORE_V_TEMPFAIL, 0, "TLS: out of memory");
+		return;
+	}
+	/* SNI for a destination named by host name (not an address literal) */
+	struct in6_addr a6;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, s->tgt.host, &a4) != 1 && inet_pton(AF_INET6, s->tgt.host, &a6) != 1)
+		SSL_set_tlsext_host_name(s->ssl, s->tgt.host);
+	s->state = S_TLS;
+	arm(s, s->dom->cfg.command_timeout_ms);
+	tls_step(s);
+}
+
+/* Drive the handshake; when it is done, EHLO again (RFC 3207 4.2). */
+static void tls_step(struct sess *s)
+{
+	struct callout_dom *d = s->dom;
+	int r = SSL_connect(s->ssl);
+	if (r == 1) {
+		char line[160];
+		s->tls_on = true;
+		s->tls_want_write = false;
+		ST(TLS);
+		snprintf(line, sizeof(line), "TLS %s %s", SSL_get_version(s->ssl),
+			 SSL_get_cipher_name(s->ssl));
+		transcript(s, "-- ", line, strlen(line));
+		s->state = S_EHLO;
+		cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
+		arm(s, d->cfg.command_timeout_ms);
+		if (flush_out(s))
+			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		return;
+	}
+	int e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		s->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		set_events(s);
+		return;
+	}
+	char why[200], err[120] = "";
+	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+	ERR_clear_error();
+	snprintf(why, sizeof(why), "TLS handshake with %.60s failed: %s", s->dest,
+		 err[0] ? err : "connection closed");
+	ST(TLS_FAILED);
+	if (d->cfg.tls == CONFIG_TLS_MAY)
+		d->tls_skip_until_ms = daemon_now_ms() + CALLOUT_TLS_SKIP_MS;
+	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s%s", d->cfg.name, why,
+		 d->cfg.tls == CONFIG_TLS_MAY ? ": plain text for a while" : "");
+	sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+}
+
 static void round_over(struct sess *s, const char *why)
 {
 	struct callout_dom *d = s->dom;
@@ -1192,6 +1308,8 @@ static void on_reply(struct sess *s)
 			s->ehlo_ok = true;
 			if (!s->verify)
 				sess_success(s);
+			if (!s->tls_on && tls_begin(s, s->state == S_EHLO && s->saw_starttls))
+				return; /* STARTTLS sent, or the session ended */
 			tx_start(s);
 			return;
 		}
@@ -1244,6 +1362,22 @@ static void on_reply(struct sess *s)
 	case S_RCPT:
 		on_rcpt_reply(s, enh);
 		return;
+	case S_STARTTLS:
+		if (cls == 2) {
+			/* anything the server sent after its 220 came before TLS: a
+			 * response injection (CVE-2011-0411 style), dropped */
+			s->rlen = 0;
+			tls_start(s);
+			return;
+		}
+		if (d->cfg.tls == CONFIG_TLS_REQUIRED) {
+			sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
+			return;
+		}
+		tx_start(s); /* may: go on in plain text */
+		return;
+	case S_TLS:
+		break;
 	case S_SWALLOW:
 		if (--s->swallow == 0 || s->rcode == 421) {
 			if (s->rcode == 421) {
@@ -1314,6 +1448,7 @@ static int parse_lines(struct sess *s)
 			s->rtext_len = 0;
 			s->saw_pipelining = false;
 			s->saw_smtputf8 = false;
+			s->saw_starttls = false;
 			/* kept for logs, the store and rcptctl: cleaned once here */
 			text_clean(s->rfirst, sizeof(s->rfirst), line, n, 0);
 		} else if (code != s->rcode) {
@@ -1331,6 +1466,8 @@ static int parse_lines(struct sess *s)
 				s->saw_pipelining = true;
 			else if (has_keyword(text, tlen, "SMTPUTF8"))
 				s->saw_smtputf8 = true;
+			else if (has_keyword(text, tlen, "STARTTLS"))
+				s->saw_starttls = true;
 		}
 		if (s->rtext_len && s->rtext_len < sizeof(s->rtext) - 1)
 			s->rtext[s->rtext_len++] = ' ';
@@ -1350,8 +1487,8 @@ static int parse_lines(struct sess *s)
 		on_reply(s);
 		if (s->dead)
 			return -1;
-		if (s->state == S_CONNECT)
-			return 0; /* on to the next destination: the rest was the old one's */
+		if (s->state == S_CONNECT || s->state == S_TLS)
+			return 0; /* on to the next destination, or TLS: the rest is dropped */
 	}
 	if (off) {
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
@@ -1391,6 +1528,10 @@ static void on_io(int fd, uint32_t events, void *arg)
 			on_connected(s);
 		return;
 	}
+	if (s->state == S_TLS) {
+		tls_step(s);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		if (flush_out(s)) {
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
@@ -1404,7 +1545,27 @@ static void on_io(int fd, uint32_t events, void *arg)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
 				return;
 			}
-			ssize_t n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
+			ssize_t n;
+			if (s->tls_on) {
+				int r = SSL_read(s->ssl, s->rbuf + s->rlen,
+						 (int)(sizeof(s->rbuf) - s->rlen));
+				int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+				ERR_clear_error();
+				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+					return;
+				if (e == SSL_ERROR_NONE) {
+					n = r;
+				} else if (e == SSL_ERROR_ZERO_RETURN) {
+					n = 0;
+				} else {
+					n = -1;
+					errno = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+					if (errno == EAGAIN)
+						errno = EPROTO;
+				}
+			} else {
+				n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
+			}
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					return;
@@ -1423,8 +1584,9 @@ static void on_io(int fd, uint32_t events, void *arg)
 				return;
 			}
 			s->rlen += (size_t)n;
-			if (parse_lines(s) || s->fd != fd || s->state == S_CONNECT)
-				return; /* ended, or moved on to the next destination */
+			if (parse_lines(s) || s->fd != fd || s->state == S_CONNECT ||
+			    s->state == S_TLS)
+				return; /* ended, moved on, or TLS starts */
 		}
 	}
 }
@@ -1440,6 +1602,11 @@ static int connect_next(struct sess *s)
 	s->rlen = 0;
 	s->rlines = 0;
 	s->wlen = s->woff = 0;
+	if (s->ssl) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	s->tls_on = false;
 next_target:
 	if (d->dest.n == 0 || s->tries >= d->dest.n)
 		return -EHOSTUNREACH;
@@ -1554,6 +1721,11 @@ static void sess_close(struct sess *s, bool ok)
 		return;
 	requeue_retries(s);
 	fail_tx(s, CORE_V_TEMPFAIL, 0, "", "session ended");
+	if (s->ssl) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		s->tls_on = false;
+	}
 	if (s->fd >= 0) {
 		daemon_del_fd(s->fd);
 		close(s->fd);
@@ -1844,6 +2016,18 @@ int callout_init(const struct callout_hooks *h)
 	if (gethostname(co.hostname, sizeof(co.hostname) - 1) || !co.hostname[0])
 		snprintf(co.hostname, sizeof(co.hostname), "localhost");
 	co.queue_max = 200000;
+	/* a TLS write to a closed connection must not kill the process */
+	signal(SIGPIPE, SIG_IGN);
+	co.ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (co.ssl_ctx) {
+		/* encryption only (Postfix's "may"/"encrypt"): no CA store decides
+		 * whether an internal server may be asked */
+		SSL_CTX_set_verify(co.ssl_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(co.ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+						     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	} else {
+		log_msg(LOG_ERR, "callout: no TLS context: STARTTLS unavailable");
+	}
 	co.inited = true;
 	return 0;
 }
@@ -1905,5 +2089,7 @@ void callout_shutdown(void)
 		free(d);
 	}
 	free(co.tab);
+	if (co.ssl_ctx)
+		SSL_CTX_free(co.ssl_ctx);
 	memset(&co, 0, sizeof(co));
 }

@@ -47,6 +47,7 @@ enum key_type {
 	KT_MISS,	/* pass | defer */
 	KT_REJCODE,	/* 550 | 450 */
 	KT_ACTION,	/* reject | warn */
+	KT_TLS,		/* may | off | required */
 	KT_FACILITY,	/* mail, daemon, local0..7 */
 	KT_DESTS,	/* host[:port][, host[:port]...] | mx */
 	KT_IDS,		/* uid | user | @gid | @group [, ...] */
@@ -168,6 +169,8 @@ static const struct config_key config_keys[] = {
 	 "local parts compared as written"},
 	{"mail_from", SC_BOTH, KT_MAILBOX, D(mail_from), "", 0, 0,
 	 "probe sender (e.g. double-bounce@this-host); empty = the null path <>"},
+	{"tls", SC_BOTH, KT_TLS, D(tls), "may", 0, 0,
+	 "STARTTLS on callouts: may (when offered), off, required"},
 	{"mail_from_rotate", SC_BOTH, KT_SECS, D(mail_from_rotate), "0", 0, 365 * DAY,
 	 "change the probe sender's local part this often (local-N@domain); 0 = never"},
 	{"source_address", SC_BOTH, KT_SOURCE, D(source4), "", 0, 0,
@@ -621,6 +624,16 @@ static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, 
 		if (strcmp(v, "550") && strcmp(v, "450"))
 			return fail(p, "%s: '%s' is not 550 or 450", k->name, v);
 		*(uint16_t *)dst = (uint16_t)atoi(v);
+		return 1;
+	case KT_TLS:
+		if (!strcasecmp(v, "may"))
+			*dst = CONFIG_TLS_MAY;
+		else if (!strcasecmp(v, "off"))
+			*dst = CONFIG_TLS_OFF;
+		else if (!strcasecmp(v, "required"))
+			*dst = CONFIG_TLS_REQUIRED;
+		else
+			return fail(p, "%s: '%s' is not may, off or required", k->name, v);
 		return 1;
 	case KT_ACTION:
 		if (!strcasecmp(v, "reject"))

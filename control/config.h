@@ -46,6 +46,13 @@ struct config_dest {
 	uint16_t port;
 };
 
+enum config_tls {
+	CONFIG_TLS_MAY = 0,		/* STARTTLS when offered (opportunistic) */
+	CONFIG_TLS_OFF = 1,		/* never */
+	CONFIG_TLS_REQUIRED = 2,	/* never without: a destination not offering it
+					 * is unverifiable */
+};
+
 enum config_action {
 	CONFIG_ACTION_REJECT = 0,	/* refuse invalid recipients */
 	CONFIG_ACTION_WARN = 1,		/* dry run: forward, log what would be refused */
@@ -61,6 +68,7 @@ struct config_dom {
 	uint8_t mode;			/* enum dtable_mode */
 	uint8_t miss_policy;		/* enum dtable_miss */
 	uint8_t action;			/* enum config_action */
+	uint8_t tls;			/* enum config_tls (callouts) */
 	uint16_t reject_code;		/* 550 or 450 for an invalid recipient */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */

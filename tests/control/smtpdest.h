@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+#include <openssl/ssl.h>
 
 /* Start it; *port gets its port. rcpt_reply ends in CRLF. */
 static inline pid_t smtp_dest(unsigned *port, const char *rcpt_reply)
@@ -91,6 +92,8 @@ struct sdest {
 	unsigned tx_limit;		/* > 0: RCPTs past this many per transaction: 452 4.5.3 */
 	unsigned tx_limit_sessions;	/* tx_limit in the first N sessions only (0 = all) */
 	const char *ip;			/* NULL = 127.0.0.1 */
+	SSL_CTX *tls;			/* offer STARTTLS with this server context */
+	bool tls_required;		/* MAIL before STARTTLS: 530 5.7.0 */
 	unsigned want_port;		/* 0 = any free port */
 	/* state */
 	int lfd;
@@ -99,14 +102,24 @@ struct sdest {
 	/* counters (read with __atomic_load_n) */
 	unsigned sessions, rcpts, hits[SDEST_RULES], too_many;
 	char mail[256];			/* the last MAIL command (read after sdest_stop) */
+	unsigned tls_sessions;		/* sessions that completed STARTTLS */
 	char peer[64];			/* the last client's address */
 };
+
+static inline int sdest_send(SSL *ssl, int fd, const char *r)
+{
+	if (ssl)
+		return SSL_write(ssl, r, (int)strlen(r)) > 0 ? 0 : -1;
+	return send(fd, r, strlen(r), MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
 
 static inline void sdest_session(struct sdest *d, int fd)
 {
 	char line[1100];
 	size_t len = 0;
 	unsigned tx_rcpts = 0;
+	SSL *ssl = NULL;
+	char ehlo_tls[256];
 	unsigned sess = __atomic_add_fetch(&d->sessions, 1, __ATOMIC_SEQ_CST);
 	bool limit = d->tx_limit && (!d->tx_limit_sessions || sess <= d->tx_limit_sessions);
 	const char *banner = d->banner ? d->banner : "220 dest.example.test ESMTP\r\n";
@@ -115,8 +128,8 @@ static inline void sdest_session(struct sdest *d, int fd)
 		return;
 	for (;;) {
 		char c;
-		if (recv(fd, &c, 1, 0) != 1)
-			return;
+		if (ssl ? SSL_read(ssl, &c, 1) != 1 : recv(fd, &c, 1, 0) != 1)
+			break;
 		if (c != '\n') {
 			if (len < sizeof(line) - 1)
 				line[len++] = c;
@@ -125,8 +138,23 @@ static inline void sdest_session(struct sdest *d, int fd)
 		line[len] = 0;
 		len = 0;
 		const char *r = "502 5.5.2 Error: command not recognized\r\n";
-		if (!strncasecmp(line, "EHLO", 4))
+		if (!strncasecmp(line, "EHLO", 4) && d->tls && !ssl) {
+			snprintf(ehlo_tls, sizeof(ehlo_tls), "250-dest.example.test\r\n250-STARTTLS\r\n"
+				 "250 PIPELINING\r\n");
+			r = ehlo_tls;
+		} else if (!strncasecmp(line, "EHLO", 4))
 			r = d->ehlo ? d->ehlo : "250-dest.example.test\r\n250 PIPELINING\r\n";
+		else if (!strncasecmp(line, "STARTTLS", 8) && d->tls && !ssl) {
+			if (sdest_send(NULL, fd, "220 2.0.0 Ready to start TLS\r\n"))
+				break;
+			ssl = SSL_new(d->tls);
+			SSL_set_fd(ssl, fd);
+			if (SSL_accept(ssl) != 1)
+				break;
+			__atomic_add_fetch(&d->tls_sessions, 1, __ATOMIC_SEQ_CST);
+			continue;
+		} else if (!strncasecmp(line, "MAIL", 4) && d->tls_required && !ssl)
+			r = "530 5.7.0 Must issue a STARTTLS command first\r\n";
 		else if (!strncasecmp(line, "HELO", 4))
 			r = "250 dest.example.test\r\n";
 		else if (!strncasecmp(line, "MAIL", 4)) {
@@ -137,9 +165,8 @@ static inline void sdest_session(struct sdest *d, int fd)
 			tx_rcpts = 0;
 			r = "250 2.0.0 Ok\r\n";
 		} else if (!strncasecmp(line, "QUIT", 4)) {
-			r = "221 2.0.0 Bye\r\n";
-			send(fd, r, strlen(r), MSG_NOSIGNAL);
-			return;
+			sdest_send(ssl, fd, "221 2.0.0 Bye\r\n");
+			break;
 		} else if (!strncasecmp(line, "RCPT", 4)) {
 			__atomic_add_fetch(&d->rcpts, 1, __ATOMIC_SEQ_CST);
 			r = d->rcpt_default ? d->rcpt_default : "250 2.1.5 Ok\r\n";
@@ -154,9 +181,31 @@ static inline void sdest_session(struct sdest *d, int fd)
 				r = "452 4.5.3 Error: too many recipients\r\n";
 			}
 		}
-		if (send(fd, r, strlen(r), MSG_NOSIGNAL) < 0)
-			return;
+		if (sdest_send(ssl, fd, r))
+			break;
 	}
+	if (ssl) {
+		SSL_shutdown(ssl);
+		SSL_free(ssl);
+	}
+}
+
+/* A server context with a throw-away self-signed certificate (openssl req
+ * into dir). */
+static inline SSL_CTX *sdest_tls_ctx(const char *dir)
+{
+	char cmd[1000], crt[300], key[300];
+	snprintf(crt, sizeof(crt), "%s/dest.crt", dir);
+	snprintf(key, sizeof(key), "%s/dest.key", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=dest.example.test "
+		 "-keyout '%s' -out '%s' 2>/dev/null", key, crt);
+	cr_assert_eq(system(cmd), 0, "openssl req");
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	cr_assert_not_null(ctx);
+	cr_assert_eq(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1);
+	cr_assert_eq(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
+	return ctx;
 }
 
 static inline void *sdest_main(void *arg)

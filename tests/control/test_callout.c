@@ -918,3 +918,64 @@ Test(callout, destination_greeting_as_this_host_is_a_loop, .timeout = 30)
 	cr_assert_eq(d1.rcpts, 0, "the looping destination was never asked");
 	cr_assert_eq(d2.rcpts, 1);
 }
+
+/* ---- STARTTLS ------------------------------------------------------------ */
+
+struct tls_case {
+	char name[64];
+	char tls[16];		/* the domain's tls key, "" = default */
+	bool offer, require;	/* the destination offers / requires STARTTLS */
+	int want;
+	unsigned want_tls;	/* sessions that went through TLS */
+	char error_has[64];
+};
+
+static const struct tls_case tls_cases[] = {
+	{"530 until STARTTLS: verified over TLS", "", true, true, CORE_V_INVALID, 1, ""},
+	{"offered, not required: opportunistic", "", true, false, CORE_V_INVALID, 1, ""},
+	{"not offered, may: plain", "", false, false, CORE_V_INVALID, 0, ""},
+	{"tls = off: the 530 makes it unverifiable", "off", true, true, CORE_V_UNVERIFIABLE, 0, ""},
+	{"tls = required, not offered", "required", false, false, CORE_V_UNVERIFIABLE, 0,
+	 "STARTTLS"},
+	{"tls = required, offered", "required", true, false, CORE_V_INVALID, 1, ""},
+};
+
+ParameterizedTestParameters(callout, starttls)
+{
+	return cr_make_param_array(struct tls_case, tls_cases,
+				   sizeof(tls_cases) / sizeof(tls_cases[0]));
+}
+
+ParameterizedTest(const struct tls_case *c, callout, starttls, .timeout = 30)
+{
+	char dir[] = "/tmp/rg-test-tls-XXXXXX", text[1200], cmd[64];
+	cr_assert_not_null(mkdtemp(dir));
+	struct sdest d = {.rule = {{"nosuch@", "550 5.1.1 <nosuch@q.test>: User unknown\r\n"}},
+			  .tls = c->offer ? sdest_tls_ctx(dir) : NULL,
+			  .tls_required = c->require};
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	if (c->tls[0]) {
+		strcat(text, "tls = ");
+		strcat(text, c->tls);
+		strcat(text, "\n");
+	}
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, CALLOUT_F_VERIFY, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1, "%s", c->name);
+	cr_assert_eq(results[0].verdict, c->want, "%s: %s\n%s", c->name,
+		     core_verdict_name(results[0].verdict), results[0].transcript);
+	if (c->want_tls)
+		cr_assert(strstr(results[0].transcript, "C: STARTTLS"), "%s", results[0].transcript);
+	if (c->error_has[0])
+		cr_assert(strstr(callout_domain("q.test")->last_error, c->error_has), "%s: %s",
+			  c->name, callout_domain("q.test")->last_error);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_eq(d.tls_sessions, c->want_tls, "%s", c->name);
+	if (d.tls)
+		SSL_CTX_free(d.tls);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
