@@ -688,6 +688,8 @@ Test(callout, mailbox_full_452_is_temporary_and_not_retried, .timeout = 30)
 	cr_assert_eq(callout_domain("q.test")->rcpt_limit, 0, "a full mailbox is no recipient limit");
 	engine_stop();
 	sdest_stop(&d);
+	cr_log_info("452 4.2.2 for one address: %u RCPTs for it, %u in all, %u sessions", d.hits[0],
+		    d.rcpts, d.sessions);
 	cr_assert_eq(d.hits[0], 1, "full@ asked %u times", d.hits[0]);
 }
 
@@ -711,6 +713,8 @@ Test(callout, too_many_452_retried_a_bounded_number_of_times, .timeout = 30)
 	cr_assert_eq(callout_stat(CALLOUT_ST_RETRY_LIMIT), limit_before + 1);
 	engine_stop();
 	sdest_stop(&d);
+	cr_log_info("452 4.5.3 for one address: %u RCPTs for it, %u in all, %u sessions", d.hits[0],
+		    d.rcpts, d.sessions);
 	cr_assert_leq(d.hits[0], 1 + CALLOUT_RETRY_MAX, "loop@ asked %u times", d.hits[0]);
 	cr_assert_geq(d.hits[0], 2, "retried at least once");
 }
