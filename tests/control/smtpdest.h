@@ -92,6 +92,7 @@ struct sdest {
 	unsigned tx_limit;		/* > 0: RCPTs past this many per transaction: 452 4.5.3 */
 	unsigned tx_limit_sessions;	/* tx_limit in the first N sessions only (0 = all) */
 	const char *ip;			/* NULL = 127.0.0.1 */
+	unsigned banner_delay_ms;	/* greet this late */
 	SSL_CTX *tls;			/* offer STARTTLS with this server context */
 	bool tls_required;		/* MAIL before STARTTLS: 530 5.7.0 */
 	unsigned want_port;		/* 0 = any free port */
@@ -124,6 +125,8 @@ static inline void sdest_session(struct sdest *d, int fd)
 	bool limit = d->tx_limit && (!d->tx_limit_sessions || sess <= d->tx_limit_sessions);
 	const char *banner = d->banner ? d->banner : "220 dest.example.test ESMTP\r\n";
 
+	if (d->banner_delay_ms)
+		usleep(d->banner_delay_ms * 1000u);
 	if (send(fd, banner, strlen(banner), MSG_NOSIGNAL) < 0)
 		return;
 	for (;;) {

@@ -803,6 +803,7 @@ struct greet_case {
 	char banner1[80], banner2[80];
 	int want, want_health;
 	bool second_used;
+	unsigned delay1_ms;	/* the first destination greets this late */
 };
 
 static const struct greet_case greet_cases[] = {
@@ -815,6 +816,8 @@ static const struct greet_case greet_cases[] = {
 	{"554 then 421", "554 5.7.1 no\r\n", "421 4.3.2 busy\r\n", CORE_V_UNVERIFIABLE,
 	 CORE_H_UNVERIFIABLE, true},
 	{"first works", "", "554 5.7.1 never asked\r\n", CORE_V_VALID, CORE_H_OK, false},
+	{"greeting past greeting_timeout, backup works", "", "", CORE_V_VALID, CORE_H_OK, true,
+	 1500},
 };
 
 ParameterizedTestParameters(callout, greeting_failover)
@@ -825,7 +828,8 @@ ParameterizedTestParameters(callout, greeting_failover)
 
 ParameterizedTest(const struct greet_case *c, callout, greeting_failover, .timeout = 30)
 {
-	struct sdest d1 = {.banner = c->banner1[0] ? c->banner1 : NULL};
+	struct sdest d1 = {.banner = c->banner1[0] ? c->banner1 : NULL,
+			   .banner_delay_ms = c->delay1_ms};
 	struct sdest d2 = {.banner = c->banner2[0] ? c->banner2 : NULL};
 	char text[1024];
 	sdest_start(&d1);
