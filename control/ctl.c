@@ -27,6 +27,7 @@
 #include "ctl.h"
 #include "ctlproto.h"
 #include "dtable.h"
+#include "listen.h"
 #include "log.h"
 #ifdef RG_HAVE_XDP
 #include "xdp.h"
@@ -70,6 +71,7 @@ struct ctl_conn {
 
 static struct {
 	int lfd;
+	struct listen_state lls;	/* lfd's accept state (pauses) */
 	char path[CONFIG_PATH_MAX];
 	struct config_principal admins[CONFIG_MAX_UIDS], readers[CONFIG_MAX_UIDS];
 	unsigned nadmins, nreaders;
@@ -943,7 +945,8 @@ static void ctl_accept(int lfd, uint32_t events, void *arg)
 
 	(void)events;
 	(void)arg;
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	(void)lfd;
+	fd = listen_accept(&ctl.lls, NULL, NULL);
 	if (fd < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
@@ -1110,6 +1113,7 @@ int ctl_start(const struct config *cfg, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	ctl.lfd = fd;
+	ctl.lls = (struct listen_state){.fd = fd};
 	snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control_socket);
 	apply_limits(cfg);
 	ctl.started = true;
@@ -1130,10 +1134,12 @@ int ctl_reload(const struct config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "control socket: event loop registration failed");
 			return -EIO;
 		}
+		listen_forget(&ctl.lls);
 		daemon_del_fd(ctl.lfd);
 		close(ctl.lfd);
 		unlink(ctl.path);
 		ctl.lfd = fd;
+		ctl.lls = (struct listen_state){.fd = fd};
 		snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control_socket);
 	}
 	/* admitted connections stay; the new uid list applies to new ones */
@@ -1148,6 +1154,7 @@ void ctl_stop(void)
 	for (unsigned i = 0; i < CTL_CONN_MAX; i++)
 		conn_close(&ctl.conn[i]);
 	daemon_timer_cancel(ctl.sweep_timer);
+	listen_forget(&ctl.lls);
 	daemon_del_fd(ctl.lfd);
 	close(ctl.lfd);
 	unlink(ctl.path);

@@ -28,6 +28,7 @@
 #include "callout.h"
 #include "dns.h"
 #include "dtable.h"
+#include "listen.h"
 #include "log.h"
 #include "publish.h"
 #include "rings.h"
@@ -1429,6 +1430,8 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	   "callout log lines suppressed by log_rate", arg);
 	fn("daemon", "log_suppressed_client", log_suppressed(LOG_K_CLIENT),
 	   "refused-client log lines suppressed by log_rate", arg);
+	fn("daemon", "listen_pauses", listen_pauses(),
+	   "accepts paused for LISTEN_PAUSE_MS: out of descriptors or memory", arg);
 	if (!dm.core_ready)
 		return;
 	const struct rtable_writer_stats *ws = &dm.pub.w.st;

@@ -25,6 +25,7 @@
 
 #include "core.h"
 #include "dtable.h"
+#include "listen.h"
 #include "log.h"
 #include "policy.h"
 
@@ -271,6 +272,7 @@ struct pconn {
 
 struct plisten {
 	int fd;
+	struct listen_state ls;	/* accept state (pauses) */
 	bool unix_sock;
 	char path[CONFIG_PATH_MAX];
 };
@@ -614,7 +616,13 @@ static void policy_accept(int lfd, uint32_t events, void *arg)
 
 	(void)events;
 	(void)arg;
-	fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct plisten *l = NULL;
+	for (unsigned i = 0; i < pol.nlis && !l; i++)
+		if (pol.lis[i].fd == lfd)
+			l = &pol.lis[i];
+	if (!l)
+		return;
+	fd = listen_accept(&l->ls, (struct sockaddr *)&peer, &pl);
 	if (fd < 0)
 		return;
 	if (!peer_allowed(&peer, ip, sizeof(ip))) {
@@ -709,6 +717,7 @@ static int listen_unix(struct plisten *l, const char *path, char *err, size_t er
 		goto fail_fd;
 	}
 	l->fd = fd;
+	l->ls = (struct listen_state){.fd = fd};
 	l->unix_sock = true;
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	return 0;
@@ -772,6 +781,7 @@ static int listen_tcp(struct plisten *l, const char *spec, char *err, size_t err
 	}
 	freeaddrinfo(ai);
 	l->fd = fd;
+	l->ls = (struct listen_state){.fd = fd};
 	l->unix_sock = false;
 	l->path[0] = '\0';
 	return 0;
@@ -784,6 +794,7 @@ bad:
 static void close_listeners(struct plisten *lis, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
+		listen_forget(&lis[i].ls);
 		daemon_del_fd(lis[i].fd);
 		close(lis[i].fd);
 		if (lis[i].unix_sock)

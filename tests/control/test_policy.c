@@ -435,7 +435,10 @@ Test(policy_reply, buffer_too_small)
 #include <unistd.h>
 
 #include "daemon.h"
+#include "listen.h"
 #include "log.h"
+#include <dirent.h>
+#include <sys/resource.h>
 #include <arpa/inet.h>
 
 #define WAIT_MS 5000
@@ -1002,5 +1005,86 @@ Test(policy_server, reload_changes_listeners)
 	cr_assert_not_null(a, "old listener lost on a failed reload");
 	close(fd);
 	free(rx);
+	srv_stop();
+}
+
+/* Out of descriptors: the listener pauses instead of spinning the
+ * level-triggered loop on a connection it cannot accept, and takes it once
+ * descriptors are free again. */
+static int highest_fd(void)
+{
+	int hi = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > hi)
+			hi = atoi(e->d_name);
+	closedir(d);
+	return hi;
+}
+
+Test(policy_server, accept_pauses_when_out_of_descriptors)
+{
+	struct rlimit old, low;
+	char err[128];
+	int p[2], busy = 0, calls = 0;
+	pid_t pid;
+
+	srv_start(NULL, 0);
+	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
+	uint16_t port = policy_listen_port(0);
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* the client: one request, the answer's first octet back through p */
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_addr.s_addr = htonl(0x7f000001),
+					  .sin_port = htons(port)};
+		const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+				  "recipient=carol@pass.test\n\n";
+		char c = '?';
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		alarm(10);
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+		    send(fd, req, strlen(req), MSG_NOSIGNAL) < 0 || recv(fd, &c, 1, 0) != 1)
+			c = '!';
+		if (write(p[1], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)highest_fd() + 1;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	/* and the holes below it filled: no descriptor left to accept into */
+	int fill[1024], nfill = 0;
+	while (nfill < 1024 && (fill[nfill] = open("/dev/null", O_RDONLY)) >= 0)
+		nfill++;
+	cr_assert_eq(errno, EMFILE);
+	uint64_t pauses = listen_pauses();
+	uint64_t end = now_ms() + 400;
+	while (now_ms() < end) {
+		calls++;
+		if (daemon_loop_once(50) > 0)
+			busy++;
+	}
+	while (nfill > 0)
+		close(fill[--nfill]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_expect_gt(listen_pauses(), pauses, "the listener paused");
+	cr_expect_lt(busy, 40, "the loop did not spin: %d of %d turns had events", busy, calls);
+	/* descriptors are back: the waiting client is served */
+	char c = 0;
+	end = now_ms() + WAIT_MS;
+	while (now_ms() < end && read(p[0], &c, 1) != 1)
+		daemon_loop_once(10);
+	cr_expect_eq(c, 'a', "the client got an answer after the pause ('%c')", c);
+	close(p[0]);
+	int ws;
+	waitpid(pid, &ws, 0);
 	srv_stop();
 }
