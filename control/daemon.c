@@ -455,8 +455,10 @@ static void pubq_flush(void)
 	for (size_t i = 0; i < dm.npq; i++) {
 		struct pubq_ent *e = &dm.pq[i];
 		/* only what a restart will find goes to the table (a failed write
-		 * aborts the whole transaction, earlier verdicts of it included) */
-		if (dm.store && !store_durable(dm.store, e->txn)) {
+		 * aborts the whole transaction, earlier verdicts of it included);
+		 * an entry whose transaction id was never used was read from
+		 * committed data (a cached verdict put back) */
+		if (dm.store && e->txn != store_txn(dm.store) && !store_durable(dm.store, e->txn)) {
 			CS(NOT_DURABLE);
 			continue;
 		}
