@@ -95,6 +95,7 @@ struct sdest {
 	unsigned banner_delay_ms;	/* greet this late */
 	SSL_CTX *tls;			/* offer STARTTLS with this server context */
 	bool tls_required;		/* MAIL before STARTTLS: 530 5.7.0 */
+	bool refuse_null_sender;	/* MAIL FROM:<>: 550 5.7.1 (as many servers do) */
 	unsigned want_port;		/* 0 = any free port */
 	/* state */
 	int lfd;
@@ -158,6 +159,8 @@ static inline void sdest_session(struct sdest *d, int fd)
 			continue;
 		} else if (!strncasecmp(line, "MAIL", 4) && d->tls_required && !ssl)
 			r = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+		else if (!strncasecmp(line, "MAIL FROM:<>", 12) && d->refuse_null_sender)
+			r = "550 5.7.1 <>: Sender address rejected: null sender not accepted\r\n";
 		else if (!strncasecmp(line, "HELO", 4))
 			r = "250 dest.example.test\r\n";
 		else if (!strncasecmp(line, "MAIL", 4)) {

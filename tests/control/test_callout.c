@@ -987,3 +987,30 @@ ParameterizedTest(const struct tls_case *c, callout, starttls, .timeout = 30)
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	cr_assert_eq(system(cmd), 0);
 }
+
+/* A destination refusing the null sender: unverifiable with <> (the
+ * default), verified with mail_from set (docs/CONFIG.md: Postfix's verify
+ * uses double-bounce@$myorigin, not <>). */
+Test(callout, null_sender_refused_then_mail_from, .timeout = 30)
+{
+	struct sdest d = {.refuse_null_sender = true,
+			  .rule = {{"nosuch@", "550 5.1.1 <nosuch@q.test>: User unknown\r\n"}}};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_UNVERIFIABLE, "never invalid on a refused <>");
+	engine_stop();
+	strcat(text, "mail_from = double-bounce@edge.q.test\n");
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_INVALID);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_str_eq(d.mail, "MAIL FROM:<double-bounce@edge.q.test>");
+}
