@@ -267,6 +267,18 @@ void core_set_harvest_hook(core_harvest_fn fn, void *arg);
  * at start-up (err says why); from *_reload it is logged and the module keeps
  * its previous settings.                                                   */
 
+/* A service as the daemon drives it: started in table order after the
+ * core, reloaded after each good reload, its counters listed by `stats`,
+ * stopped in reverse order.  The table is control/services.h (main.c's);
+ * the daemon knows the services only through it. */
+struct core_service {
+	const char *name;
+	int (*start)(const struct config *cfg, char *err, size_t errlen);
+	int (*reload)(const struct config *cfg, char *err, size_t errlen);
+	void (*stop)(void);
+	void (*stats)(core_stat_fn fn, void *arg);
+};
+
 int ctl_start(const struct config *cfg, char *err, size_t errlen);
 int ctl_reload(const struct config *cfg, char *err, size_t errlen);
 void ctl_stop(void);
@@ -278,6 +290,9 @@ void policy_stop(void);
 int xdp_start(const struct config *cfg, char *err, size_t errlen);
 int xdp_reload(const struct config *cfg, char *err, size_t errlen);
 void xdp_stop(void);
+/* Counters for `rcptctl stats` (groups "ctl", "policy"). */
+void ctl_stats_foreach(core_stat_fn fn, void *arg);
+void policy_stats_foreach(core_stat_fn fn, void *arg);
 /* Counters for `rcptctl stats` (group "xdp"). */
 void xdp_stats_foreach(core_stat_fn fn, void *arg);
 

@@ -36,8 +36,6 @@
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
-#include "ctl.h"
-#include "policy.h"
 
 #define DAEMON_VERSION "0.1.0"
 #define DAEMON_MAX_EVENTS 256
@@ -171,6 +169,8 @@ static struct {
 	void *harvest_arg;
 	bool log_stderr_forced;
 	char config_path[CONFIG_PATH_MAX];
+	const struct core_service *services;
+	unsigned nservices, nstarted;
 } dm = {.epfd = -1, .sigfd = -1};
 
 #define CS(x) (dm.st[CS_##x]++)
@@ -1155,46 +1155,41 @@ static void rebuild_table(void)
 		(unsigned long long)c.errors, (unsigned long long)(mono_ms() - t0));
 }
 
+/* The services (daemon_opts.services): the daemon calls them only through
+ * their table entry, never by name. */
 static int modules_start(const struct config *cfg, char *err, size_t errlen)
 {
-	int r;
-	if ((r = ctl_start(cfg, err, errlen)))
-		return r;
-	if ((r = policy_start(cfg, err, errlen)))
-		return r;
-#ifdef RG_HAVE_XDP
-	if ((r = xdp_start(cfg, err, errlen)))
-		return r;
-#endif
-	return r;
+	for (dm.nstarted = 0; dm.nstarted < dm.nservices; dm.nstarted++) {
+		int r = dm.services[dm.nstarted].start(cfg, err, errlen);
+		if (r)
+			return r;
+	}
+	return 0;
 }
 
 static void modules_reload(const struct config *cfg)
 {
 	char err[512];
-	if (ctl_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "control socket reload: %s", err);
-	if (policy_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "policy service reload: %s", err);
-#ifdef RG_HAVE_XDP
-	if (xdp_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "xdp reload: %s", err);
-#endif
+	for (unsigned i = 0; i < dm.nstarted; i++)
+		if (dm.services[i].reload(cfg, err, sizeof(err)))
+			log_msg(LOG_ERR, "%s reload: %s", dm.services[i].name, err);
 }
 
 static void modules_stop(void)
 {
-#ifdef RG_HAVE_XDP
-	xdp_stop();
-#endif
-	policy_stop();
-	ctl_stop();
+	/* a service that failed to start may hold resources: stopped too */
+	unsigned n = dm.nstarted < dm.nservices ? dm.nstarted + 1 : dm.nservices;
+	while (n > 0)
+		dm.services[--n].stop();
+	dm.nstarted = 0;
 }
 
 int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
 {
 	int r;
 	snprintf(dm.config_path, sizeof(dm.config_path), "%s", o->config_path);
+	dm.services = o->services;
+	dm.nservices = o->services ? o->nservices : 0;
 	dm.log_stderr_forced = o->log_stderr;
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
@@ -1455,11 +1450,9 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (int i = 0; i < STAT__COUNT; i++)
 		fn("dataplane", stats_names[i], stats_sum(&dm.pub.map, (enum stats_id)i),
 		   stats_help[i], arg);
-	ctl_stats_foreach(fn, arg);
-	policy_stats_foreach(fn, arg);
-#ifdef RG_HAVE_XDP
-	xdp_stats_foreach(fn, arg);
-#endif
+	for (unsigned i = 0; i < dm.nstarted; i++)
+		if (dm.services[i].stats)
+			dm.services[i].stats(fn, arg);
 }
 
 int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)

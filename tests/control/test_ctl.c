@@ -29,6 +29,7 @@
 #include "ctl.h"
 #include "ctlproto.h"
 #include "daemon.h"
+#include "services.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define NOBODY 65534
@@ -87,7 +88,7 @@ static void write_config(const char *extra, unsigned port, const char *sock)
 static void start(const char *extra, unsigned port)
 {
 	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
+	struct daemon_opts o = {.services = rcptgated_services, .nservices = RCPTGATED_NSERVICES};
 	char err[512], store[256];
 	int rc;
 

@@ -23,6 +23,7 @@
 
 #include "core.h"
 #include "daemon.h"
+#include "services.h"
 #include "dtable.h"
 #include "khash.h"
 #include "rtable.h"
@@ -173,7 +174,8 @@ static void teardown(void)
 
 static void start(void)
 {
-	struct daemon_opts o = {.config_path = conf};
+	struct daemon_opts o = {.config_path = conf, .services = rcptgated_services,
+				.nservices = RCPTGATED_NSERVICES};
 	char err[512] = "";
 	cr_assert_eq(daemon_init(&o, err, sizeof(err)), 0, "daemon_init: %s", err);
 }

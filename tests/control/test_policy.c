@@ -435,6 +435,7 @@ Test(policy_reply, buffer_too_small)
 #include <unistd.h>
 
 #include "daemon.h"
+#include "services.h"
 #include "listen.h"
 #include "log.h"
 #include <dirent.h>
@@ -516,7 +517,7 @@ static void write_config(const char *listen, const char *extra)
 static void srv_start(const char *extra, unsigned port)
 {
 	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
+	struct daemon_opts o = {.services = rcptgated_services, .nservices = RCPTGATED_NSERVICES};
 	char err[512], store[256], listen[300];
 	int rc;
 
