@@ -129,6 +129,7 @@ static struct {
 	struct sess *graveyard;		/* closed sessions, freed by callout_tick */
 	uint32_t nsessions, nqueued, ninflight;
 	uint32_t queue_max;
+	uint32_t dns_timeout_ms, mx_min_ttl;	/* from the configuration */
 	uint64_t last_sweep_ms;
 	uint64_t st[CALLOUT_ST__COUNT];
 	char hostname[256];
@@ -1790,9 +1791,8 @@ static void on_dns(const struct dns_answer *a, void *arg)
 	}
 	d->dest_ok = true;
 	uint32_t ttl = a->ttl;
-	const struct config *cfg = core_config();
-	if (cfg && ttl < cfg->mx_min_ttl)
-		ttl = cfg->mx_min_ttl;
+	if (ttl < co.mx_min_ttl)
+		ttl = co.mx_min_ttl;
 	d->dest_expiry_ms = now + (uint64_t)ttl * 1000u;
 	d->dest_cursor = 0;
 	/* verify sessions waiting for the answer */
@@ -1809,8 +1809,7 @@ static bool dest_ready(struct callout_dom *d, uint64_t now)
 	if (d->dest_expiry_ms && now < d->dest_expiry_ms)
 		return d->dest_ok;
 	if (!d->resolving) {
-		const struct config *cfg = core_config();
-		uint32_t tmo = cfg ? cfg->dns_timeout_ms : 5000;
+		uint32_t tmo = co.dns_timeout_ms;
 		int r = dns_resolve(d->cfg.name, d->cfg.dest, d->cfg.ndest, d->cfg.mx_port, tmo, on_dns,
 				    d);
 		if (r == 0)
@@ -1842,7 +1841,7 @@ static int start_verify(struct callout_dom *d, struct callout_pend *p)
 	} else {
 		/* waits for the DNS answer (on_dns connects it); timeout applies */
 		s->deadline_ms = daemon_now_ms() + d->cfg.connect_timeout_ms +
-				 (core_config() ? core_config()->dns_timeout_ms : 5000u);
+				 co.dns_timeout_ms;
 	}
 	return 0;
 }
@@ -2016,6 +2015,7 @@ int callout_init(const struct callout_hooks *h)
 	if (gethostname(co.hostname, sizeof(co.hostname) - 1) || !co.hostname[0])
 		snprintf(co.hostname, sizeof(co.hostname), "localhost");
 	co.queue_max = 200000;
+	co.dns_timeout_ms = 5000;
 	/* a TLS write to a closed connection must not kill the process */
 	signal(SIGPIPE, SIG_IGN);
 	co.ssl_ctx = SSL_CTX_new(TLS_client_method());
@@ -2035,6 +2035,8 @@ int callout_init(const struct callout_hooks *h)
 int callout_configure(const struct config *cfg)
 {
 	co.queue_max = cfg->queue_max;
+	co.dns_timeout_ms = cfg->dns_timeout_ms;
+	co.mx_min_ttl = cfg->mx_min_ttl;
 	read_own_addresses();
 	for (struct callout_dom *d = co.doms; d; d = d->next)
 		d->configured = false;

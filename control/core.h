@@ -20,34 +20,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "loop.h"
 #include "msg.h"
 #include "shm.h"
 
 /* ---------------------------------------------------------------------- */
-/* Event loop (daemon.c).                                                  */
-
-/* events are EPOLLIN / EPOLLOUT / ...; the callback gets what epoll reported. */
-typedef void (*daemon_fd_cb)(int fd, uint32_t events, void *arg);
-typedef void (*daemon_timer_cb)(void *arg);
-
-/* Register fd with the loop (level-triggered).  0 or -errno. */
-int daemon_add_fd(int fd, uint32_t events, daemon_fd_cb cb, void *arg);
-/* Change the events watched for fd.  0 or -errno. */
-int daemon_mod_fd(int fd, uint32_t events);
-/* Unregister fd (call before close()).  0 or -errno. */
-int daemon_del_fd(int fd);
-
-/* A timer firing after delay_ms, then every interval_ms when interval_ms > 0.
- * Returns an id > 0, or 0 when out of memory. */
-uint64_t daemon_timer_add(uint64_t delay_ms, uint64_t interval_ms, daemon_timer_cb cb,
-			  void *arg);
-/* Cancel a timer (a no-op for an id that already fired or is unknown). */
-void daemon_timer_cancel(uint64_t id);
-
-/* CLOCK_MONOTONIC milliseconds, as the loop saw it at the start of this turn. */
-uint64_t daemon_now_ms(void);
-/* CLOCK_REALTIME seconds, same turn. */
-uint64_t daemon_wall_s(void);
+/* Event loop: loop.h (daemon_add_fd, daemon_timer_add, daemon_now_ms ...). */
 
 /* The configuration in force (replaced on reload: do not keep the pointer
  * across a return to the loop; modules get the new one through *_reload()). */

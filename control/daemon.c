@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "dtable.h"
 #include "listen.h"
+#include "loop.h"
 #include "log.h"
 #include "publish.h"
 #include "rings.h"
@@ -38,7 +39,6 @@
 #include "ttl.h"
 
 #define DAEMON_VERSION "0.1.0"
-#define DAEMON_MAX_EVENTS 256
 #define RING_POLL_ACTIVE_MS 2	/* ring poll interval while records flow */
 #define RING_POLL_IDLE_MS 10	/* ... and after a quiet second */
 #define RING_BUDGET 512u	/* records per ring per turn */
@@ -91,22 +91,6 @@ static const char *const cs_helps[] = {
 #undef CS_HELP
 };
 
-/* ---- event loop state */
-
-struct fd_slot {
-	daemon_fd_cb cb;
-	void *arg;
-	uint32_t gen;
-	bool used;
-};
-
-struct timer {
-	uint64_t id, when, interval;
-	daemon_timer_cb cb;
-	void *arg;
-	bool active;
-};
-
 /* a waiter for a callout result: verify or policy check */
 enum { W_CHECK = 1, W_VERIFY = 2 };
 struct waiter {
@@ -139,14 +123,8 @@ struct pubq_ent {
 };
 
 static struct {
-	/* loop */
-	int epfd, sigfd;
-	struct fd_slot *fds;
-	size_t nfds;
-	uint32_t fd_gen;
-	struct timer *timers;
-	size_t ntimers, timers_cap;
-	uint64_t next_timer_id;
+	/* loop: the clock as this daemon's turn last saw it (loop.c has its own) */
+	int sigfd;
 	uint64_t now_ms, wall_s;
 	bool loop_ready, stop;
 	uint64_t last_ring_ms;
@@ -171,12 +149,12 @@ static struct {
 	char config_path[CONFIG_PATH_MAX];
 	const struct core_service *services;
 	unsigned nservices, nstarted;
-} dm = {.epfd = -1, .sigfd = -1};
+} dm = {.sigfd = -1};
 
 #define CS(x) (dm.st[CS_##x]++)
 
 /* ---------------------------------------------------------------------- */
-/* clocks */
+/* the loop (loop.c) and this daemon's turn */
 
 static uint64_t mono_ms(void)
 {
@@ -187,160 +165,33 @@ static uint64_t mono_ms(void)
 
 static void clock_update(void)
 {
-	dm.now_ms = mono_ms();
-	dm.wall_s = (uint64_t)time(NULL);
+	dm.now_ms = loop_now_ms();
+	dm.wall_s = loop_wall_s();
 }
 
-uint64_t daemon_now_ms(void)
+static void core_turn(void);
+
+/* After every loop turn: the callout scheduler, then the rings, the store
+ * commit and the publication (core_turn). */
+static void daemon_turn(void *arg)
 {
-	if (!dm.now_ms)
-		clock_update();
-	return dm.now_ms;
+	(void)arg;
+	clock_update();
+	callout_tick(dm.now_ms);
+	core_turn();
 }
-
-uint64_t daemon_wall_s(void)
-{
-	if (!dm.wall_s)
-		clock_update();
-	return dm.wall_s;
-}
-
-/* ---------------------------------------------------------------------- */
-/* fds */
-
-int daemon_add_fd(int fd, uint32_t events, daemon_fd_cb cb, void *arg)
-{
-	if (fd < 0 || !cb)
-		return -EINVAL;
-	if (dm.epfd < 0)
-		return -ENOTCONN;
-	if ((size_t)fd >= dm.nfds) {
-		size_t n = dm.nfds ? dm.nfds : 64;
-		while (n <= (size_t)fd)
-			n *= 2;
-		struct fd_slot *ns = realloc(dm.fds, n * sizeof(*ns));
-		if (!ns)
-			return -ENOMEM;
-		memset(ns + dm.nfds, 0, (n - dm.nfds) * sizeof(*ns));
-		dm.fds = ns;
-		dm.nfds = n;
-	}
-	if (dm.fds[fd].used)
-		return -EEXIST;
-	uint32_t gen = ++dm.fd_gen;
-	struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
-	if (epoll_ctl(dm.epfd, EPOLL_CTL_ADD, fd, &ev))
-		return -errno;
-	dm.fds[fd] = (struct fd_slot){.cb = cb, .arg = arg, .gen = gen, .used = true};
-	return 0;
-}
-
-int daemon_mod_fd(int fd, uint32_t events)
-{
-	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
-		return -ENOENT;
-	struct epoll_event ev = {.events = events,
-				 .data.u64 = (uint64_t)dm.fds[fd].gen << 32 | (uint32_t)fd};
-	return epoll_ctl(dm.epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
-}
-
-int daemon_del_fd(int fd)
-{
-	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
-		return -ENOENT;
-	epoll_ctl(dm.epfd, EPOLL_CTL_DEL, fd, NULL);
-	dm.fds[fd].used = false;
-	dm.fds[fd].gen = 0;
-	return 0;
-}
-
-/* ---------------------------------------------------------------------- */
-/* timers */
-
-uint64_t daemon_timer_add(uint64_t delay_ms, uint64_t interval_ms, daemon_timer_cb cb, void *arg)
-{
-	if (!cb)
-		return 0;
-	size_t slot = dm.ntimers;
-	for (size_t i = 0; i < dm.ntimers; i++)
-		if (!dm.timers[i].active) {
-			slot = i;
-			break;
-		}
-	if (slot == dm.ntimers) {
-		if (dm.ntimers == dm.timers_cap) {
-			size_t n = dm.timers_cap ? dm.timers_cap * 2 : 16;
-			struct timer *nt = realloc(dm.timers, n * sizeof(*nt));
-			if (!nt)
-				return 0;
-			dm.timers = nt;
-			dm.timers_cap = n;
-		}
-		dm.ntimers++;
-	}
-	uint64_t id = ++dm.next_timer_id;
-	dm.timers[slot] = (struct timer){.id = id, .when = daemon_now_ms() + delay_ms,
-					 .interval = interval_ms, .cb = cb, .arg = arg,
-					 .active = true};
-	return id;
-}
-
-void daemon_timer_cancel(uint64_t id)
-{
-	for (size_t i = 0; i < dm.ntimers; i++)
-		if (dm.timers[i].active && dm.timers[i].id == id) {
-			dm.timers[i].active = false;
-			return;
-		}
-}
-
-static void run_timers(void)
-{
-	uint64_t now = dm.now_ms;
-	size_t n = dm.ntimers; /* timers added by callbacks wait for the next turn */
-	for (size_t i = 0; i < n; i++) {
-		struct timer *t = &dm.timers[i];
-		if (!t->active || t->when > now)
-			continue;
-		daemon_timer_cb cb = t->cb;
-		void *arg = t->arg;
-		if (t->interval)
-			t->when = now + t->interval;
-		else
-			t->active = false;
-		cb(arg);
-		/* the array may have moved */
-	}
-	while (dm.ntimers && !dm.timers[dm.ntimers - 1].active)
-		dm.ntimers--;
-}
-
-static int next_timeout(int max_ms)
-{
-	uint64_t now = daemon_now_ms();
-	int t = max_ms;
-	for (size_t i = 0; i < dm.ntimers; i++) {
-		if (!dm.timers[i].active)
-			continue;
-		int64_t d = (int64_t)dm.timers[i].when - (int64_t)now;
-		if (d < 0)
-			d = 0;
-		if (t < 0 || d < t)
-			t = (int)d;
-	}
-	return t;
-}
-
-/* ---------------------------------------------------------------------- */
-/* the loop */
 
 int daemon_loop_init(void)
 {
 	if (dm.loop_ready)
 		return 0;
-	dm.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (dm.epfd < 0)
-		return -errno;
+	int r = loop_init();
+	if (r)
+		return r;
+	if ((r = loop_on_turn(daemon_turn, NULL))) {
+		loop_fini();
+		return r;
+	}
 	dm.loop_ready = true;
 	clock_update();
 	return 0;
@@ -348,44 +199,13 @@ int daemon_loop_init(void)
 
 void daemon_loop_fini(void)
 {
-	if (dm.epfd >= 0)
-		close(dm.epfd);
-	dm.epfd = -1;
-	free(dm.fds);
-	dm.fds = NULL;
-	dm.nfds = 0;
-	free(dm.timers);
-	dm.timers = NULL;
-	dm.ntimers = dm.timers_cap = 0;
+	loop_fini();
 	dm.loop_ready = false;
 }
 
-static void core_turn(void);
-
 int daemon_loop_once(int timeout_ms)
 {
-	struct epoll_event evs[DAEMON_MAX_EVENTS];
-	clock_update();
-	int tmo = next_timeout(timeout_ms);
-	int n = epoll_wait(dm.epfd, evs, DAEMON_MAX_EVENTS, tmo);
-	if (n < 0) {
-		if (errno != EINTR)
-			return -errno;
-		n = 0;
-	}
-	clock_update();
-	for (int i = 0; i < n; i++) {
-		int fd = (int)(uint32_t)evs[i].data.u64;
-		uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
-		/* skip fds closed (or re-used) by an earlier callback of this batch */
-		if ((size_t)fd >= dm.nfds || !dm.fds[fd].used || dm.fds[fd].gen != gen)
-			continue;
-		dm.fds[fd].cb(fd, evs[i].events, dm.fds[fd].arg);
-	}
-	run_timers();
-	callout_tick(dm.now_ms);
-	core_turn();
-	return n;
+	return loop_once(timeout_ms);
 }
 
 /* ---------------------------------------------------------------------- */
