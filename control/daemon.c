@@ -1,13 +1,14 @@
 /*
- * daemon.c — rcptgated's core: the single epoll event loop (fds, timers,
- * signals), and everything that decides and keeps verdicts: the miss and
- * event rings drained every turn, callout results turned into stored and
- * published verdicts, static lists, background refresh, the control verbs
- * (core.h) and reload.
+ * daemon.c — rcptgated's core: everything that decides and keeps verdicts:
+ * the miss and event rings drained every turn, callout results turned into
+ * stored and published verdicts, static lists, background refresh, the
+ * control verbs (core.h), signals and reload.  The event loop is loop.c;
+ * the services (control socket, policy service, XDP) come in through the
+ * table daemon_opts carries (services.h).
  *
  * Order of a loop turn: wait for events (bounded by the next timer and the
- * ring poll interval), dispatch them, run due timers, drain the rings, run
- * the callout scheduler, then make the turn's verdicts durable
+ * ring poll interval), dispatch them, run due timers (loop.c), then this
+ * file's turn hook: the callout scheduler, the rings, the turn's verdicts made durable
  * (store_commit) and only after that publish them into the shared table:
  * a verdict the data plane has seen is always one a restart will find.
  * Thread: main thread only.
