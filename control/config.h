@@ -28,6 +28,7 @@
 #define CONFIG_MAX_CODES 8u	/* invalid_codes entries */
 #define CONFIG_PATH_MAX 256u
 #define CONFIG_HOST_MAX 256u
+#define CONFIG_CMD_MAX 1024u
 
 /* A uid, or a group (gid) whose members (primary or supplementary) match. */
 struct config_principal {
@@ -72,6 +73,7 @@ struct config_dom {
 	uint16_t reject_code;		/* 550 or 450 for an invalid recipient */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
+	char list_command[CONFIG_CMD_MAX]; /* /bin/sh command printing the list, "" = none */
 	char mail_from[RG_ADDR_MAX + 1];/* probe sender "local@domain" (checked as an
 					 * RFC 5321 path), "" = the null path <> */
 	uint32_t mail_from_rotate;	/* s: "local-N@domain", N = time / this; 0 = off */
@@ -164,6 +166,7 @@ struct config {
 	bool log_callouts;		/* one line per callout result */
 
 	/* housekeeping */
+	uint32_t list_retry_s;		/* a list not published whole is tried again */
 	uint32_t queue_max;		/* pending addresses, all domains */
 	uint32_t dns_timeout_ms;
 	char dns_server[64];		/* "IPv4[:port]" for MX queries; "" = resolv.conf */

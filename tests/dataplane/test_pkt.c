@@ -197,6 +197,26 @@ Test(pkt, checksums)
 	}
 }
 
+Test(pkt, ipv4_header_checksum_verified)
+{
+	uint8_t f[64] = {0};
+	struct pkt p;
+	/* Ethernet, IPv4 (20), TCP (20) with a good header checksum */
+	f[12] = 0x08;
+	f[14] = 0x45;
+	f[16 + 1] = 40;
+	f[14 + 8] = 64;
+	f[14 + 9] = 6;
+	memcpy(f + 26, "\xc6\x12\x00\x01\xc6\x12\x00\x02", 8);
+	f[34 + 12] = 0x50;
+	f[34 + 13] = 0x10;
+	cr_assert_eq(pkt_parse(&p, f, 54), PKT_TCP);
+	pkt_ip_csum(&p);
+	cr_assert(pkt_ip_csum_ok(&p));
+	f[14 + 8] = 63; /* TTL changed on the way, checksum not */
+	cr_assert(!pkt_ip_csum_ok(&p));
+}
+
 Test(pkt, flow_hash_is_symmetric)
 {
 	uint8_t a[512], b[512], c[512];
@@ -210,4 +230,38 @@ Test(pkt, flow_hash_is_symmetric)
 	cr_expect_eq(pkt_flow_hash(a, na), pkt_flow_hash(b, nb));
 	cr_expect_neq(pkt_flow_hash(a, na), pkt_flow_hash(c, nc));
 	cr_expect_neq(pkt_flow_hash(a, na), 0);
+}
+
+/* The checksum sum against the plain definition (16-bit big-endian words),
+ * for every length and alignment up to 80 bytes. */
+static uint32_t ref_sum(uint32_t sum, const uint8_t *b, size_t len)
+{
+	uint64_t s = sum;
+	for (size_t i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)b[i] << 8 | b[i + 1];
+	if (len & 1)
+		s += (uint32_t)b[len - 1] << 8;
+	while (s >> 16)
+		s = (s & 0xffffu) + (s >> 16);
+	return (uint32_t)s;
+}
+
+Test(pkt, checksum_sum_matches_the_definition)
+{
+	uint8_t buf[96];
+	uint32_t x = 12345;
+	for (int r = 0; r < 50; r++) {
+		for (unsigned i = 0; i < sizeof(buf); i++) {
+			x = x * 1103515245u + 12345u;
+			buf[i] = (uint8_t)(x >> 16);
+		}
+		if (r == 1)
+			memset(buf, 0xff, sizeof(buf)); /* carries everywhere */
+		for (size_t off = 0; off < 8; off++)
+			for (size_t len = 0; len + off <= 88; len++) {
+				uint32_t init = (uint32_t)(r * 7919) & 0x3ffff;
+				cr_assert_eq(pkt_csum_fold(pkt_csum_add(init, buf + off, len)),
+					     ref_sum(init, buf + off, len), "off %zu len %zu", off, len);
+			}
+	}
 }
