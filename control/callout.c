@@ -3,11 +3,12 @@
  * client session state machine, reply parsing, rate limits, circuit
  * breaker, accept-all probes.
  *
- * The reply parser is resumable over a bounded receive buffer: bytes are
- * appended, complete lines are consumed, a partial line waits for more, and
- * a line over CALLOUT_LINE_MAX ends the session (counted).  Any split of the
- * server's bytes into reads gives the same result.  Multi-line replies
- * ("250-...") are joined; the code must agree on every line.
+ * Replies go through the parser both planes share (common/smtpreply.h),
+ * fed line by line from a bounded receive buffer that holds the line being
+ * read: a line over CALLOUT_LINE_MAX, a reply over CALLOUT_REPLY_LINES_MAX
+ * lines, a malformed line or a multi-line reply whose codes differ ends the
+ * session (counted).  Any split of the server's bytes into reads gives the
+ * same result.
  * Thread: main thread only.
  */
 #include "callout.h"
@@ -36,6 +37,7 @@
 #include "dtable.h"
 #include "khash.h"
 #include "log.h"
+#include "smtpreply.h"
 #include "text.h"
 
 enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD };
@@ -90,12 +92,16 @@ struct sess {
 	struct callout_pend *retry_head, *retry_tail; /* 452'd, back to the queue in order */
 	uint32_t rcpts_total, transactions;
 	unsigned tx_asked, tx_retried;	/* this transaction: RCPTs, 452 4.5.3 answers */
-	/* reply being parsed */
+	/* reply being parsed: rbuf holds the current line from its start,
+	 * rfed bytes of it fed to rp */
 	char rbuf[CALLOUT_RBUF];
-	size_t rlen;
+	size_t rlen, rfed;
+	struct smtp_reply rp;
+	struct smtp_reply_text rt;	/* into rtext */
+	/* the last complete reply */
 	uint16_t rcode;
-	unsigned rlines;
-	char rtext[CALLOUT_TEXT_MAX];
+	char renh[SMTP_REPLY_ENH_MAX];	/* enhanced status code, or "" */
+	char rtext[CALLOUT_TEXT_MAX];	/* the lines' text joined */
 	size_t rtext_len;
 	char rfirst[256];		/* first line, for reports */
 	bool saw_pipelining, saw_smtputf8;	/* EHLO keywords seen */
@@ -1101,22 +1107,6 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		arm(s, d->cfg.command_timeout_ms);
 }
 
-/* An EHLO keyword line: kw, then the end or a space (case-insensitive). */
-static bool has_keyword(const char *t, size_t n, const char *kw)
-{
-	size_t m = strlen(kw);
-	if (n < m)
-		return false;
-	for (size_t i = 0; i < m; i++) {
-		char c = t[i];
-		if (c >= 'a' && c <= 'z')
-			c = (char)(c - 32);
-		if (c != kw[i])
-			return false;
-	}
-	return n == m || t[m] == ' ';
-}
-
 /* The destination did not greet (4xx/5xx banner, timeout, closed): the
  * session moves on to the next destination of the round (Postfix's
  * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
@@ -1256,8 +1246,7 @@ static bool greets_as_us(const struct sess *s)
 static void on_reply(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
-	char enh[CLASSIFY_ENH_MAX];
-	classify_enhanced(s->rcode, s->rtext, s->rtext_len, enh);
+	const char *enh = s->renh;
 	unsigned cls = s->rcode / 100;
 	enum classify_result c;
 	switch (s->state) {
@@ -1404,96 +1393,70 @@ static void on_reply(struct sess *s)
 	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, "unexpected reply");
 }
 
-static int is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-/* Parse complete lines in rbuf.  Returns 0, or -1 when the session ended. */
+/* Feed the received bytes to the reply parser, line by line: a line goes
+ * to the transcript (and the first to rfirst) whole.  Returns 0, or -1 when
+ * the session ended. */
 static int parse_lines(struct sess *s)
 {
-	size_t off = 0;
-	while (off < s->rlen) {
-		char *line = s->rbuf + off;
-		char *nl = memchr(line, '\n', s->rlen - off);
-		if (!nl) {
-			if (s->rlen - off > CALLOUT_LINE_MAX) {
+	while (s->rfed < s->rlen) {
+		enum smtp_reply_ev ev;
+		if (smtp_reply_idle(&s->rp))
+			smtp_reply_text_reset(&s->rt); /* a new reply: rtext was the last */
+		s->rfed += smtp_reply_step(&s->rp, (const uint8_t *)s->rbuf + s->rfed,
+					   s->rlen - s->rfed, &s->rt, &ev);
+		if (ev == SMTP_REPLY_MORE) {
+			if (s->rp.len > CALLOUT_LINE_MAX) {
 				ST(LINE_TOO_LONG);
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
 				return -1;
 			}
 			break;
 		}
-		size_t n = (size_t)(nl - line);
-		off += n + 1;
-		if (n && line[n - 1] == '\r')
+		size_t n = s->rfed - 1; /* the line without its CRLF */
+		if (n && s->rbuf[n - 1] == '\r')
 			n--;
-		if (n > CALLOUT_LINE_MAX) {
+		if (s->rp.max_line > CALLOUT_LINE_MAX) {
 			ST(LINE_TOO_LONG);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
 			return -1;
 		}
-		transcript(s, "S: ", line, n);
-		if (n < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) ||
-		    (n > 3 && line[3] != ' ' && line[3] != '-') || line[0] < '1' || line[0] > '5') {
+		transcript(s, "S: ", s->rbuf, n);
+		if (s->rp.flags & SMTP_REPLY_BAD) {
 			ST(PROTO_ERRORS);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "malformed reply");
 			return -1;
 		}
-		uint16_t code = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0'));
-		bool more = n > 3 && line[3] == '-';
-		const char *text = n > 4 ? line + 4 : "";
-		size_t tlen = n > 4 ? n - 4 : 0;
-		if (s->rlines == 0) {
-			s->rcode = code;
-			s->rtext_len = 0;
-			s->saw_pipelining = false;
-			s->saw_smtputf8 = false;
-			s->saw_starttls = false;
-			/* kept for logs, the store and rcptctl: cleaned once here */
-			text_clean(s->rfirst, sizeof(s->rfirst), line, n, 0);
-		} else if (code != s->rcode) {
+		if (s->rp.flags & SMTP_REPLY_MIXED) {
 			ST(PROTO_ERRORS);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "inconsistent multi-line reply");
 			return -1;
 		}
-		if (++s->rlines > CALLOUT_REPLY_LINES_MAX) {
+		if (s->rp.lines > CALLOUT_REPLY_LINES_MAX) {
 			ST(PROTO_ERRORS);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "reply with too many lines");
 			return -1;
 		}
-		if (s->state == S_EHLO && s->rlines > 1) {
-			if (has_keyword(text, tlen, "PIPELINING"))
-				s->saw_pipelining = true;
-			else if (has_keyword(text, tlen, "SMTPUTF8"))
-				s->saw_smtputf8 = true;
-			else if (has_keyword(text, tlen, "STARTTLS"))
-				s->saw_starttls = true;
-		}
-		if (s->rtext_len && s->rtext_len < sizeof(s->rtext) - 1)
-			s->rtext[s->rtext_len++] = ' ';
-		size_t room = sizeof(s->rtext) - 1 - s->rtext_len;
-		size_t c = tlen < room ? tlen : room;
-		memcpy(s->rtext + s->rtext_len, text, c);
-		s->rtext_len += c;
-		s->rtext[s->rtext_len] = 0;
-		if (more)
+		if (s->rp.lines == 1) /* kept for logs, the store and rcptctl: cleaned */
+			text_clean(s->rfirst, sizeof(s->rfirst), s->rbuf, n, 0);
+		memmove(s->rbuf, s->rbuf + s->rfed, s->rlen - s->rfed);
+		s->rlen -= s->rfed;
+		s->rfed = 0;
+		if (ev == SMTP_REPLY_LINE)
 			continue;
-		s->rlines = 0;
-		/* consume the parsed bytes first: on_reply may close the session
-		 * (its memory stays valid until the next tick) */
-		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
-		s->rlen -= off;
-		off = 0;
+		s->rcode = s->rp.code;
+		memcpy(s->renh, s->rp.enh, sizeof(s->renh));
+		s->rtext_len = s->rt.len;
+		s->saw_pipelining = s->rp.caps & SMTP_CAP_PIPELINING;
+		s->saw_smtputf8 = s->rp.caps & SMTP_CAP_SMTPUTF8;
+		s->saw_starttls = s->rp.caps & SMTP_CAP_STARTTLS;
+		smtp_reply_reset(&s->rp);
+		/* on_reply may close the session (its memory stays valid until
+		 * the next tick) */
 		on_reply(s);
 		if (s->dead)
 			return -1;
 		if (s->state == S_CONNECT || s->state == S_TLS)
 			return 0; /* on to the next destination, or TLS: the rest is dropped */
-	}
-	if (off) {
-		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
-		s->rlen -= off;
 	}
 	return 0;
 }
@@ -1600,8 +1563,10 @@ static int connect_next(struct sess *s)
 		close(s->fd);
 		s->fd = -1;
 	}
-	s->rlen = 0;
-	s->rlines = 0;
+	s->rlen = s->rfed = 0;
+	smtp_reply_reset(&s->rp);
+	s->rt = (struct smtp_reply_text){.buf = s->rtext, .cap = sizeof(s->rtext)};
+	smtp_reply_text_reset(&s->rt);
 	s->wlen = s->woff = 0;
 	if (s->ssl) {
 		SSL_free(s->ssl);

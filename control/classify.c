@@ -22,50 +22,6 @@ const char *classify_stage_name(enum classify_stage s)
 	return (unsigned)s < sizeof(stage_names) / sizeof(stage_names[0]) ? stage_names[s] : "?";
 }
 
-static int is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-size_t classify_enhanced(uint16_t code, const char *text, size_t len, char out[CLASSIFY_ENH_MAX])
-{
-	size_t i = 0, o = 0;
-	out[0] = 0;
-	while (i < len && text[i] == ' ')
-		i++;
-	if (i + 5 > len || text[i] != (char)('0' + code / 100) || text[i + 1] != '.')
-		return 0;
-	out[o++] = text[i];
-	out[o++] = '.';
-	i += 2;
-	for (int part = 0; part < 2; part++) {
-		size_t digits = 0;
-		while (i < len && is_digit(text[i]) && digits < 3) {
-			out[o++] = text[i++];
-			digits++;
-		}
-		if (digits == 0 || (i < len && is_digit(text[i]))) {
-			out[0] = 0;
-			return 0;
-		}
-		if (part == 0) {
-			if (i >= len || text[i] != '.') {
-				out[0] = 0;
-				return 0;
-			}
-			out[o++] = '.';
-			i++;
-		}
-	}
-	/* must end the token */
-	if (i < len && text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
-		out[0] = 0;
-		return 0;
-	}
-	out[o] = 0;
-	return o;
-}
-
 /* Phrases that, in a 550/551/553 RCPT reply without an enhanced code, say the
  * mailbox does not exist (Exim "Unrouteable address", sendmail "User unknown",
  * qmail-ldap "No such user", old Exchange "Recipient not found"). */

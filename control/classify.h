@@ -41,16 +41,10 @@ enum classify_result {
 	CL_RETRY,		/* RCPT only: too many recipients, retry next transaction */
 };
 
-#define CLASSIFY_ENH_MAX 12u	/* "5.123.123" + NUL */
-
-/* Extract an RFC 3463 enhanced code at the start of text (after the reply
- * code and separator); out is "" when absent or its class does not match the
- * reply code's first digit.  Returns its length (0 when absent). */
-size_t classify_enhanced(uint16_t code, const char *text, size_t len,
-			 char out[CLASSIFY_ENH_MAX]);
-
-/* Classify one reply.  text is the reply's text (after "NNN " / "NNN-",
- * continuation lines joined), used only for replies without an enhanced code.
+/* Classify one reply, as the shared reply parser (common/smtpreply.h) read
+ * it: enh is its enhanced status code ("" when none), text the reply's text
+ * (after "NNN " / "NNN-", continuation lines joined), used only for replies
+ * without an enhanced code.
  * extra_invalid: further enhanced codes meaning "no such user" (may be NULL). */
 enum classify_result classify_reply(enum classify_stage stage, uint16_t code,
 				    const char *enh, const char *text, size_t len,

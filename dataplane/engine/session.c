@@ -781,7 +781,7 @@ uint32_t session_place(struct engine *e, struct flow *f, uint32_t pos, int *clos
 static void on_reply(struct engine *e, struct flow *f)
 {
 	struct flow_qent q;
-	if (f->rp.bad)
+	if (f->rp.flags & SMTP_REPLY_BAD)
 		st(e, STAT_REPLY_MALFORMED);
 	if (!session_q_len(e, f))
 		return; /* unsolicited (a 421 shutdown, say) */

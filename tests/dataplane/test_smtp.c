@@ -1,6 +1,6 @@
 /*
- * test_smtp.c — command classification and the resumable reply parser: the
- * same replies for every split of the server's stream.
+ * test_smtp.c — command classification.  The reply parser's tests are in
+ * tests/common/test_smtpreply.c.
  */
 #include <string.h>
 
@@ -66,71 +66,5 @@ Test(smtp, command_table)
 			cr_expect_eq(cmd.bdat_size, c->bdat_size, "'%s': size", c->line);
 			cr_expect_eq(cmd.bdat_last, c->bdat_last, "'%s': last", c->line);
 		}
-	}
-}
-
-struct reply_case {
-	const char *name;
-	const char *stream;
-	unsigned n;		/* replies in the stream */
-	uint16_t codes[4];
-	uint8_t caps;		/* of the first reply */
-	int bad;		/* some reply malformed */
-};
-
-static const struct reply_case reply_cases[] = {
-	{"single", "250 2.1.5 Ok\r\n", 1, {250}, 0, 0},
-	{"multi-line EHLO",
-	 "250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-STARTTLS\r\n"
-	 "250-CHUNKING\r\n250 SMTPUTF8\r\n",
-	 1, {250}, SMTP_CAP_PIPELINING | SMTP_CAP_CHUNKING | SMTP_CAP_STARTTLS | SMTP_CAP_SMTPUTF8,
-	 0},
-	{"pipelined replies", "250 2.1.0 Ok\r\n550 5.1.1 no\r\n354 go\r\n", 3, {250, 550, 354}, 0,
-	 0},
-	{"bare LF and no text", "220\n221 bye\n", 2, {220, 221}, 0, 0},
-	{"keyword case and longer words", "250-pipelining\r\n250 PIPELININGX\r\n", 1, {250},
-	 SMTP_CAP_PIPELINING, 0},
-	{"garbage line", "hello\r\n250 ok\r\n", 2, {0, 250}, 0, 1},
-};
-
-static void run_reply(const struct reply_case *c, size_t cut1, size_t cut2)
-{
-	struct smtp_reply r;
-	const uint8_t *s = (const uint8_t *)c->stream;
-	size_t len = strlen(c->stream), at = 0, chunk_end[3] = {cut1, cut2, len};
-	unsigned got = 0;
-	int bad = 0;
-	smtp_reply_reset(&r);
-	for (unsigned ch = 0; ch < 3; ch++) {
-		size_t end = chunk_end[ch] < at ? at : chunk_end[ch];
-		while (at < end) {
-			int done;
-			size_t n = smtp_reply_feed(&r, s + at, end - at, &done);
-			at += n;
-			if (done) {
-				cr_assert_lt(got, c->n, "%s: too many replies", c->name);
-				cr_expect_eq(r.code, c->codes[got], "%s (cuts %zu,%zu): reply %u",
-					     c->name, cut1, cut2, got);
-				if (got == 0)
-					cr_expect_eq(r.caps, c->caps, "%s: caps", c->name);
-				bad |= r.bad;
-				got++;
-				smtp_reply_reset(&r);
-			}
-		}
-	}
-	cr_expect_eq(got, c->n, "%s (cuts %zu,%zu): replies", c->name, cut1, cut2);
-	cr_expect_eq(bad, c->bad, "%s: malformed", c->name);
-	cr_expect(smtp_reply_idle(&r), "%s: parser idle at the end", c->name);
-}
-
-Test(smtp, replies_every_split)
-{
-	for (unsigned k = 0; k < sizeof(reply_cases) / sizeof(reply_cases[0]); k++) {
-		const struct reply_case *c = &reply_cases[k];
-		size_t len = strlen(c->stream);
-		for (size_t a = 0; a <= len; a++)
-			for (size_t b = a; b <= len; b++)
-				run_reply(c, a, b);
 	}
 }
