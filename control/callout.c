@@ -109,6 +109,7 @@ struct sess {
 	char greet5xx_text[256];
 	bool smtputf8;				/* the server takes UTF-8 addresses */
 	bool saw_starttls;			/* EHLO offered STARTTLS */
+	bool tx_utf8;				/* this transaction: MAIL ... SMTPUTF8 */
 	SSL *ssl;				/* TLS after STARTTLS, else NULL */
 	bool tls_on, tls_want_write;
 	/* output */
@@ -626,14 +627,80 @@ static void arm(struct sess *s, uint32_t ms)
 	s->deadline_ms = daemon_now_ms() + ms;
 }
 
+static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why);
+static int send_rcpt(struct sess *s, unsigned i);
+static const char *probe_sender(const struct callout_dom *d, char *buf, size_t n);
+
+/*
+ * Enter state st: send what it sends and arm its timer.  The one place a
+ * command is written: a reply (response()) or the timer moves the session
+ * on.  A write that fails ends the session: closed when it was ending
+ * anyway (RSET, QUIT), else failed.
+ */
+static void enter_state(struct sess *s, enum sess_state st)
+{
+	struct callout_dom *d = s->dom;
+	const char *helo = d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname;
+	int r = 0;
+	s->state = st;
+	switch (st) {
+	case S_GREETING:
+		arm(s, d->cfg.greeting_timeout_ms);
+		set_events(s);
+		return;
+	case S_EHLO:
+		r = cmd(s, "EHLO ", helo, "");
+		break;
+	case S_HELO:
+		r = cmd(s, "HELO ", helo, "");
+		break;
+	case S_STARTTLS:
+		r = cmd(s, "STARTTLS", "", "");
+		break;
+	case S_MAIL: {
+		/* the RCPTs go along when the server pipelines */
+		char sender[RG_ADDR_MAX + 16];
+		r = cmd(s, "MAIL FROM:<", probe_sender(d, sender, sizeof(sender)),
+			s->tx_utf8 ? "> SMTPUTF8" : ">");
+		if (!r && s->pipelining) {
+			for (unsigned i = 0; i < s->ntx && !r; i++)
+				r = send_rcpt(s, i);
+			s->nsent = s->ntx;
+		}
+		break;
+	}
+	case S_RCPT:
+		/* one at a time unless pipelined (then all went with MAIL) */
+		if (!s->pipelining && s->nsent < s->ntx)
+			r = send_rcpt(s, s->nsent++);
+		break;
+	case S_SWALLOW:
+		break;
+	case S_RSET:
+		r = cmd(s, "RSET", "", "");
+		break;
+	case S_QUIT:
+		r = cmd(s, "QUIT", "", "");
+		break;
+	case S_CONNECT:
+	case S_TLS:
+		return; /* connect_next() and tls_start() drive these */
+	}
+	arm(s, d->cfg.command_timeout_ms);
+	if (!r)
+		r = flush_out(s);
+	if (!r)
+		return;
+	if (st == S_QUIT || st == S_RSET)
+		sess_close(s, true);
+	else
+		sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+}
+
 /* End the session politely; a connection that cannot take QUIT is closed. */
 static void send_quit(struct sess *s)
 {
-	s->state = S_QUIT;
-	cmd(s, "QUIT", "", "");
-	arm(s, s->dom->cfg.command_timeout_ms);
-	if (flush_out(s))
-		sess_close(s, false);
+	enter_state(s, S_QUIT);
 }
 
 /* ---- sessions: failure paths */
@@ -951,20 +1018,8 @@ static void tx_start(struct sess *s)
 	if (s->transactions++)
 		ST(RSET_REUSE);
 	s->rcpts_total += s->ntx;
-	s->state = S_MAIL;
-	char sender[RG_ADDR_MAX + 16];
-	int r = cmd(s, "MAIL FROM:<", probe_sender(d, sender, sizeof(sender)),
-		    utf8 ? "> SMTPUTF8" : ">");
-	if (!r && s->pipelining) {
-		for (unsigned i = 0; i < s->ntx && !r; i++)
-			r = send_rcpt(s, i);
-		s->nsent = s->ntx;
-	}
-	arm(s, d->cfg.command_timeout_ms);
-	if (r || flush_out(s)) {
-		sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
-		return;
-	}
+	s->tx_utf8 = utf8;
+	enter_state(s, S_MAIL);
 }
 
 /* Put the addresses refused as "too many" back at the head of the queue, in
@@ -1002,16 +1057,10 @@ static void tx_done(struct sess *s)
 	requeue_retries(s);
 	s->ntx = s->next_reply = 0;
 	if (!s->verify && d->nqueued && !callout_failing_open(d, daemon_now_ms()) &&
-	    s->rcpts_total < d->cfg.session_max_rcpts) {
-		s->state = S_RSET;
-		cmd(s, "RSET", "", "");
-	} else {
-		s->state = S_QUIT;
-		cmd(s, "QUIT", "", "");
-	}
-	arm(s, d->cfg.command_timeout_ms);
-	if (flush_out(s))
-		sess_close(s, true);
+	    s->rcpts_total < d->cfg.session_max_rcpts)
+		enter_state(s, S_RSET);
+	else
+		enter_state(s, S_QUIT);
 }
 
 /* ---- replies */
@@ -1093,18 +1142,10 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		sess_fail(s, CORE_V_TEMPFAIL, 421, s->rfirst);
 		return;
 	}
-	if (!s->pipelining && s->next_reply < s->ntx) {
-		send_rcpt(s, s->next_reply);
-		s->nsent++;
-		arm(s, d->cfg.command_timeout_ms);
-		if (flush_out(s))
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
-		return;
-	}
 	if (s->next_reply >= s->ntx)
 		tx_done(s);
 	else
-		arm(s, d->cfg.command_timeout_ms);
+		enter_state(s, S_RCPT); /* the next RCPT, or the next pipelined reply */
 }
 
 /* The destination did not greet (4xx/5xx banner, timeout, closed): the
@@ -1126,11 +1167,7 @@ static bool tls_begin(struct sess *s, bool offered)
 		return false;
 	if (offered && co.ssl_ctx &&
 	    (d->cfg.tls == CONFIG_TLS_REQUIRED || now >= d->tls_skip_until_ms)) {
-		s->state = S_STARTTLS;
-		cmd(s, "STARTTLS", "", "");
-		arm(s, d->cfg.command_timeout_ms);
-		if (flush_out(s))
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		enter_state(s, S_STARTTLS);
 		return true;
 	}
 	if (d->cfg.tls != CONFIG_TLS_REQUIRED)
@@ -1179,11 +1216,7 @@ static void tls_step(struct sess *s)
 		snprintf(line, sizeof(line), "TLS %s %s", SSL_get_version(s->ssl),
 			 SSL_get_cipher_name(s->ssl));
 		transcript(s, "-- ", line, strlen(line));
-		s->state = S_EHLO;
-		cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
-		arm(s, d->cfg.command_timeout_ms);
-		if (flush_out(s))
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		enter_state(s, S_EHLO);
 		return;
 	}
 	int e = SSL_get_error(s->ssl, r);
@@ -1242,8 +1275,9 @@ static bool greets_as_us(const struct sess *s)
 	return n == m && !strncasecmp(s->rtext, me, n);
 }
 
-/* A complete reply is in s->rcode/rtext. */
-static void on_reply(struct sess *s)
+/* A complete reply is in s->rcode/renh/rtext: decide, then enter the next
+ * state (enter_state() does the sending). */
+static void response(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
 	const char *enh = s->renh;
@@ -1266,11 +1300,7 @@ static void on_reply(struct sess *s)
 			return;
 		}
 		if (c == CL_OK) {
-			s->state = S_EHLO;
-			cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
-			arm(s, d->cfg.command_timeout_ms);
-			if (flush_out(s))
-				sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+			enter_state(s, S_EHLO);
 			return;
 		}
 		if (c == CL_UNVERIFIABLE && !s->greet5xx) {
@@ -1281,11 +1311,7 @@ static void on_reply(struct sess *s)
 		return;
 	case S_EHLO:
 		if (cls == 5) {
-			s->state = S_HELO;
-			cmd(s, "HELO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
-			arm(s, d->cfg.command_timeout_ms);
-			if (flush_out(s))
-				sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+			enter_state(s, S_HELO);
 			return;
 		}
 		/* fall through */
@@ -1316,16 +1342,7 @@ static void on_reply(struct sess *s)
 	case S_MAIL:
 		c = classify_reply(CL_MAIL, s->rcode, enh, s->rtext, s->rtext_len, NULL, 0);
 		if (c == CL_OK) {
-			s->state = S_RCPT;
-			if (!s->pipelining) {
-				send_rcpt(s, 0);
-				s->nsent = 1;
-				if (flush_out(s)) {
-					sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
-					return;
-				}
-			}
-			arm(s, d->cfg.command_timeout_ms);
+			enter_state(s, S_RCPT);
 			return;
 		}
 		{
@@ -1342,8 +1359,7 @@ static void on_reply(struct sess *s)
 			}
 			if (sent) {
 				s->swallow = sent;
-				s->state = S_SWALLOW;
-				arm(s, d->cfg.command_timeout_ms);
+				enter_state(s, S_SWALLOW);
 				return;
 			}
 			send_quit(s);
@@ -1450,9 +1466,9 @@ static int parse_lines(struct sess *s)
 		s->saw_smtputf8 = s->rp.caps & SMTP_CAP_SMTPUTF8;
 		s->saw_starttls = s->rp.caps & SMTP_CAP_STARTTLS;
 		smtp_reply_reset(&s->rp);
-		/* on_reply may close the session (its memory stays valid until
+		/* response() may close the session (its memory stays valid until
 		 * the next tick) */
-		on_reply(s);
+		response(s);
 		if (s->dead)
 			return -1;
 		if (s->state == S_CONNECT || s->state == S_TLS)
@@ -1477,9 +1493,7 @@ static void on_connected(struct sess *s)
 		round_over(s, why);
 		return;
 	}
-	s->state = S_GREETING;
-	arm(s, s->dom->cfg.greeting_timeout_ms);
-	set_events(s);
+	enter_state(s, S_GREETING);
 }
 
 static void on_io(int fd, uint32_t events, void *arg)
