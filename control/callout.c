@@ -1,24 +1,16 @@
 /*
- * callout.c — the callout engine (see callout.h): domain queues, the SMTP
- * client session state machine, reply parsing, rate limits, circuit
- * breaker, accept-all probes.
- *
- * Replies go through the parser both planes share (common/smtpreply.h),
- * fed line by line from a bounded receive buffer that holds the line being
- * read: a line over CALLOUT_LINE_MAX, a reply over CALLOUT_REPLY_LINES_MAX
- * lines, a malformed line or a multi-line reply whose codes differ ends the
- * session (counted).  Any split of the server's bytes into reads gives the
- * same result.
+ * callout.c — the callout engine's scheduling (see callout.h): the
+ * pending-address hash, domain queues and holds, per-destination rate
+ * limits and concurrency, the circuit breaker, accept-all probes, batching
+ * addresses into transactions and their verdicts.  The SMTP client session
+ * itself is csession.c (callout_int.h says what the two share).
  * Thread: main thread only.
  */
 #include "callout.h"
+#include "callout_int.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,7 +18,6 @@
 #include <string.h>
 #include <ifaddrs.h>
 #include <net/if.h>
-#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <syslog.h>
@@ -40,111 +31,10 @@
 #include "smtpreply.h"
 #include "text.h"
 
-enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD };
-
-struct callout_pend {
-	struct callout_pend *hnext;	/* hash chain */
-	struct callout_pend *qnext;	/* domain queue or hold list */
-	struct callout_dom *dom;
-	uint64_t hash;
-	uint8_t state;
-	uint8_t flags;
-	uint8_t retries;		/* "too many recipients" refusals so far */
-	bool hashed;
-	uint16_t len;
-	uint64_t queued_ms;
-	uint64_t hold_until_ms;
-	struct callout_waiter *waiters;
-	char addr[RG_ADDR_MAX + 1];
-};
-
-enum sess_state {
-	S_CONNECT = 0,
-	S_GREETING,
-	S_EHLO,
-	S_HELO,
-	S_MAIL,
-	S_RCPT,
-	S_SWALLOW,	/* pipelined RCPT replies after a failed MAIL */
-	S_RSET,
-	S_QUIT,
-	S_STARTTLS,	/* STARTTLS sent, waiting for its 220 */
-	S_TLS,		/* TLS handshake running */
-};
-
-struct sess {
-	struct sess *next, *prev;
-	int fd;
-	struct callout_dom *dom;
-	enum sess_state state;
-	unsigned target;		/* index into dom->dest.t */
-	unsigned tries;			/* connect attempts */
-	struct dns_target tgt;
-	char dest[128];
-	bool pipelining, verify, ehlo_ok, trial;
-	bool dead;			/* closed; freed at the next tick */
-	bool probe_only;		/* scheduled accept-all re-probe, no queue */
-	uint32_t reserved;
-	uint64_t deadline_ms, end_ms, started_ms;
-	/* transaction */
-	struct callout_pend **tx;
-	unsigned cap, ntx, next_reply, nsent, swallow;
-	struct callout_pend *retry_head, *retry_tail; /* 452'd, back to the queue in order */
-	uint32_t rcpts_total, transactions;
-	unsigned tx_asked, tx_retried;	/* this transaction: RCPTs, 452 4.5.3 answers */
-	/* reply being parsed: rbuf holds the current line from its start,
-	 * rfed bytes of it fed to rp */
-	char rbuf[CALLOUT_RBUF];
-	size_t rlen, rfed;
-	struct smtp_reply rp;
-	struct smtp_reply_text rt;	/* into rtext */
-	/* the last complete reply */
-	uint16_t rcode;
-	char renh[SMTP_REPLY_ENH_MAX];	/* enhanced status code, or "" */
-	char rtext[CALLOUT_TEXT_MAX];	/* the lines' text joined */
-	size_t rtext_len;
-	char rfirst[256];		/* first line, for reports */
-	bool saw_pipelining, saw_smtputf8;	/* EHLO keywords seen */
-	uint16_t greet5xx;			/* a destination refused us at greeting */
-	char greet5xx_text[256];
-	bool smtputf8;				/* the server takes UTF-8 addresses */
-	bool saw_starttls;			/* EHLO offered STARTTLS */
-	bool tx_utf8;				/* this transaction: MAIL ... SMTPUTF8 */
-	SSL *ssl;				/* TLS after STARTTLS, else NULL */
-	bool tls_on, tls_want_write;
-	/* output */
-	char *wbuf;
-	size_t wlen, woff, wcap;
-	bool want_out;
-	/* transcript (verify only) */
-	char *tbuf;
-	size_t tlen;
-	bool tcut;
-};
-
 #define HASH_INIT 1024u
 
-static struct {
-	struct callout_hooks hooks;
-	struct callout_dom *doms;
-	struct callout_dom *kick;	/* domains with work to schedule */
-	struct callout_pend **tab;
-	size_t tab_size, tab_count;
-	uint8_t hkey[16];
-	struct callout_pend *hold_head, *hold_tail;
-	struct sess *sessions;
-	struct sess *graveyard;		/* closed sessions, freed by callout_tick */
-	uint32_t nsessions, nqueued, ninflight;
-	uint32_t queue_max;
-	uint32_t dns_timeout_ms, mx_min_ttl;	/* from the configuration */
-	uint64_t last_sweep_ms;
-	uint64_t st[CALLOUT_ST__COUNT];
-	char hostname[256];
-	SSL_CTX *ssl_ctx;		/* STARTTLS on callouts; NULL = unavailable */
-	struct sockaddr_storage own[CALLOUT_OWN_MAX];	/* this host's addresses */
-	unsigned nown;
-	bool inited;
-} co;
+struct callout_co callout_co;
+static struct callout_co *const co = &callout_co;
 
 static const char *const stat_names[] = {
 #define CALLOUT_NAME(id, name, help) name,
@@ -159,7 +49,7 @@ static const char *const stat_helps[] = {
 
 uint64_t callout_stat(enum callout_stat s)
 {
-	return s < CALLOUT_ST__COUNT ? co.st[s] : 0;
+	return s < CALLOUT_ST__COUNT ? co->st[s] : 0;
 }
 const char *callout_stat_name(enum callout_stat s)
 {
@@ -171,29 +61,27 @@ const char *callout_stat_help(enum callout_stat s)
 }
 uint32_t callout_nqueued(void)
 {
-	return co.nqueued;
+	return co->nqueued;
 }
 uint32_t callout_ninflight(void)
 {
-	return co.ninflight;
+	return co->ninflight;
 }
 uint32_t callout_nsessions(void)
 {
-	return co.nsessions;
+	return co->nsessions;
 }
-
-#define ST(x) (co.st[CALLOUT_ST_##x]++)
 
 /* ---- the pending-address hash (keyed SipHash: addresses come from the net) */
 
 static uint64_t addr_hash(const char *a, size_t n)
 {
-	return khash64(co.hkey, a, n);
+	return khash64(co->hkey, a, n);
 }
 
 static struct callout_pend *hash_find(const char *a, size_t n, uint64_t h)
 {
-	for (struct callout_pend *p = co.tab[h & (co.tab_size - 1)]; p; p = p->hnext)
+	for (struct callout_pend *p = co->tab[h & (co->tab_size - 1)]; p; p = p->hnext)
 		if (p->hash == h && p->len == n && !memcmp(p->addr, a, n))
 			return p;
 	return NULL;
@@ -201,12 +89,12 @@ static struct callout_pend *hash_find(const char *a, size_t n, uint64_t h)
 
 static void hash_grow(void)
 {
-	size_t nsize = co.tab_size * 2;
+	size_t nsize = co->tab_size * 2;
 	struct callout_pend **nt = calloc(nsize, sizeof(*nt));
 	if (!nt)
 		return; /* keep the longer chains */
-	for (size_t i = 0; i < co.tab_size; i++) {
-		struct callout_pend *p = co.tab[i];
+	for (size_t i = 0; i < co->tab_size; i++) {
+		struct callout_pend *p = co->tab[i];
 		while (p) {
 			struct callout_pend *nx = p->hnext;
 			p->hnext = nt[p->hash & (nsize - 1)];
@@ -214,40 +102,40 @@ static void hash_grow(void)
 			p = nx;
 		}
 	}
-	free(co.tab);
-	co.tab = nt;
-	co.tab_size = nsize;
+	free(co->tab);
+	co->tab = nt;
+	co->tab_size = nsize;
 }
 
 static void hash_add(struct callout_pend *p)
 {
-	if (co.tab_count >= co.tab_size)
+	if (co->tab_count >= co->tab_size)
 		hash_grow();
-	struct callout_pend **b = &co.tab[p->hash & (co.tab_size - 1)];
+	struct callout_pend **b = &co->tab[p->hash & (co->tab_size - 1)];
 	p->hnext = *b;
 	*b = p;
 	p->hashed = true;
-	co.tab_count++;
+	co->tab_count++;
 }
 
 static void hash_del(struct callout_pend *p)
 {
 	if (!p->hashed)
 		return;
-	struct callout_pend **b = &co.tab[p->hash & (co.tab_size - 1)];
+	struct callout_pend **b = &co->tab[p->hash & (co->tab_size - 1)];
 	while (*b && *b != p)
 		b = &(*b)->hnext;
 	if (*b)
 		*b = p->hnext;
 	p->hashed = false;
-	co.tab_count--;
+	co->tab_count--;
 }
 
 /* ---- domains */
 
 struct callout_dom *callout_domain(const char *name)
 {
-	for (struct callout_dom *d = co.doms; d; d = d->next)
+	for (struct callout_dom *d = co->doms; d; d = d->next)
 		if (d->configured && !strcmp(d->cfg.name, name))
 			return d;
 	return NULL;
@@ -255,7 +143,7 @@ struct callout_dom *callout_domain(const char *name)
 
 static struct callout_dom *find_any(const char *name)
 {
-	for (struct callout_dom *d = co.doms; d; d = d->next)
+	for (struct callout_dom *d = co->doms; d; d = d->next)
 		if (!strcmp(d->cfg.name, name))
 			return d;
 	return NULL;
@@ -266,14 +154,14 @@ static void kick_add(struct callout_dom *d)
 	if (d->in_kick)
 		return;
 	d->in_kick = true;
-	d->kick_next = co.kick;
-	co.kick = d;
+	d->kick_next = co->kick;
+	co->kick = d;
 }
 
 static void notify(struct callout_dom *d)
 {
-	if (co.hooks.domain_changed)
-		co.hooks.domain_changed(d, co.hooks.arg);
+	if (co->hooks.domain_changed)
+		co->hooks.domain_changed(d, co->hooks.arg);
 }
 
 bool callout_failing_open(const struct callout_dom *d, uint64_t now_ms)
@@ -302,11 +190,11 @@ static void hold_add(struct callout_pend *p, uint64_t until)
 	p->state = P_HOLD;
 	p->hold_until_ms = until;
 	p->qnext = NULL;
-	if (co.hold_tail)
-		co.hold_tail->qnext = p;
+	if (co->hold_tail)
+		co->hold_tail->qnext = p;
 	else
-		co.hold_head = p;
-	co.hold_tail = p;
+		co->hold_head = p;
+	co->hold_tail = p;
 }
 
 static void finish(struct callout_pend *p, int verdict, uint16_t code, const char *enh,
@@ -356,15 +244,15 @@ static void finish(struct callout_pend *p, int verdict, uint16_t code, const cha
 	};
 	p->waiters = NULL;
 	if (p->state == P_INFLIGHT)
-		co.ninflight--;
+		co->ninflight--;
 	bool hold = p->hashed && (verdict == CORE_V_TEMPFAIL || verdict == CORE_V_UNVERIFIABLE) &&
 		    d->cfg.ttl_tempfail > 0;
 	if (hold)
 		hold_add(p, now + (uint64_t)d->cfg.ttl_tempfail * 1000u);
 	else
 		hash_del(p);
-	if (co.hooks.result)
-		co.hooks.result(&r, co.hooks.arg);
+	if (co->hooks.result)
+		co->hooks.result(&r, co->hooks.arg);
 	if (!hold)
 		pend_free(p);
 }
@@ -379,9 +267,9 @@ static void drain_queue(struct callout_dom *d, int verdict, const char *why)
 		if (!d->qhead)
 			d->qtail = NULL;
 		d->nqueued--;
-		co.nqueued--;
+		co->nqueued--;
 		p->state = P_INFLIGHT;
-		co.ninflight++;
+		co->ninflight++;
 		finish(p, verdict, 0, "", why, "", NULL);
 	}
 	d->reserved = 0;
@@ -433,7 +321,7 @@ static void enqueue(struct callout_dom *d, struct callout_pend *p, bool front)
 		d->qtail = p;
 	}
 	d->nqueued++;
-	co.nqueued++;
+	co->nqueued++;
 	kick_add(d);
 }
 
@@ -488,7 +376,7 @@ int callout_submit(const char *addr, size_t len, unsigned flags, struct callout_
 		ST(FAILING_OPEN);
 		return -EHOSTDOWN;
 	}
-	if (co.nqueued >= co.queue_max || d->nqueued >= d->cfg.queue_max) {
+	if (co->nqueued >= co->queue_max || d->nqueued >= d->cfg.queue_max) {
 		ST(QUEUE_FULL);
 		return -ENOSPC;
 	}
@@ -506,206 +394,15 @@ int callout_submit(const char *addr, size_t len, unsigned flags, struct callout_
 
 bool callout_pending(const char *addr, size_t len)
 {
-	if (!co.tab)
+	if (!co->tab)
 		return false;
 	struct callout_pend *p = hash_find(addr, len, addr_hash(addr, len));
 	return p && p->state != P_HOLD;
 }
 
-/* ---- sessions: output */
-
-static int wreserve(struct sess *s, size_t more)
-{
-	if (s->wlen + more <= s->wcap)
-		return 0;
-	if (s->woff) {
-		memmove(s->wbuf, s->wbuf + s->woff, s->wlen - s->woff);
-		s->wlen -= s->woff;
-		s->woff = 0;
-		if (s->wlen + more <= s->wcap)
-			return 0;
-	}
-	size_t ncap = s->wcap ? s->wcap : 1024;
-	while (ncap < s->wlen + more)
-		ncap *= 2;
-	char *nb = realloc(s->wbuf, ncap);
-	if (!nb)
-		return -ENOMEM;
-	s->wbuf = nb;
-	s->wcap = ncap;
-	return 0;
-}
-
-static void transcript(struct sess *s, const char *who, const char *line, size_t n)
-{
-	if (!s->verify || !s->tbuf)
-		return;
-	/* a destination's text goes to an operator's terminal: cleaned */
-	char safe[TEXT_CLEAN_MAX(CALLOUT_LINE_MAX)];
-	size_t sl = text_clean(safe, sizeof(safe), line, n, 0);
-	size_t room = CALLOUT_TRANSCRIPT_MAX - 1 - s->tlen;
-	size_t need = strlen(who) + sl + 1;
-	if (need > room) {
-		if (!s->tcut)
-			ST(TRANSCRIPT_CUT);
-		s->tcut = true;
-		return;
-	}
-	memcpy(s->tbuf + s->tlen, who, strlen(who));
-	s->tlen += strlen(who);
-	memcpy(s->tbuf + s->tlen, safe, sl);
-	s->tlen += sl;
-	s->tbuf[s->tlen++] = '\n';
-	s->tbuf[s->tlen] = 0;
-}
-
-/* Queue one command line a b c + CRLF (parts concatenated, no formatting). */
-static int cmd(struct sess *s, const char *a, const char *b, const char *c)
-{
-	char line[RG_PATH_MAX + 64];
-	size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-	if (la + lb + lc + 2 > sizeof(line))
-		return -EINVAL;
-	memcpy(line, a, la);
-	memcpy(line + la, b, lb);
-	memcpy(line + la + lb, c, lc);
-	size_t n = la + lb + lc;
-	transcript(s, "C: ", line, n);
-	if (wreserve(s, n + 2))
-		return -ENOMEM;
-	memcpy(s->wbuf + s->wlen, line, n);
-	s->wlen += n;
-	s->wbuf[s->wlen++] = '\r';
-	s->wbuf[s->wlen++] = '\n';
-	return 0;
-}
-
-static void sess_close(struct sess *s, bool ok);
-
-static void set_events(struct sess *s)
-{
-	bool out = s->woff < s->wlen || s->state == S_CONNECT ||
-		   (s->state == S_TLS && s->tls_want_write);
-	if (out != s->want_out) {
-		daemon_mod_fd(s->fd, EPOLLIN | (out ? EPOLLOUT : 0));
-		s->want_out = out;
-	}
-}
-
-static int flush_out(struct sess *s)
-{
-	while (s->woff < s->wlen) {
-		ssize_t n;
-		if (s->tls_on) {
-			int w = SSL_write(s->ssl, s->wbuf + s->woff, (int)(s->wlen - s->woff));
-			if (w <= 0) {
-				int e = SSL_get_error(s->ssl, w);
-				ERR_clear_error();
-				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-					break;
-				return -EIO;
-			}
-			n = w;
-		} else {
-			n = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
-		}
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			return -errno;
-		}
-		s->woff += (size_t)n;
-	}
-	if (s->woff == s->wlen)
-		s->woff = s->wlen = 0;
-	set_events(s);
-	return 0;
-}
-
-static void arm(struct sess *s, uint32_t ms)
-{
-	s->deadline_ms = daemon_now_ms() + ms;
-}
-
-static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why);
-static int send_rcpt(struct sess *s, unsigned i);
-static const char *probe_sender(const struct callout_dom *d, char *buf, size_t n);
-
-/*
- * Enter state st: send what it sends and arm its timer.  The one place a
- * command is written: a reply (response()) or the timer moves the session
- * on.  A write that fails ends the session: closed when it was ending
- * anyway (RSET, QUIT), else failed.
- */
-static void enter_state(struct sess *s, enum sess_state st)
-{
-	struct callout_dom *d = s->dom;
-	const char *helo = d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname;
-	int r = 0;
-	s->state = st;
-	switch (st) {
-	case S_GREETING:
-		arm(s, d->cfg.greeting_timeout_ms);
-		set_events(s);
-		return;
-	case S_EHLO:
-		r = cmd(s, "EHLO ", helo, "");
-		break;
-	case S_HELO:
-		r = cmd(s, "HELO ", helo, "");
-		break;
-	case S_STARTTLS:
-		r = cmd(s, "STARTTLS", "", "");
-		break;
-	case S_MAIL: {
-		/* the RCPTs go along when the server pipelines */
-		char sender[RG_ADDR_MAX + 16];
-		r = cmd(s, "MAIL FROM:<", probe_sender(d, sender, sizeof(sender)),
-			s->tx_utf8 ? "> SMTPUTF8" : ">");
-		if (!r && s->pipelining) {
-			for (unsigned i = 0; i < s->ntx && !r; i++)
-				r = send_rcpt(s, i);
-			s->nsent = s->ntx;
-		}
-		break;
-	}
-	case S_RCPT:
-		/* one at a time unless pipelined (then all went with MAIL) */
-		if (!s->pipelining && s->nsent < s->ntx)
-			r = send_rcpt(s, s->nsent++);
-		break;
-	case S_SWALLOW:
-		break;
-	case S_RSET:
-		r = cmd(s, "RSET", "", "");
-		break;
-	case S_QUIT:
-		r = cmd(s, "QUIT", "", "");
-		break;
-	case S_CONNECT:
-	case S_TLS:
-		return; /* connect_next() and tls_start() drive these */
-	}
-	arm(s, d->cfg.command_timeout_ms);
-	if (!r)
-		r = flush_out(s);
-	if (!r)
-		return;
-	if (st == S_QUIT || st == S_RSET)
-		sess_close(s, true);
-	else
-		sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
-}
-
-/* End the session politely; a connection that cannot take QUIT is closed. */
-static void send_quit(struct sess *s)
-{
-	enter_state(s, S_QUIT);
-}
-
 /* ---- sessions: failure paths */
 
-static void fail_tx(struct sess *s, int verdict, uint16_t code, const char *enh, const char *why)
+void fail_tx(struct sess *s, int verdict, uint16_t code, const char *enh, const char *why)
 {
 	for (unsigned i = s->next_reply; i < s->ntx; i++) {
 		struct callout_pend *p = s->tx[i];
@@ -747,7 +444,7 @@ static void breaker_failure(struct callout_dom *d, const char *why)
 	}
 }
 
-static void mark_unverifiable(struct callout_dom *d, uint16_t code, const char *reply)
+void mark_unverifiable(struct callout_dom *d, uint16_t code, const char *reply)
 {
 	uint64_t now = daemon_now_ms();
 	d->unverifiable_until_ms = now + (uint64_t)d->cfg.ttl_unverifiable * 1000u;
@@ -760,7 +457,7 @@ static void mark_unverifiable(struct callout_dom *d, uint16_t code, const char *
 	drain_queue(d, CORE_V_UNVERIFIABLE, reply);
 }
 
-static void sess_success(struct sess *s)
+void sess_success(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
 	bool was = d->failures > 0 || d->breaker_until_ms;
@@ -780,48 +477,19 @@ static void sess_success(struct sess *s)
 		set_health(d, d->health);
 }
 
-static int connect_next(struct sess *s);
-
-/* Destinations of the best MX preference (all of an explicit list). */
-static unsigned primaries(const struct callout_dom *d)
-{
-	unsigned np = 0;
-	while (np < d->dest.n && !d->dest.t[np].backup)
-		np++;
-	return np ? np : d->dest.n;
-}
-
-/* Whether sa is an address of one of this host's (non-loopback)
- * interfaces, as read at the last configure. */
-static bool own_address(const struct sockaddr_storage *sa)
-{
-	for (unsigned i = 0; i < co.nown; i++) {
-		if (co.own[i].ss_family != sa->ss_family)
-			continue;
-		if (sa->ss_family == AF_INET &&
-		    !memcmp(&((const struct sockaddr_in *)sa)->sin_addr,
-			    &((const struct sockaddr_in *)&co.own[i])->sin_addr, 4))
-			return true;
-		if (sa->ss_family == AF_INET6 &&
-		    !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr,
-			    &((const struct sockaddr_in6 *)&co.own[i])->sin6_addr, 16))
-			return true;
-	}
-	return false;
-}
 
 static void read_own_addresses(void)
 {
 	struct ifaddrs *ifa = NULL;
-	co.nown = 0;
+	co->nown = 0;
 	if (getifaddrs(&ifa))
 		return;
-	for (struct ifaddrs *i = ifa; i && co.nown < CALLOUT_OWN_MAX; i = i->ifa_next) {
+	for (struct ifaddrs *i = ifa; i && co->nown < CALLOUT_OWN_MAX; i = i->ifa_next) {
 		if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) ||
 		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
 			continue;
-		memset(&co.own[co.nown], 0, sizeof(co.own[0]));
-		memcpy(&co.own[co.nown++], i->ifa_addr,
+		memset(&co->own[co->nown], 0, sizeof(co->own[0]));
+		memcpy(&co->own[co->nown++], i->ifa_addr,
 		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 							 : sizeof(struct sockaddr_in6));
 	}
@@ -829,7 +497,7 @@ static void read_own_addresses(void)
 }
 
 /* The session ended without finishing its work. */
-static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why)
+void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why)
 {
 	struct callout_dom *d = s->dom;
 	if (!s->ehlo_ok && !s->verify)
@@ -845,11 +513,11 @@ static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *wh
 		if (!d->qhead)
 			d->qtail = NULL;
 		d->nqueued--;
-		co.nqueued--;
+		co->nqueued--;
 		d->reserved -= d->reserved ? 1 : 0;
 		s->reserved--;
 		p->state = P_INFLIGHT;
-		co.ninflight++;
+		co->ninflight++;
 		finish(p, verdict, code, "", why, s->dest, NULL);
 	}
 	sess_close(s, false);
@@ -903,28 +571,8 @@ static void refill(struct callout_dom *d, uint64_t now)
 		d->rcpt_tokens = rmax;
 }
 
-static int send_rcpt(struct sess *s, unsigned i)
-{
-	ST(RCPT_SENT);
-	return cmd(s, "RCPT TO:<", s->tx[i]->addr, ">");
-}
-
-/* The probe's sender: mail_from, its local part suffixed "-N" with N
- * changing every mail_from_rotate seconds (Postfix's
- * address_verify_sender_ttl: a destination that learns the sender cannot
- * whitelist or blacklist it for long). */
-static const char *probe_sender(const struct callout_dom *d, char *buf, size_t n)
-{
-	const char *mf = d->cfg.mail_from, *at = strrchr(mf, '@');
-	if (!d->cfg.mail_from_rotate || !at)
-		return mf;
-	snprintf(buf, n, "%.*s-%llu%s", (int)(at - mf), mf,
-		 (unsigned long long)(daemon_wall_s() / d->cfg.mail_from_rotate), at);
-	return buf;
-}
-
 /* Take a batch from the queue and send MAIL (+ RCPTs when pipelining). */
-static void tx_start(struct sess *s)
+void tx_start(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
 	uint64_t now = daemon_now_ms();
@@ -957,7 +605,7 @@ static void tx_start(struct sess *s)
 							 pend_new(d, a, (size_t)n, CALLOUT_F_PROBE) : NULL;
 			if (p) {
 				p->state = P_INFLIGHT;
-				co.ninflight++;
+				co->ninflight++;
 				s->tx[s->ntx++] = p;
 				d->aa_inflight = true;
 				ST(PROBES);
@@ -970,9 +618,9 @@ static void tx_start(struct sess *s)
 			if (!d->qhead)
 				d->qtail = NULL;
 			d->nqueued--;
-			co.nqueued--;
+			co->nqueued--;
 			p->state = P_INFLIGHT;
-			co.ninflight++;
+			co->ninflight++;
 			s->tx[s->ntx++] = p;
 		}
 		d->rcpt_tokens -= s->ntx;
@@ -980,7 +628,7 @@ static void tx_start(struct sess *s)
 			/* nothing else to check after all: the probe waits */
 			struct callout_pend *p = s->tx[0];
 			d->aa_inflight = false;
-			co.ninflight--;
+			co->ninflight--;
 			pend_free(p);
 			s->ntx = 0;
 		}
@@ -1039,12 +687,12 @@ static void requeue_retries(struct sess *s)
 	if (!d->qtail)
 		d->qtail = s->retry_tail;
 	d->nqueued += n;
-	co.nqueued += n;
+	co->nqueued += n;
 	s->retry_head = s->retry_tail = NULL;
 	kick_add(d);
 }
 
-static void tx_done(struct sess *s)
+void tx_done(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
 	/* a transaction that took the whole learned limit without a "too many"
@@ -1098,7 +746,7 @@ static void probe_result(struct sess *s, struct callout_pend *p, int verdict)
 	}
 }
 
-static void on_rcpt_reply(struct sess *s, const char *enh)
+void on_rcpt_reply(struct sess *s, const char *enh)
 {
 	struct callout_dom *d = s->dom;
 	unsigned i = s->next_reply++;
@@ -1123,7 +771,7 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 			accepted = 1;
 		if (!d->rcpt_limit || accepted < d->rcpt_limit)
 			d->rcpt_limit = accepted;
-		co.ninflight--;
+		co->ninflight--;
 		p->qnext = NULL;
 		if (s->retry_tail)
 			s->retry_tail->qnext = p;
@@ -1148,516 +796,7 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		enter_state(s, S_RCPT); /* the next RCPT, or the next pipelined reply */
 }
 
-/* The destination did not greet (4xx/5xx banner, timeout, closed): the
- * session moves on to the next destination of the round (Postfix's
- * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
- * failed is the round over: unverifiable if one of them refused us with a
- * 5xx, else temporary (a breaker failure). */
-/* ---- STARTTLS */
-
-/* After a good EHLO in plain text: send STARTTLS when offered and wanted
- * (returns true: the session goes on from its reply), refuse to go on
- * without it when required (true: the session ended), or false: go on in
- * plain text. */
-static bool tls_begin(struct sess *s, bool offered)
-{
-	struct callout_dom *d = s->dom;
-	uint64_t now = daemon_now_ms();
-	if (d->cfg.tls == CONFIG_TLS_OFF)
-		return false;
-	if (offered && co.ssl_ctx &&
-	    (d->cfg.tls == CONFIG_TLS_REQUIRED || now >= d->tls_skip_until_ms)) {
-		enter_state(s, S_STARTTLS);
-		return true;
-	}
-	if (d->cfg.tls != CONFIG_TLS_REQUIRED)
-		return false;
-	char why[120];
-	snprintf(why, sizeof(why), "%.60s does not offer STARTTLS (tls = required)%s", s->dest,
-		 co.ssl_ctx ? "" : ": no TLS context");
-	snprintf(d->last_error, sizeof(d->last_error), "%s", why);
-	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s", d->cfg.name, why);
-	fail_tx(s, CORE_V_UNVERIFIABLE, 0, "", why);
-	if (!s->verify)
-		mark_unverifiable(d, 0, why);
-	send_quit(s);
-	return true;
-}
-
-static void tls_step(struct sess *s);
-
-static void tls_start(struct sess *s)
-{
-	s->ssl = SSL_new(co.ssl_ctx);
-	if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) {
-		sess_fail(s, CORE_V_TEMPFAIL, 0, "TLS: out of memory");
-		return;
-	}
-	/* SNI for a destination named by host name (not an address literal) */
-	struct in6_addr a6;
-	struct in_addr a4;
-	if (inet_pton(AF_INET, s->tgt.host, &a4) != 1 && inet_pton(AF_INET6, s->tgt.host, &a6) != 1)
-		SSL_set_tlsext_host_name(s->ssl, s->tgt.host);
-	s->state = S_TLS;
-	arm(s, s->dom->cfg.command_timeout_ms);
-	tls_step(s);
-}
-
-/* Drive the handshake; when it is done, EHLO again (RFC 3207 4.2). */
-static void tls_step(struct sess *s)
-{
-	struct callout_dom *d = s->dom;
-	int r = SSL_connect(s->ssl);
-	if (r == 1) {
-		char line[160];
-		s->tls_on = true;
-		s->tls_want_write = false;
-		ST(TLS);
-		snprintf(line, sizeof(line), "TLS %s %s", SSL_get_version(s->ssl),
-			 SSL_get_cipher_name(s->ssl));
-		transcript(s, "-- ", line, strlen(line));
-		enter_state(s, S_EHLO);
-		return;
-	}
-	int e = SSL_get_error(s->ssl, r);
-	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		s->tls_want_write = e == SSL_ERROR_WANT_WRITE;
-		set_events(s);
-		return;
-	}
-	char why[200], err[120] = "";
-	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-	ERR_clear_error();
-	snprintf(why, sizeof(why), "TLS handshake with %.60s failed: %s", s->dest,
-		 err[0] ? err : "connection closed");
-	ST(TLS_FAILED);
-	if (d->cfg.tls == CONFIG_TLS_MAY)
-		d->tls_skip_until_ms = daemon_now_ms() + CALLOUT_TLS_SKIP_MS;
-	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s%s", d->cfg.name, why,
-		 d->cfg.tls == CONFIG_TLS_MAY ? ": plain text for a while" : "");
-	sess_fail(s, CORE_V_TEMPFAIL, 0, why);
-}
-
-static void round_over(struct sess *s, const char *why)
-{
-	struct callout_dom *d = s->dom;
-	if (s->greet5xx) {
-		s->ehlo_ok = true; /* the hosts answer: not a breaker failure */
-		fail_tx(s, CORE_V_UNVERIFIABLE, s->greet5xx, "", s->greet5xx_text);
-		if (!s->verify)
-			mark_unverifiable(d, s->greet5xx, s->greet5xx_text);
-		sess_close(s, false);
-		return;
-	}
-	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, why);
-}
-
-static void greeting_failed(struct sess *s, const char *why)
-{
-	struct callout_dom *d = s->dom;
-	char prev[192];
-	snprintf(prev, sizeof(prev), "%s", s->dest);
-	if (connect_next(s) == 0) {
-		ST(GREETING_NEXT);
-		log_kind(LOG_K_CALLOUT, LOG_NOTICE, "callout: %s: %s did not greet (%s): trying %s",
-			 d->cfg.name, prev, why, s->dest);
-		return;
-	}
-	round_over(s, why);
-}
-
-/* Whether a 220 greeting names this host (its first word is our EHLO
- * name): the destination is ourselves, or a box that forwards to us. */
-static bool greets_as_us(const struct sess *s)
-{
-	const char *me = s->dom->cfg.helo_name[0] ? s->dom->cfg.helo_name : co.hostname;
-	size_t n = strcspn(s->rtext, " \t"), m = strlen(me);
-	return n == m && !strncasecmp(s->rtext, me, n);
-}
-
-/* A complete reply is in s->rcode/renh/rtext: decide, then enter the next
- * state (enter_state() does the sending). */
-static void response(struct sess *s)
-{
-	struct callout_dom *d = s->dom;
-	const char *enh = s->renh;
-	unsigned cls = s->rcode / 100;
-	enum classify_result c;
-	switch (s->state) {
-	case S_GREETING:
-		c = classify_reply(CL_GREETING, s->rcode, enh, s->rtext, s->rtext_len, NULL, 0);
-		if (c == CL_OK && greets_as_us(s)) {
-			ST(LOOPS);
-			log_kind(LOG_K_CALLOUT, LOG_WARNING,
-				 "callout: %s: %s greets as this host (%s): mail loop, not asked",
-				 d->cfg.name, s->dest, s->rfirst);
-			if (!s->greet5xx) {
-				s->greet5xx = 554;
-				snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
-					 "mail loop: %.60s greets as this host", s->dest);
-			}
-			greeting_failed(s, "greets as this host");
-			return;
-		}
-		if (c == CL_OK) {
-			enter_state(s, S_EHLO);
-			return;
-		}
-		if (c == CL_UNVERIFIABLE && !s->greet5xx) {
-			s->greet5xx = s->rcode;
-			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text), "%s", s->rfirst);
-		}
-		greeting_failed(s, s->rfirst);
-		return;
-	case S_EHLO:
-		if (cls == 5) {
-			enter_state(s, S_HELO);
-			return;
-		}
-		/* fall through */
-	case S_HELO:
-		c = classify_reply(s->state == S_EHLO ? CL_EHLO : CL_HELO, s->rcode, enh, s->rtext,
-				   s->rtext_len, NULL, 0);
-		if (c == CL_OK) {
-			s->pipelining = s->state == S_EHLO && s->saw_pipelining;
-			s->smtputf8 = s->state == S_EHLO && s->saw_smtputf8;
-			s->ehlo_ok = true;
-			if (!s->verify)
-				sess_success(s);
-			if (!s->tls_on && tls_begin(s, s->state == S_EHLO && s->saw_starttls))
-				return; /* STARTTLS sent, or the session ended */
-			tx_start(s);
-			return;
-		}
-		if (c == CL_UNVERIFIABLE) {
-			s->ehlo_ok = true;
-			fail_tx(s, CORE_V_UNVERIFIABLE, s->rcode, enh, s->rfirst);
-			if (!s->verify)
-				mark_unverifiable(d, s->rcode, s->rfirst);
-			sess_close(s, false);
-			return;
-		}
-		sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
-		return;
-	case S_MAIL:
-		c = classify_reply(CL_MAIL, s->rcode, enh, s->rtext, s->rtext_len, NULL, 0);
-		if (c == CL_OK) {
-			enter_state(s, S_RCPT);
-			return;
-		}
-		{
-			unsigned sent = s->pipelining ? s->ntx : 0;
-			int v = c == CL_UNVERIFIABLE ? CORE_V_UNVERIFIABLE : CORE_V_TEMPFAIL;
-			char why[256];
-			snprintf(why, sizeof(why), "%s", s->rfirst);
-			fail_tx(s, v, s->rcode, enh, why);
-			if (v == CORE_V_UNVERIFIABLE && !s->verify)
-				mark_unverifiable(d, s->rcode, why);
-			if (s->rcode == 421) {
-				sess_close(s, false);
-				return;
-			}
-			if (sent) {
-				s->swallow = sent;
-				enter_state(s, S_SWALLOW);
-				return;
-			}
-			send_quit(s);
-		}
-		return;
-	case S_RCPT:
-		on_rcpt_reply(s, enh);
-		return;
-	case S_STARTTLS:
-		if (cls == 2) {
-			/* anything the server sent after its 220 came before TLS: a
-			 * response injection (CVE-2011-0411 style), dropped */
-			s->rlen = 0;
-			tls_start(s);
-			return;
-		}
-		if (d->cfg.tls == CONFIG_TLS_REQUIRED) {
-			sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
-			return;
-		}
-		tx_start(s); /* may: go on in plain text */
-		return;
-	case S_TLS:
-		break;
-	case S_SWALLOW:
-		if (--s->swallow == 0 || s->rcode == 421) {
-			if (s->rcode == 421) {
-				sess_close(s, false);
-				return;
-			}
-			send_quit(s);
-		}
-		return;
-	case S_RSET:
-		if (cls == 2) {
-			tx_start(s);
-			return;
-		}
-		sess_close(s, true);
-		return;
-	case S_QUIT:
-		sess_close(s, true);
-		return;
-	case S_CONNECT:
-		break;
-	}
-	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, "unexpected reply");
-}
-
-/* Feed the received bytes to the reply parser, line by line: a line goes
- * to the transcript (and the first to rfirst) whole.  Returns 0, or -1 when
- * the session ended. */
-static int parse_lines(struct sess *s)
-{
-	while (s->rfed < s->rlen) {
-		enum smtp_reply_ev ev;
-		if (smtp_reply_idle(&s->rp))
-			smtp_reply_text_reset(&s->rt); /* a new reply: rtext was the last */
-		s->rfed += smtp_reply_step(&s->rp, (const uint8_t *)s->rbuf + s->rfed,
-					   s->rlen - s->rfed, &s->rt, &ev);
-		if (ev == SMTP_REPLY_MORE) {
-			if (s->rp.len > CALLOUT_LINE_MAX) {
-				ST(LINE_TOO_LONG);
-				sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
-				return -1;
-			}
-			break;
-		}
-		size_t n = s->rfed - 1; /* the line without its CRLF */
-		if (n && s->rbuf[n - 1] == '\r')
-			n--;
-		if (s->rp.max_line > CALLOUT_LINE_MAX) {
-			ST(LINE_TOO_LONG);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
-			return -1;
-		}
-		transcript(s, "S: ", s->rbuf, n);
-		if (s->rp.flags & SMTP_REPLY_BAD) {
-			ST(PROTO_ERRORS);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "malformed reply");
-			return -1;
-		}
-		if (s->rp.flags & SMTP_REPLY_MIXED) {
-			ST(PROTO_ERRORS);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "inconsistent multi-line reply");
-			return -1;
-		}
-		if (s->rp.lines > CALLOUT_REPLY_LINES_MAX) {
-			ST(PROTO_ERRORS);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "reply with too many lines");
-			return -1;
-		}
-		if (s->rp.lines == 1) /* kept for logs, the store and rcptctl: cleaned */
-			text_clean(s->rfirst, sizeof(s->rfirst), s->rbuf, n, 0);
-		memmove(s->rbuf, s->rbuf + s->rfed, s->rlen - s->rfed);
-		s->rlen -= s->rfed;
-		s->rfed = 0;
-		if (ev == SMTP_REPLY_LINE)
-			continue;
-		s->rcode = s->rp.code;
-		memcpy(s->renh, s->rp.enh, sizeof(s->renh));
-		s->rtext_len = s->rt.len;
-		s->saw_pipelining = s->rp.caps & SMTP_CAP_PIPELINING;
-		s->saw_smtputf8 = s->rp.caps & SMTP_CAP_SMTPUTF8;
-		s->saw_starttls = s->rp.caps & SMTP_CAP_STARTTLS;
-		smtp_reply_reset(&s->rp);
-		/* response() may close the session (its memory stays valid until
-		 * the next tick) */
-		response(s);
-		if (s->dead)
-			return -1;
-		if (s->state == S_CONNECT || s->state == S_TLS)
-			return 0; /* on to the next destination, or TLS: the rest is dropped */
-	}
-	return 0;
-}
-
-/* ---- sessions: I/O */
-
-static void on_connected(struct sess *s)
-{
-	int err = 0;
-	socklen_t el = sizeof(err);
-	if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
-		ST(CONNECT_FAILED);
-		s->dom->connect_failures++;
-		char why[192];
-		snprintf(why, sizeof(why), "connect to %s: %s", s->dest, strerror(err ? err : errno));
-		if (connect_next(s) == 0)
-			return;
-		round_over(s, why);
-		return;
-	}
-	enter_state(s, S_GREETING);
-}
-
-static void on_io(int fd, uint32_t events, void *arg)
-{
-	struct sess *s = arg;
-	if (s->dead)
-		return;
-	if (s->state == S_CONNECT) {
-		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-			on_connected(s);
-		return;
-	}
-	if (s->state == S_TLS) {
-		tls_step(s);
-		return;
-	}
-	if (events & EPOLLOUT) {
-		if (flush_out(s)) {
-			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
-			return;
-		}
-	}
-	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-		for (int rounds = 0; rounds < 16; rounds++) {
-			if (s->rlen == sizeof(s->rbuf)) {
-				ST(LINE_TOO_LONG);
-				sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
-				return;
-			}
-			ssize_t n;
-			if (s->tls_on) {
-				int r = SSL_read(s->ssl, s->rbuf + s->rlen,
-						 (int)(sizeof(s->rbuf) - s->rlen));
-				int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
-				ERR_clear_error();
-				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-					return;
-				if (e == SSL_ERROR_NONE) {
-					n = r;
-				} else if (e == SSL_ERROR_ZERO_RETURN) {
-					n = 0;
-				} else {
-					n = -1;
-					errno = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
-					if (errno == EAGAIN)
-						errno = EPROTO;
-				}
-			} else {
-				n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
-			}
-			if (n < 0) {
-				if (errno == EAGAIN || errno == EINTR)
-					return;
-				char why[128];
-				snprintf(why, sizeof(why), "read: %s", strerror(errno));
-				sess_fail(s, CORE_V_TEMPFAIL, 0, why);
-				return;
-			}
-			if (n == 0) {
-				if (s->state == S_QUIT)
-					sess_close(s, true);
-				else if (s->state == S_GREETING)
-					greeting_failed(s, "connection closed before the greeting");
-				else
-					sess_fail(s, CORE_V_TEMPFAIL, 0, "connection closed by server");
-				return;
-			}
-			s->rlen += (size_t)n;
-			if (parse_lines(s) || s->fd != fd || s->state == S_CONNECT ||
-			    s->state == S_TLS)
-				return; /* ended, moved on, or TLS starts */
-		}
-	}
-}
-
-static int connect_next(struct sess *s)
-{
-	struct callout_dom *d = s->dom;
-	if (s->fd >= 0) {
-		daemon_del_fd(s->fd);
-		close(s->fd);
-		s->fd = -1;
-	}
-	s->rlen = s->rfed = 0;
-	smtp_reply_reset(&s->rp);
-	s->rt = (struct smtp_reply_text){.buf = s->rtext, .cap = sizeof(s->rtext)};
-	smtp_reply_text_reset(&s->rt);
-	s->wlen = s->woff = 0;
-	if (s->ssl) {
-		SSL_free(s->ssl);
-		s->ssl = NULL;
-	}
-	s->tls_on = false;
-next_target:
-	if (d->dest.n == 0 || s->tries >= d->dest.n)
-		return -EHOSTUNREACH;
-	/* the best-preference hosts first, rotated; backups only after them */
-	unsigned np = primaries(d);
-	s->target = s->tries < np ? (d->dest_cursor + s->tries) % np : s->tries;
-	s->tries++;
-	s->tgt = d->dest.t[s->target];
-	char ip[INET6_ADDRSTRLEN] = "?";
-	if (s->tgt.sa.ss_family == AF_INET)
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&s->tgt.sa)->sin_addr, ip, sizeof(ip));
-	else
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->tgt.sa)->sin6_addr, ip, sizeof(ip));
-	snprintf(s->dest, sizeof(s->dest), "%.60s[%s]:%u", s->tgt.host, ip, s->tgt.port);
-	if (s->tgt.from_mx && own_address(&s->tgt.sa)) {
-		/* the domain's MX is this box (an edge's MX is the edge): asking it
-		 * would ask ourselves */
-		ST(LOOPS);
-		log_kind(LOG_K_CALLOUT, LOG_WARNING,
-			 "callout: %s: MX host %s is an address of this host: mail loop, not asked",
-			 d->cfg.name, s->dest);
-		if (!s->greet5xx) {
-			s->greet5xx = 554;
-			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
-				 "mail loop: MX host %.60s[%s] is this host", s->tgt.host, ip);
-		}
-		goto next_target;
-	}
-	snprintf(d->dest_last, sizeof(d->dest_last), "%s", s->dest);
-	int fd = socket(s->tgt.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	/* source_address: the one of the destination's family, if configured */
-	const struct sockaddr *src = NULL;
-	socklen_t srclen = 0;
-	if (s->tgt.sa.ss_family == AF_INET && d->cfg.source4.sin_family) {
-		src = (const struct sockaddr *)&d->cfg.source4;
-		srclen = sizeof(d->cfg.source4);
-	} else if (s->tgt.sa.ss_family == AF_INET6 && d->cfg.source6.sin6_family) {
-		src = (const struct sockaddr *)&d->cfg.source6;
-		srclen = sizeof(d->cfg.source6);
-	}
-	if (src && bind(fd, src, srclen)) {
-		int e = errno;
-		close(fd);
-		ST(CONNECT_FAILED);
-		d->connect_failures++;
-		snprintf(d->last_error, sizeof(d->last_error), "source_address: bind: %s",
-			 strerror(e));
-		return connect_next(s) == 0 ? 0 : -e;
-	}
-	if (connect(fd, (struct sockaddr *)&s->tgt.sa, s->tgt.salen) && errno != EINPROGRESS) {
-		int e = errno;
-		close(fd);
-		ST(CONNECT_FAILED);
-		d->connect_failures++;
-		return connect_next(s) == 0 ? 0 : -e;
-	}
-	s->fd = fd;
-	s->state = S_CONNECT;
-	s->want_out = true;
-	if (daemon_add_fd(fd, EPOLLIN | EPOLLOUT, on_io, s)) {
-		close(fd);
-		s->fd = -1;
-		return -ENOMEM;
-	}
-	arm(s, d->cfg.connect_timeout_ms);
-	return 0;
-}
+/* ---- sessions: life cycle */
 
 static struct sess *sess_new(struct callout_dom *d, bool verify)
 {
@@ -1682,18 +821,18 @@ static struct sess *sess_new(struct callout_dom *d, bool verify)
 	}
 	s->started_ms = daemon_now_ms();
 	s->end_ms = s->started_ms + d->cfg.session_timeout_ms;
-	s->next = co.sessions;
-	if (co.sessions)
-		co.sessions->prev = s;
-	co.sessions = s;
-	co.nsessions++;
+	s->next = co->sessions;
+	if (co->sessions)
+		co->sessions->prev = s;
+	co->sessions = s;
+	co->nsessions++;
 	d->sessions_open++;
 	d->sessions++;
 	ST(SESSIONS);
 	return s;
 }
 
-static void sess_close(struct sess *s, bool ok)
+void sess_close(struct sess *s, bool ok)
 {
 	struct callout_dom *d = s->dom;
 	(void)ok;
@@ -1719,24 +858,24 @@ static void sess_close(struct sess *s, bool ok)
 	if (s->prev)
 		s->prev->next = s->next;
 	else
-		co.sessions = s->next;
+		co->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	co.nsessions--;
+	co->nsessions--;
 	d->sessions_open--;
 	s->dead = true;
 	s->fd = -1;
-	s->next = co.graveyard;
-	co.graveyard = s;
+	s->next = co->graveyard;
+	co->graveyard = s;
 	if (d->nqueued)
 		kick_add(d);
 }
 
 static void bury(void)
 {
-	while (co.graveyard) {
-		struct sess *s = co.graveyard;
-		co.graveyard = s->next;
+	while (co->graveyard) {
+		struct sess *s = co->graveyard;
+		co->graveyard = s->next;
 		free(s->tx);
 		free(s->wbuf);
 		free(s->tbuf);
@@ -1761,7 +900,7 @@ static void on_dns(const struct dns_answer *a, void *arg)
 			 a->errmsg);
 		drain_queue(d, a->null_mx ? CORE_V_UNVERIFIABLE : CORE_V_TEMPFAIL, a->errmsg);
 		/* waiting verify sessions */
-		for (struct sess *s = co.sessions, *nx; s; s = nx) {
+		for (struct sess *s = co->sessions, *nx; s; s = nx) {
 			nx = s->next;
 			if (s->dom == d && s->fd < 0)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, a->errmsg);
@@ -1770,12 +909,12 @@ static void on_dns(const struct dns_answer *a, void *arg)
 	}
 	d->dest_ok = true;
 	uint32_t ttl = a->ttl;
-	if (ttl < co.mx_min_ttl)
-		ttl = co.mx_min_ttl;
+	if (ttl < co->mx_min_ttl)
+		ttl = co->mx_min_ttl;
 	d->dest_expiry_ms = now + (uint64_t)ttl * 1000u;
 	d->dest_cursor = 0;
 	/* verify sessions waiting for the answer */
-	for (struct sess *s = co.sessions, *nx; s; s = nx) {
+	for (struct sess *s = co->sessions, *nx; s; s = nx) {
 		nx = s->next;
 		if (s->dom == d && s->fd < 0 && s->verify && connect_next(s))
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "cannot connect");
@@ -1788,7 +927,7 @@ static bool dest_ready(struct callout_dom *d, uint64_t now)
 	if (d->dest_expiry_ms && now < d->dest_expiry_ms)
 		return d->dest_ok;
 	if (!d->resolving) {
-		uint32_t tmo = co.dns_timeout_ms;
+		uint32_t tmo = co->dns_timeout_ms;
 		int r = dns_resolve(d->cfg.name, d->cfg.dest, d->cfg.ndest, d->cfg.mx_port, tmo, on_dns,
 				    d);
 		if (r == 0)
@@ -1806,21 +945,21 @@ static int start_verify(struct callout_dom *d, struct callout_pend *p)
 	if (!s)
 		return -ENOMEM;
 	p->state = P_INFLIGHT;
-	co.ninflight++;
+	co->ninflight++;
 	s->tx[0] = p;
 	s->ntx = 1;
 	if (dest_ready(d, daemon_now_ms())) {
 		if (connect_next(s)) {
 			s->tx[0] = NULL;
 			s->ntx = 0;
-			co.ninflight--;
+			co->ninflight--;
 			sess_close(s, false);
 			return -EHOSTUNREACH;
 		}
 	} else {
 		/* waits for the DNS answer (on_dns connects it); timeout applies */
 		s->deadline_ms = daemon_now_ms() + d->cfg.connect_timeout_ms +
-				 co.dns_timeout_ms;
+				 co->dns_timeout_ms;
 	}
 	return 0;
 }
@@ -1855,10 +994,10 @@ static void schedule(struct callout_dom *d, uint64_t now)
 		return;
 	}
 	refill(d, now);
-	if (co.nsessions >= CALLOUT_MAX_SESSIONS && d->nqueued > d->reserved && !d->sessions_open)
+	if (co->nsessions >= CALLOUT_MAX_SESSIONS && d->nqueued > d->reserved && !d->sessions_open)
 		ST(SESSIONS_LIMIT);
 	while (d->nqueued > d->reserved && d->sessions_open < d->cfg.dest_max_conns &&
-	       co.nsessions < CALLOUT_MAX_SESSIONS && d->conn_tokens >= 1.0 && d->rcpt_tokens >= 1.0) {
+	       co->nsessions < CALLOUT_MAX_SESSIONS && d->conn_tokens >= 1.0 && d->rcpt_tokens >= 1.0) {
 		if (half_open && (d->trial || d->sessions_open))
 			break;
 		struct sess *s = sess_new(d, false);
@@ -1884,7 +1023,7 @@ static void schedule(struct callout_dom *d, uint64_t now)
 
 static void timeouts(uint64_t now)
 {
-	for (struct sess *s = co.sessions, *nx; s; s = nx) {
+	for (struct sess *s = co->sessions, *nx; s; s = nx) {
 		nx = s->next;
 		if (now < s->deadline_ms && now < s->end_ms)
 			continue;
@@ -1914,11 +1053,11 @@ static void timeouts(uint64_t now)
 
 static void sweep_holds(uint64_t now)
 {
-	while (co.hold_head && (co.hold_head->hold_until_ms <= now || co.hold_head->state != P_HOLD)) {
-		struct callout_pend *p = co.hold_head;
-		co.hold_head = p->qnext;
-		if (!co.hold_head)
-			co.hold_tail = NULL;
+	while (co->hold_head && (co->hold_head->hold_until_ms <= now || co->hold_head->state != P_HOLD)) {
+		struct callout_pend *p = co->hold_head;
+		co->hold_head = p->qnext;
+		if (!co->hold_head)
+			co->hold_tail = NULL;
 		if (p->state == P_HOLD) {
 			hash_del(p);
 			pend_free(p);
@@ -1930,11 +1069,11 @@ static void sweep_holds(uint64_t now)
 
 void callout_tick(uint64_t now)
 {
-	if (!co.inited)
+	if (!co->inited)
 		return;
 	bury();
-	struct callout_dom *list = co.kick;
-	co.kick = NULL;
+	struct callout_dom *list = co->kick;
+	co->kick = NULL;
 	while (list) {
 		struct callout_dom *d = list;
 		list = d->kick_next;
@@ -1945,13 +1084,13 @@ void callout_tick(uint64_t now)
 		    d->configured && !callout_failing_open(d, now) && d->dest_ok)
 			kick_add(d);
 	}
-	if (now - co.last_sweep_ms >= 20) {
-		co.last_sweep_ms = now;
+	if (now - co->last_sweep_ms >= 20) {
+		co->last_sweep_ms = now;
 		timeouts(now);
 		sweep_holds(now);
 		/* an accept-all domain sends no misses, so no session would ever
 		 * notice its catch-all going away: re-probe it on schedule */
-		for (struct callout_dom *d = co.doms; d; d = d->next) {
+		for (struct callout_dom *d = co->doms; d; d = d->next) {
 			if (!d->configured || !d->accept_all || d->sessions_open || d->nqueued ||
 			    !probe_due(d, now) || callout_failing_open(d, now) || !dest_ready(d, now))
 				continue;
@@ -1963,7 +1102,7 @@ void callout_tick(uint64_t now)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "cannot connect for the accept-all probe");
 		}
 		/* breaker or unverifiable hold ending: republish the domain */
-		for (struct callout_dom *d = co.doms; d; d = d->next) {
+		for (struct callout_dom *d = co->doms; d; d = d->next) {
 			if (d->breaker_until_ms && now >= d->breaker_until_ms && d->health == CORE_H_DOWN) {
 				d->health = CORE_H_DEGRADED; /* half-open: next miss tries */
 				notify(d);
@@ -1982,42 +1121,42 @@ void callout_tick(uint64_t now)
 
 int callout_init(const struct callout_hooks *h)
 {
-	if (co.inited)
+	if (co->inited)
 		return 0;
-	co.hooks = *h;
-	co.tab_size = HASH_INIT;
-	co.tab = calloc(co.tab_size, sizeof(*co.tab));
-	if (!co.tab)
+	co->hooks = *h;
+	co->tab_size = HASH_INIT;
+	co->tab = calloc(co->tab_size, sizeof(*co->tab));
+	if (!co->tab)
 		return -ENOMEM;
-	if (khash_new_key(co.hkey))
-		memset(co.hkey, 0x5a, sizeof(co.hkey));
-	if (gethostname(co.hostname, sizeof(co.hostname) - 1) || !co.hostname[0])
-		snprintf(co.hostname, sizeof(co.hostname), "localhost");
-	co.queue_max = 200000;
-	co.dns_timeout_ms = 5000;
+	if (khash_new_key(co->hkey))
+		memset(co->hkey, 0x5a, sizeof(co->hkey));
+	if (gethostname(co->hostname, sizeof(co->hostname) - 1) || !co->hostname[0])
+		snprintf(co->hostname, sizeof(co->hostname), "localhost");
+	co->queue_max = 200000;
+	co->dns_timeout_ms = 5000;
 	/* a TLS write to a closed connection must not kill the process */
 	signal(SIGPIPE, SIG_IGN);
-	co.ssl_ctx = SSL_CTX_new(TLS_client_method());
-	if (co.ssl_ctx) {
+	co->ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (co->ssl_ctx) {
 		/* encryption only (Postfix's "may"/"encrypt"): no CA store decides
 		 * whether an internal server may be asked */
-		SSL_CTX_set_verify(co.ssl_ctx, SSL_VERIFY_NONE, NULL);
-		SSL_CTX_set_mode(co.ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+		SSL_CTX_set_verify(co->ssl_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(co->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 						     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	} else {
 		log_msg(LOG_ERR, "callout: no TLS context: STARTTLS unavailable");
 	}
-	co.inited = true;
+	co->inited = true;
 	return 0;
 }
 
 int callout_configure(const struct config *cfg)
 {
-	co.queue_max = cfg->queue_max;
-	co.dns_timeout_ms = cfg->dns_timeout_ms;
-	co.mx_min_ttl = cfg->mx_min_ttl;
+	co->queue_max = cfg->queue_max;
+	co->dns_timeout_ms = cfg->dns_timeout_ms;
+	co->mx_min_ttl = cfg->mx_min_ttl;
 	read_own_addresses();
-	for (struct callout_dom *d = co.doms; d; d = d->next)
+	for (struct callout_dom *d = co->doms; d; d = d->next)
 		d->configured = false;
 	for (unsigned i = 0; i < cfg->ndom; i++) {
 		const struct config_dom *c = &cfg->dom[i];
@@ -2026,8 +1165,8 @@ int callout_configure(const struct config *cfg)
 			d = calloc(1, sizeof(*d));
 			if (!d)
 				return -ENOMEM;
-			d->next = co.doms;
-			co.doms = d;
+			d->next = co->doms;
+			co->doms = d;
 		} else {
 			bool dest_changed = d->cfg.ndest != c->ndest ||
 					    memcmp(d->cfg.dest, c->dest, sizeof(c->dest)) ||
@@ -2050,7 +1189,7 @@ int callout_configure(const struct config *cfg)
 		if (d->nqueued)
 			kick_add(d);
 	}
-	for (struct callout_dom *d = co.doms; d; d = d->next)
+	for (struct callout_dom *d = co->doms; d; d = d->next)
 		if (!d->configured && d->nqueued)
 			kick_add(d);
 	return 0;
@@ -2058,19 +1197,19 @@ int callout_configure(const struct config *cfg)
 
 void callout_shutdown(void)
 {
-	while (co.sessions)
-		sess_fail(co.sessions, CORE_V_TEMPFAIL, 0, "shutting down");
-	for (struct callout_dom *d = co.doms; d; d = d->next)
+	while (co->sessions)
+		sess_fail(co->sessions, CORE_V_TEMPFAIL, 0, "shutting down");
+	for (struct callout_dom *d = co->doms; d; d = d->next)
 		drain_queue(d, CORE_V_TEMPFAIL, "shutting down");
 	sweep_holds(UINT64_MAX);
 	bury();
-	while (co.doms) {
-		struct callout_dom *d = co.doms;
-		co.doms = d->next;
+	while (co->doms) {
+		struct callout_dom *d = co->doms;
+		co->doms = d->next;
 		free(d);
 	}
-	free(co.tab);
-	if (co.ssl_ctx)
-		SSL_CTX_free(co.ssl_ctx);
-	memset(&co, 0, sizeof(co));
+	free(co->tab);
+	if (co->ssl_ctx)
+		SSL_CTX_free(co->ssl_ctx);
+	memset(co, 0, sizeof(*co));
 }
