@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xdp.h"
+#include "rg_maps.h"
 
 #define RGX_PORTS_MAX 32
 

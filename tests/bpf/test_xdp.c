@@ -1,6 +1,6 @@
 /*
- * test_xdp.c — control/xdp.c, the userspace manager of the XDP program:
- * prefixes, attach/adopt/detach with pinned maps, configuration round trip,
+ * test_xdp.c — the XDP program's map layer (bpf/rg_maps.c) and rcptgated's
+ * xdp module (control/xdp.c): prefixes, attach/adopt/detach with pinned maps, configuration round trip,
  * blocklist add/extend/delete with hit counts (frames run through the
  * attached program with BPF_PROG_TEST_RUN), counters; and rcptgated's xdp
  * module (harvest blocks with backoff, allowlist, expiry, replay into a
