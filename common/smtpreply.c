@@ -45,6 +45,7 @@ static const struct kw_ent keywords[] = {
 	{"8BITMIME", 8, SMTP_CAP_8BITMIME},
 	{"DSN", 3, SMTP_CAP_DSN},
 };
+_Static_assert(sizeof(keywords) / sizeof(keywords[0]) <= 8, "kw_mask has 8 bits");
 
 static int is_digit(uint8_t c)
 {
@@ -125,7 +126,9 @@ static void enh_byte(struct smtp_reply *r, uint8_t c)
 	r->enh_st = EH_NO;
 }
 
-/* One byte of a line's text (after "NNN-" / "NNN "). */
+/* One byte of a line's text (after "NNN-" / "NNN ").  The line's first
+ * word is matched against the keywords as it comes: kw_mask holds the
+ * keywords (bit k: keywords[k]) it can still be, kw_len its length. */
 static void text_byte(struct smtp_reply *r, struct smtp_reply_text *t, uint8_t c)
 {
 	text_put(t, c);
@@ -135,21 +138,15 @@ static void text_byte(struct smtp_reply *r, struct smtp_reply_text *t, uint8_t c
 		return; /* KW_NONE has the bit too */
 	if (c == ' ') {
 		r->kw_len |= KW_DONE;
-	} else if (r->kw_len == SMTP_REPLY_KW_MAX) {
-		r->kw_len = KW_NONE;
-	} else {
-		r->kw[r->kw_len++] = (char)((c >= 'a' && c <= 'z') ? c - 32 : c);
+		return;
 	}
-}
-
-static int kw_match(const struct smtp_reply *r, const struct kw_ent *k)
-{
-	if ((r->kw_len & ~KW_DONE) != k->len)
-		return 0;
-	for (uint8_t i = 0; i < k->len; i++)
-		if (r->kw[i] != k->w[i])
-			return 0;
-	return 1;
+	uint8_t u = (c >= 'a' && c <= 'z') ? (uint8_t)(c - 32) : c;
+	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
+		if (r->kw_len >= keywords[k].len || (uint8_t)keywords[k].w[r->kw_len] != u)
+			r->kw_mask &= (uint8_t)~(1u << k);
+	r->kw_len++;
+	if (!r->kw_mask)
+		r->kw_len = KW_NONE;
 }
 
 static enum smtp_reply_ev line_end(struct smtp_reply *r, struct smtp_reply_text *t, int cr)
@@ -170,7 +167,7 @@ static enum smtp_reply_ev line_end(struct smtp_reply *r, struct smtp_reply_text 
 	}
 	if (r->kw_len != KW_NONE && r->lines > 0)
 		for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
-			if (kw_match(r, &keywords[k]))
+			if ((r->kw_mask & (1u << k)) && keywords[k].len == (r->kw_len & ~KW_DONE))
 				r->caps |= keywords[k].cap;
 	uint16_t n = (uint16_t)(r->len - (cr ? 1 : 0));
 	if (n > r->max_line)
@@ -227,6 +224,7 @@ size_t smtp_reply_step(struct smtp_reply *r, const uint8_t *b, size_t len,
 			if (r->lines && t && t->len)
 				text_put(t, ' '); /* lines joined by one SP */
 			r->kw_len = r->lines ? 0 : KW_NONE;
+			r->kw_mask = 0xFF;
 			if (c == '-' || c == ' ') {
 				r->last = c == ' ';
 				r->state = RS_TEXT;

@@ -63,8 +63,8 @@ struct smtp_reply {
 	uint8_t flags;		/* SMTP_REPLY_* */
 	uint8_t last;		/* private: the current line is the last */
 	uint8_t kw_len;		/* private */
+	uint8_t kw_mask;	/* private */
 	uint8_t enh_st;		/* private */
-	char kw[SMTP_REPLY_KW_MAX];	/* private */
 	char enh[SMTP_REPLY_ENH_MAX];	/* NUL-terminated once the reply is done */
 };
 
