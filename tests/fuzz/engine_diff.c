@@ -9,8 +9,9 @@
  * vocabulary of MAIL, RCPT of valid, refused and unmanaged recipients, RSET,
  * NOOP, a DATA with a body of awkward lines), how each group is cut into
  * segments, the order those segments are sent in (reordering), which are
- * sent twice, and, frame by frame on both sides of the engine, whether the
- * wire passes, loses or duplicates it.  Losses are bounded per session
+ * sent twice, spoofed RSTs far outside the window (which TCP ignores), and,
+ * frame by frame on both sides of the engine, whether the wire passes, loses
+ * or duplicates it.  Losses are bounded per session
  * (FZ_LOSS_MAX, below the engine's retx_max) so that a correct engine always
  * completes the session; after the last command the wire heals and both
  * ends recover (tb_recover) until everything is acknowledged.
@@ -111,6 +112,10 @@ static const char *const body_lines[] = {
 };
 #define N_BODY (sizeof(body_lines) / sizeof(body_lines[0]))
 
+static int trace;    /* RG_FUZZ_TRACE set: say what each burst does */
+static int skip_rst; /* RG_FUZZ_SKIP contains "rst": no spoofed RSTs
+			* (exploration past a known finding; never in the suite) */
+
 static char exp_srv[TB_STREAM_MAX], exp_cli[TB_STREAM_MAX], burst[16384];
 static size_t es, ec;
 static unsigned lost;
@@ -151,7 +156,26 @@ static void send_burst(unsigned bl)
 
 	if (!bl)
 		return;
+	if ((how & 8) && !skip_rst) {
+		/* a spoofed RST far outside the window (RFC 5961 3.2: ignored by
+		 * the server's TCP, so it must change nothing here either) */
+		struct tb_ep *ep = (how & 16) ? &T.srv : &T.cli;
+		uint32_t keep = ep->snd_nxt;
+		if (trace)
+			fprintf(stderr, "spoofed RST from the %s, far outside the window\n",
+				ep == &T.cli ? "client" : "server");
+		ep->snd_nxt += 0x40000000u + (uint32_t)u8() * 4096u;
+		tb_send_rst(&T, ep);
+		ep->snd_nxt = keep;
+		tb_pump(&T);
+		/* if it was forwarded, the peer's TCP drops it: forget it */
+		T.cli.rst_rcvd = T.srv.rst_rcvd = 0;
+	}
 	tb_stage(&T, &T.cli, burst, bl);
+	if (trace)
+		fprintf(stderr, "burst of %u bytes, %u segments%s%s%s: %.*s\n", bl, nseg,
+			(how & 1) ? ", reordered" : "", (how & 2) ? ", some twice" : "",
+			(how & 4) ? ", delivered as sent" : "", (int)(bl > 60 ? 60 : bl), burst);
 	/* segment boundaries: nseg - 1 random cuts, sorted, deduplicated */
 	cut[n++] = 0;
 	for (unsigned i = 1; i < nseg; i++) {
@@ -261,11 +285,25 @@ static void session(void)
 	FZ_CHECK(!T.cli.err[0], "%s", T.cli.err);
 	FZ_CHECK(!T.srv.err[0], "%s", T.srv.err);
 	FZ_CHECK(T.bad_frames == 0, "%u unparseable frames", T.bad_frames);
+	FZ_CHECK(!T.cli.rst_rcvd && !T.srv.rst_rcvd, "a reset reached the %s",
+		 T.cli.rst_rcvd ? "client" : "server");
+	if (strcmp(tb_rx_str(&T.srv), exp_srv) || strcmp(tb_rx_str(&T.cli), exp_cli))
+		fprintf(stderr, "engine: flows_closed %llu flows_expired %llu failopen %llu "
+			"edit_nospace %llu inject_giveup %llu ooo_limit %llu\n",
+			(unsigned long long)tb_stat(&T, STAT_FLOWS_CLOSED),
+			(unsigned long long)tb_stat(&T, STAT_FLOWS_EXPIRED),
+			(unsigned long long)tb_stat(&T, STAT_FAILOPEN),
+			(unsigned long long)tb_stat(&T, STAT_EDIT_NOSPACE),
+			(unsigned long long)tb_stat(&T, STAT_INJECT_GIVEUP),
+			(unsigned long long)tb_stat(&T, STAT_OOO_LIMIT));
 	FZ_CHECK(strcmp(tb_rx_str(&T.srv), exp_srv) == 0,
 		 "the server received:\n%s\nexpected:\n%s", tb_rx_str(&T.srv), exp_srv);
 	FZ_CHECK(strcmp(tb_rx_str(&T.cli), exp_cli) == 0,
 		 "the client received:\n%s\nexpected:\n%s", tb_rx_str(&T.cli), exp_cli);
 	FZ_CHECK(tb_stat(&T, STAT_FAILOPEN) == 0, "a flow failed open");
+	if (trace)
+		fprintf(stderr, "session ok: %zu bytes to the server, %zu to the client, %u lost\n",
+			es, ec, lost);
 }
 
 static void preload(struct tb *t)
@@ -282,6 +320,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
+	trace = getenv("RG_FUZZ_TRACE") != NULL;
+	skip_rst = getenv("RG_FUZZ_SKIP") && strstr(getenv("RG_FUZZ_SKIP"), "rst");
 	tb_init(&T, 4, 0, 1);
 	if (!T.have_shm) {
 		fprintf(stderr, "engine_diff: no shared memory (/dev/shm)\n");

@@ -33,8 +33,10 @@
  *
  * To look past a finding already reported, an exploration run may set
  * RG_FUZZ_SKIP to a comma-separated list of the checks named above:
- * "untouched", "mtu", "mss" (scripts/fuzz passes it through; the fuzz suite
- * never sets it).
+ * "untouched", "mtu", "mss"; "fin" sends every FIN at the sender's next
+ * sequence number (crashes/engine_segments/held-line-then-fin-below-forwarded
+ * otherwise dominates).  scripts/fuzz passes it through; the fuzz suite never
+ * sets it.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -58,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct tb T;
 static uint8_t *txmem[FZ_OUT];
-static int skip_untouched, skip_mtu, skip_mss, trace;
+static int skip_untouched, skip_mtu, skip_mss, skip_fin, trace;
 
 struct fz_flow {
 	struct tb_ep *cli, *srv;
@@ -482,6 +484,8 @@ static void op(struct rd *r)
 		return;
 	}
 	}
+	if (skip_fin && (flags & PKT_TH_FIN))
+		seq = *nxt;
 	{
 		uint16_t n = tb_build(&T, from, to, frame, seq, ack, flags, pay, len,
 				      n_sack ? (const uint32_t(*)[2])sack : NULL, n_sack);
@@ -538,6 +542,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		skip_untouched = strstr(skip, "untouched") != NULL;
 		skip_mtu = strstr(skip, "mtu") != NULL;
 		skip_mss = strstr(skip, "mss") != NULL;
+		skip_fin = strstr(skip, "fin") != NULL;
 		fprintf(stderr, "engine_segments: RG_FUZZ_SKIP=%s: checks skipped\n", skip);
 	}
 	trace = getenv("RG_FUZZ_TRACE") != NULL;
