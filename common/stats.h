@@ -64,7 +64,19 @@
 	X(DATA_REFUSED, "data_refused", "DATA/BDAT answered 554: no valid recipients") \
 	X(INJECT_GIVEUP, "inject_giveup", "injected replies abandoned after retries") \
 	X(REPLY_MALFORMED, "reply_malformed", "server replies not starting with a code") \
-	X(MBUF_ALLOC_FAIL, "mbuf_alloc_fail", "spare transmit mbufs not allocated: pool empty")
+	X(MBUF_ALLOC_FAIL, "mbuf_alloc_fail", "spare transmit mbufs not allocated: pool empty") \
+	X(SEG_UNACCEPTABLE, "seg_unacceptable",                                        \
+	  "segments the receiver discards (no ACK bit, ACK beyond sent, PAWS): not parsed") \
+	X(RST_IGNORED, "rst_ignored", "RSTs outside the window (RFC 5961): flow kept")  \
+	X(FLOWS_REUSED, "flows_reused", "new connections on a tracked 4-tuple (new ISN)") \
+	X(FLOWS_RESET, "flows_reset",                                                   \
+	  "flows with offsets reset on both sides: state lost or answer given up")      \
+	X(PIN_REWRITE, "pin_rewrite", "resent client bytes that differed from the decided ones, rewritten") \
+	X(HELD_ACKED, "held_acked", "held client bytes acknowledged by the engine (it owns them)") \
+	X(OWN_RETX, "own_retx", "owned client bytes resent to the server by the engine") \
+	X(PIN_NOSPACE, "pin_nospace", "flows forwarded unparsed: no busy block to keep decided bytes") \
+	X(PIN_OVERRUN, "pin_overrun", "client bytes beyond the clamped window: dropped, resent by TCP") \
+	X(FAILOPEN_EVENTS, "failopen_events", "fail-open events reported to rcptgated")
 
 enum stats_id {
 #define STATS_ENUM(id, name, help) STAT_##id,

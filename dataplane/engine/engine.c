@@ -61,6 +61,8 @@ void engine_conf_default(struct engine_conf *c)
 	c->cmd_max = ENGINE_DEF_CMD_MAX;
 	c->rcpt_max = ENGINE_DEF_RCPT_MAX;
 	c->inject_max = ENGINE_DEF_INJECT_MAX;
+	c->pin_max = ENGINE_DEF_PIN_MAX;
+	c->mtu = ENGINE_DEF_MTU;
 	c->retx_initial_ms = ENGINE_DEF_RETX_INITIAL_MS;
 	c->retx_max = ENGINE_DEF_RETX_MAX;
 	c->harvest_threshold = ENGINE_DEF_HARVEST_THRESHOLD;
@@ -83,6 +85,12 @@ int engine_conf_check(const struct engine_conf *c, char *err, size_t errlen)
 	if (c->inject_max < 2 * ENGINE_REPLY_MAX || c->inject_max > (1u << 20))
 		BAD("inject_max %u: must be %u..%u", c->inject_max, 2 * ENGINE_REPLY_MAX,
 		    1u << 20);
+	if (c->pin_max < 4096 || c->pin_max > (1u << 20) || (c->pin_max & (c->pin_max - 1)) ||
+	    c->pin_max < 2u * c->line_max)
+		BAD("pin_max %u: a power of two, 4096..%u and at least twice line_max", c->pin_max,
+		    1u << 20);
+	if (c->mtu < 576 || c->mtu > 9216)
+		BAD("mtu %u: must be 576..9216", c->mtu);
 	if (c->busy_blocks > (1u << 24) || c->seg_blocks > (1u << 24))
 		BAD("busy_blocks/seg_blocks: at most %u", 1u << 24);
 	if (c->ooo_max > 255)
@@ -119,11 +127,11 @@ static void plan(const struct engine_conf *c, struct mem_plan *m)
 {
 	m->eng = ALIGN64(sizeof(struct engine));
 	m->flows = ALIGN64(flow_mem_size(c->max_flows, c->busy_blocks, c->seg_blocks,
-					 c->line_max, c->cmd_max, c->inject_max));
+					 c->pin_max, c->cmd_max, c->inject_max));
 	m->hslots = c->harvest_slots ? pow2_ceil(c->harvest_slots) : 0;
 	m->hv = ALIGN64(harvest_mem_size(m->hslots));
-	m->src = ALIGN64(ENGINE_SCRATCH + c->line_max);
-	m->obuf = ALIGN64(ENGINE_SCRATCH + c->inject_max + c->line_max);
+	m->src = ALIGN64(ENGINE_SCRATCH + c->pin_max);
+	m->obuf = ALIGN64(ENGINE_SCRATCH + c->inject_max + c->pin_max);
 	m->max_pieces = 2u * (c->cmd_max + 8u) + 4u;
 	m->pieces = ALIGN64(m->max_pieces * sizeof(struct tcpedit_piece));
 	m->total = m->eng + m->flows + m->hv + m->src + m->obuf + m->pieces;
@@ -169,7 +177,7 @@ int engine_init(void *mem, size_t len, const struct engine_conf *c,
 		seed[1] = seed[0] * 0x9e3779b1u;
 	}
 	p += m.eng;
-	flow_table_init(&e->ft, p, c->max_flows, c->busy_blocks, c->seg_blocks, c->line_max,
+	flow_table_init(&e->ft, p, c->max_flows, c->busy_blocks, c->seg_blocks, c->pin_max,
 			c->cmd_max, c->inject_max, seed[0]);
 	p += m.flows;
 	harvest_init(&e->hv, m.hslots ? p : NULL, m.hslots, c->harvest_window_ms, seed[1]);
@@ -273,6 +281,13 @@ static uint32_t unmap_c2s(const struct engine *e, const struct flow *f, uint32_t
 	return f->c2s.n ? tcpedit_unmap(&f->c2s, pts_of(e, f, 0), v) : v - (uint32_t)f->c2s.base;
 }
 
+/* The ACK the client gets for its stream: the server's, translated, or what
+ * the engine acknowledged itself (bytes it owns), whichever is further. */
+static uint32_t ack_for_client(const struct engine *e, const struct flow *f, uint32_t v)
+{
+	return seq_max(unmap_c2s(e, f, v), f->c_own);
+}
+
 /* Client ACK (of the server stream as the client sees it) -> server's view. */
 static uint32_t unmap_s2c(const struct engine *e, const struct flow *f, uint32_t v)
 {
@@ -347,9 +362,11 @@ static void flow_forget(struct engine *e, struct flow *f)
 	flow_remove(&e->ft, f);
 }
 
+/* Does the flow's state matter to its endpoints?  Offsets in force, or
+ * client bytes the engine acknowledged itself and must still deliver. */
 static int has_offsets(const struct flow *f)
 {
-	return f->c2s.base || f->s2c.base || f->c2s.n || f->s2c.n;
+	return f->c2s.base || f->s2c.base || f->c2s.n || f->s2c.n || seq_lt(f->c_una, f->c_own);
 }
 
 /*
@@ -379,9 +396,6 @@ static void flow_end(struct engine *e, struct flow *f)
 	e->end_tail = idx;
 }
 
-/* Both directions' FINs acknowledged: the server's by the client, the
- * client's by the server (after a harvest close the server side was reset
- * by the engine, so only the FIN it sent the client counts). */
 static int fins_acked(const struct engine *e, const struct flow *f);
 
 /* Give the busy block back once nothing needs it. */
@@ -392,7 +406,8 @@ static void maybe_release(struct engine *e, struct flow *f)
 		return;
 	b = flow_busy(&e->ft, f);
 	if (f->c2s.n || f->s2c.n || b->t_len || f->c_rcv != f->c_fwd || b->q_n > FLOW_INLINE_Q ||
-	    b->ooo_n[0] || b->ooo_n[1])
+	    b->ooo_n[0] || b->ooo_n[1] || (f->cmode != CM_OPAQUE && f->c_una != f->c_rcv) ||
+	    seq_lt(f->c_una, f->c_own))
 		return;
 	for (unsigned k = 0; k < b->q_n; k++)
 		if (flow_q(&e->ft, f)[(b->q_head + k) % e->c.cmd_max].kind >= Q_INJ)
@@ -420,6 +435,32 @@ static void put32_fix(uint8_t *field, uint8_t *ck, uint32_t nw)
 		return;
 	pkt_put32(field, nw);
 	pkt_put16(ck, csum_fix32(pkt_get16(ck), old, nw));
+}
+
+static void put16_fix(uint8_t *field, uint8_t *ck, uint16_t nw)
+{
+	uint16_t old = pkt_get16(field);
+	if (old == nw)
+		return;
+	pkt_put16(field, nw);
+	pkt_put16(ck, csum_fix32(pkt_get16(ck), old, nw));
+}
+
+/*
+ * The window the client may see in a frame acknowledging a (client
+ * sequence space): no further than pin_max bytes past what the server has
+ * acknowledged, so every client byte not yet acknowledged by the server fits
+ * the flow's pin ring.  The edge only moves forward (c_una only grows), so
+ * the window never shrinks (RFC 9293 3.8.6).  win is in the server's units.
+ */
+static uint16_t win_to_client(const struct engine *e, const struct flow *f, uint16_t win,
+			      uint32_t a, int syn)
+{
+	uint32_t edge = f->c_una + e->c.pin_max;
+	uint32_t room = seq_lt(a, edge) ? edge - a : 0;
+	if (!syn && (f->flags2 & FLOW_F2_WSCALE))
+		room >>= f->s_wshift;
+	return room < win ? (uint16_t)room : win;
 }
 
 /* Checksums of a frame whose payload or length changed. */
@@ -509,7 +550,9 @@ static int build_frame(struct engine *e, struct flow *f, int s2c, struct engine_
 	pkt_put32(th + 8, ack);
 	th[12] = (uint8_t)((l4 / 4) << 4);
 	th[13] = flags;
-	pkt_put16(th + 14, s2c ? f->s_win : f->c_win);
+	pkt_put16(th + 14, s2c ? win_to_client(e, f, f->s_win, ack, 0) : f->c_win);
+	if (flags & PKT_TH_RST)
+		pkt_put16(th + 14, 0);
 	pkt_put16(th + 16, 0);
 	pkt_put16(th + 18, 0);
 	if (f->flags & FLOW_F_TS) {
@@ -541,12 +584,23 @@ static int build_frame(struct engine *e, struct flow *f, int s2c, struct engine_
 	return 0;
 }
 
-/* Payload bytes per frame toward the client (s2c) or the server. */
-static uint16_t mss_to(const struct flow *f, int s2c, uint16_t opt_len)
+/*
+ * Payload bytes per frame toward the client (s2c) or the server: the MSS
+ * that end announced, the port's MTU, and the transmit buffers the caller
+ * lends, whichever is least; opt_len is the TCP option bytes per frame.
+ */
+static uint16_t mss_to(const struct engine *e, const struct flow *f, int s2c, uint16_t opt_len)
 {
-	uint16_t m = s2c ? f->c_mss : f->s_mss;
+	unsigned l3 = f->family == 4 ? PKT_IPV4_LEN : PKT_IPV6_LEN;
+	unsigned by_mtu = e->c.mtu - l3 - PKT_TCP_LEN;
+	unsigned by_buf = ENGINE_OUT_BUF_MIN - PKT_ETH_LEN - PKT_VLAN_BYTES - l3 - PKT_TCP_LEN;
+	unsigned m = s2c ? f->c_mss : f->s_mss;
 	if (!m)
 		m = f->family == 4 ? ENGINE_DEF_MSS4 : ENGINE_DEF_MSS6;
+	if (m > by_mtu)
+		m = by_mtu;
+	if (m > by_buf)
+		m = by_buf;
 	return m > opt_len + 64u ? (uint16_t)(m - opt_len) : 64u;
 }
 
@@ -554,8 +608,8 @@ static uint16_t mss_to(const struct flow *f, int s2c, uint16_t opt_len)
 static void send_text(struct engine *e, struct flow *f, struct engine_out *out, uint32_t vseq,
 		      uint32_t toff, uint32_t len, uint8_t extra_flags)
 {
-	uint16_t mss = mss_to(f, 1, (f->flags & FLOW_F_TS) ? 12 : 0);
-	uint32_t ack = unmap_c2s(e, f, f->s_ack);
+	uint16_t mss = mss_to(e, f, 1, (f->flags & FLOW_F_TS) ? 12 : 0);
+	uint32_t ack = ack_for_client(e, f, f->s_ack);
 	while (len) {
 		uint16_t n = (uint16_t)(len < mss ? len : mss);
 		uint8_t fl = PKT_TH_ACK | (n == len ? (PKT_TH_PSH | extra_flags) : 0);
@@ -566,6 +620,77 @@ static void send_text(struct engine *e, struct flow *f, struct engine_out *out, 
 		vseq += n;
 		toff += n;
 		len -= n;
+	}
+}
+
+/* ---- the pin ring: client bytes the server has not acknowledged ---- */
+
+static void pin_put(const struct engine *e, const struct flow *f, uint32_t seq, const uint8_t *b,
+		    uint32_t n)
+{
+	uint8_t *r = flow_pin(&e->ft, f);
+	uint32_t mask = e->c.pin_max - 1, at = seq & mask, first = n < e->c.pin_max - at
+								  ? n
+								  : e->c.pin_max - at;
+	memcpy(r + at, b, first);
+	memcpy(r, b + first, n - first);
+}
+
+static void pin_get(const struct engine *e, const struct flow *f, uint32_t seq, uint8_t *d,
+		    uint32_t n)
+{
+	const uint8_t *r = flow_pin(&e->ft, f);
+	uint32_t mask = e->c.pin_max - 1, at = seq & mask, first = n < e->c.pin_max - at
+								  ? n
+								  : e->c.pin_max - at;
+	memcpy(d, r + at, first);
+	memcpy(d + first, r, n - first);
+}
+
+/* Do the bytes of a resent range differ from the pinned ones? */
+static int pin_differs(const struct engine *e, const struct flow *f, uint32_t seq,
+		       const uint8_t *b, uint32_t n)
+{
+	const uint8_t *r = flow_pin(&e->ft, f);
+	uint32_t mask = e->c.pin_max - 1, at = seq & mask, first = n < e->c.pin_max - at
+								  ? n
+								  : e->c.pin_max - at;
+	return memcmp(r + at, b, first) != 0 || memcmp(r, b + first, n - first) != 0;
+}
+
+/*
+ * Send the view of client bytes [x, y) from the pin ring to the server in
+ * frames of our own (bytes the engine decided after their segment went by,
+ * or owns and resends).  Removed ranges are left out, as in every copy.
+ */
+static void send_c2s(struct engine *e, struct flow *f, struct engine_out *out, uint32_t x,
+		     uint32_t y)
+{
+	uint8_t *ob = e->obuf;
+	uint16_t mss = mss_to(e, f, 0, (f->flags & FLOW_F_TS) ? 12 : 0);
+	uint32_t vstart, total = 0, done = 0;
+	unsigned np;
+
+	if (!seq_lt(x, y) || f->busy == FLOW_NONE)
+		return;
+	if (f->c2s.n) {
+		np = tcpedit_pieces(&f->c2s, flow_pts(&e->ft, f, 0), x, y, 1, e->pieces,
+				    e->max_pieces, &vstart);
+	} else {
+		e->pieces[0] = (struct tcpedit_piece){x, y - x, 0};
+		np = 1;
+		vstart = x + (uint32_t)f->c2s.base;
+	}
+	for (unsigned i = 0; i < np; i++) {
+		pin_get(e, f, e->pieces[i].from, ob + total, e->pieces[i].len);
+		total += e->pieces[i].len;
+	}
+	while (done < total) {
+		uint16_t n = (uint16_t)(total - done < mss ? total - done : mss);
+		uint8_t fl = PKT_TH_ACK | (done + n == total ? PKT_TH_PSH : 0);
+		if (build_frame(e, f, 0, out, vstart + done, f->ack_to_s, ob + done, n, fl) != 0)
+			return;
+		done += n;
 	}
 }
 
@@ -630,12 +755,14 @@ static enum engine_verdict emit(struct engine *e, struct flow *f, struct engine_
 
 	/* acknowledgement and SACK of the other direction */
 	if (p->flags & PKT_TH_ACK) {
-		uint32_t a = s2c ? unmap_c2s(e, f, p->ack) : unmap_s2c(e, f, p->ack);
+		uint32_t a = s2c ? ack_for_client(e, f, p->ack) : unmap_s2c(e, f, p->ack);
 		put32_fix(th + 8, ck, a);
-		if (s2c)
+		if (s2c) {
 			f->ack_to_c = a;
-		else
+			put16_fix(th + 14, ck, win_to_client(e, f, p->win, a, 0));
+		} else {
 			f->ack_to_s = a;
+		}
 		if (p->sack_n)
 			sack_changed = sack_fix(e, f, p, !s2c);
 	}
@@ -690,10 +817,8 @@ static enum engine_verdict emit(struct engine *e, struct flow *f, struct engine_
 	{
 		uint8_t *ob = e->obuf;
 		uint32_t off = 0, done = 0, room;
-		uint16_t mss = mss_to(f, s2c, (uint16_t)(p->pay_off - p->tcp_off - PKT_TCP_LEN));
+		uint16_t mss = mss_to(e, f, s2c, (uint16_t)(p->pay_off - p->tcp_off - PKT_TCP_LEN));
 		uint16_t hdr = p->pay_off;
-		if (p->pay_len > mss)
-			mss = p->pay_len; /* never cut finer than the sender did */
 		if (total > ENGINE_SCRATCH + e->c.inject_max)
 			total = ENGINE_SCRATCH + e->c.inject_max;
 		for (unsigned i = 0; i < np && off < total; i++) {
@@ -756,6 +881,23 @@ static enum engine_verdict emit(struct engine *e, struct flow *f, struct engine_
 	return ENGINE_FORWARD;
 }
 
+/* ---- ending flows the engine can no longer keep consistent ---- */
+
+/*
+ * Reset both ends, each at the sequence number it expects next (RFC 5961
+ * 3.2: only an exact match resets), and forget the flow.  For flows with
+ * offsets whose state is being lost: a clean end instead of a silent desync.
+ */
+static void flow_reset(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	if (f->state == FS_EST) {
+		build_frame(e, f, 0, out, f->s_ack, 0, NULL, 0, PKT_TH_RST);
+		build_frame(e, f, 1, out, f->c_ack, 0, NULL, 0, PKT_TH_RST);
+		st(e, STAT_FLOWS_RESET);
+	}
+	flow_forget(e, f);
+}
+
 /* ---- harvest close ---- */
 
 static void harvest_close(struct engine *e, struct flow *f, struct engine_out *out)
@@ -764,8 +906,8 @@ static void harvest_close(struct engine *e, struct flow *f, struct engine_out *o
 	uint32_t seq = map_c2s(e, f, f->c_fwd);
 	build_frame(e, f, 0, out, seq, f->s_fwd, NULL, 0, PKT_TH_RST | PKT_TH_ACK);
 	/* and end the client's side after the 421 */
-	build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), unmap_c2s(e, f, f->s_ack), NULL, 0,
-		    PKT_TH_FIN | PKT_TH_ACK);
+	build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), ack_for_client(e, f, f->s_ack), NULL,
+		    0, PKT_TH_FIN | PKT_TH_ACK);
 	f->flags |= FLOW_F_S_OPAQUE;
 	f->state = FS_CLOSING;
 }
@@ -777,7 +919,7 @@ static void inject_alone(struct engine *e, struct flow *f, struct engine_out *ou
 	uint32_t v0, ins;
 	int close = 0;
 	if (f->busy == FLOW_NONE || !session_q_len(e, f) || !smtp_reply_idle(&f->rp) ||
-	    (f->flags & FLOW_F_S_OPAQUE))
+	    (f->flags & FLOW_F_S_OPAQUE) || f->state != FS_EST)
 		return;
 	v0 = map_s2c_hi(e, f, f->s_fwd);
 	ins = session_place(e, f, f->s_fwd, &close);
@@ -794,16 +936,17 @@ static void inject_alone(struct engine *e, struct flow *f, struct engine_out *ou
 		harvest_close(e, f, out);
 }
 
-/* ---- per-direction segment handling ---- */
+/* ---- what the receiver accepts ---- */
 
+/* Remember the newest timestamp of each end (PAWS, and our own frames). */
 static void note_ts(struct flow *f, const struct pkt *p, int c2s)
 {
+	uint32_t *r = c2s ? &f->c_tsval : &f->s_tsval, v;
 	if (!p->has_ts)
 		return;
-	if (c2s)
-		f->c_tsval = pkt_get32(p->frame + p->ts_off);
-	else
-		f->s_tsval = pkt_get32(p->frame + p->ts_off);
+	v = pkt_get32(p->frame + p->ts_off);
+	if (seq_lt(*r, v))
+		*r = v;
 }
 
 static int csum_bad(struct engine *e, const struct engine_frame *fr, const struct pkt *p)
@@ -814,6 +957,33 @@ static int csum_bad(struct engine *e, const struct engine_frame *fr, const struc
 		st(e, STAT_BAD_CSUM);
 		return 1;
 	}
+	return 0;
+}
+
+/*
+ * Would the receiving TCP accept this (non-SYN, non-RST) segment?  Only then
+ * may it be parsed or change any state (RFC 9293 3.10.7.4): checksum good,
+ * ACK bit set, acknowledging nothing never sent, and (RFC 7323 5.3) no
+ * timestamp older than the sender's newest.  Bytes outside the window need
+ * no check here: they are pinned like any other once decided.
+ */
+static int seg_acceptable(struct engine *e, struct flow *f, const struct engine_frame *fr,
+			  const struct pkt *p, int c2s)
+{
+	uint32_t sent;
+	if (csum_bad(e, fr, p))
+		return 0;
+	if (!(p->flags & PKT_TH_ACK))
+		goto no;
+	sent = c2s ? map_s2c_hi(e, f, f->s_fwd) : map_c2s(e, f, f->c_fwd);
+	if (seq_lt(sent + 1, p->ack))
+		goto no;
+	if ((f->flags & FLOW_F_TS) && p->has_ts &&
+	    seq_lt(pkt_get32(p->frame + p->ts_off), c2s ? f->c_tsval : f->s_tsval))
+		goto no;
+	return 1;
+no:
+	st(e, STAT_SEG_UNACCEPTABLE);
 	return 0;
 }
 
@@ -864,7 +1034,7 @@ static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engi
 /*
  * Out-of-order segments that became in order: run them through the same
  * path as a received frame, built in a lent buffer from the current frame's
- * headers.
+ * headers.  They were checked when stored.
  */
 static void ooo_drain(struct engine *e, struct flow *f, struct engine_frame *fr,
 		      const struct pkt *cur, int dir, struct engine_out *out)
@@ -877,7 +1047,7 @@ static void ooo_drain(struct engine *e, struct flow *f, struct engine_frame *fr,
 		struct engine_frame nf;
 		int k;
 
-		if (f->busy == FLOW_NONE)
+		if (f->busy == FLOW_NONE || f->state == FS_FREE)
 			return;
 		b = flow_busy(&e->ft, f);
 		idx = b->ooo_head[dir];
@@ -947,36 +1117,99 @@ static void ooo_drain(struct engine *e, struct flow *f, struct engine_frame *fr,
 	}
 }
 
+/* ---- client -> server ---- */
+
+/* c_una from the server's latest ACK: a removal that ends where the server
+ * acknowledged counts as received (tcpedit_unmap), so it is recomputed after
+ * edits as well as after ACKs. */
+static void refresh_una(const struct engine *e, struct flow *f)
+{
+	uint32_t una = unmap_c2s(e, f, f->s_ack);
+	if (seq_lt(f->c_rcv, una))
+		una = f->c_rcv;
+	if (seq_lt(f->c_una, una))
+		f->c_una = una;
+}
+
+/* The server acknowledged client bytes up to view position v. */
+static void server_acked(struct engine *e, struct flow *f, uint32_t v)
+{
+	f->s_ack = v;
+	if (f->c2s.n)
+		tcpedit_collapse(&f->c2s, flow_pts(&e->ft, f, 0), f->s_ack);
+	refresh_una(e, f);
+}
+
+/* The client acknowledged server bytes up to view position v. */
+static void client_acked(struct engine *e, struct flow *f, uint32_t v)
+{
+	f->c_ack = v;
+	if (f->s2c.n)
+		session_text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1), f->c_ack));
+}
+
+/* Client modes whose bytes are parsed (and so pinned). */
+static int c_parsed(const struct flow *f)
+{
+	return f->cmode != CM_OPAQUE;
+}
+
+/*
+ * Parse the client bytes not decided yet, [c_fwd, c_rcv), from the pin ring
+ * (or from b when the caller has them contiguous at c_fwd).
+ */
+static void c2s_decide(struct engine *e, struct flow *f, const uint8_t *b, int flush)
+{
+	if (!seq_lt(f->c_fwd, f->c_rcv) || !c_parsed(f))
+		return;
+	if (!b) {
+		pin_get(e, f, f->c_fwd, e->src, f->c_rcv - f->c_fwd);
+		b = e->src;
+	}
+	session_c_consume(e, f, b, f->c_fwd, f->c_rcv, flush);
+}
+
+/*
+ * A server reply changed how held client bytes read (AUTH refused or done,
+ * 354, STARTTLS refused): decide them now and send what was decided.  The
+ * engine acknowledged them when it held them, so it owns them until the
+ * server acknowledges them.
+ */
+static void c2s_release(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	uint32_t old_fwd = f->c_fwd;
+	if (f->busy == FLOW_NONE || !seq_lt(f->c_fwd, f->c_rcv))
+		return;
+	c2s_decide(e, f, NULL, 0);
+	if (seq_lt(old_fwd, f->c_fwd)) {
+		send_c2s(e, f, out, old_fwd, f->c_fwd);
+		retx_arm(e, f);
+	}
+}
+
 static enum engine_verdict c2s_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
 				   struct pkt *p, struct engine_out *out)
 {
-	uint32_t s = p->seq, end = s + p->pay_len, x = s, y = s;
-	const uint8_t *src = p->frame + p->pay_off;
-	uint32_t src_seq = s, empty_seq;
-	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok = 1, news = 0;
-	uint32_t old_fwd = f->c_fwd;
-	enum engine_verdict v;
+	uint32_t s = p->seq, end = s + p->pay_len, x, y, empty_seq;
+	uint32_t old_fwd = f->c_fwd, old_rcv = f->c_rcv;
+	const uint8_t *pay = p->frame + p->pay_off, *src = pay;
+	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok, news = 0, own = 0, resent;
 
 	note_ts(f, p, 1);
 	if (p->win != f->c_win || p->sack_n)
 		news = 1;
 	f->c_win = p->win;
-	if (p->flags & PKT_TH_ACK) {
-		if (seq_lt(f->c_ack, p->ack)) {
-			f->c_ack = p->ack;
-			if (f->s2c.n)
-				session_text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1),
-								 f->c_ack));
-		}
-		if (unmap_s2c(e, f, p->ack) != f->ack_to_s)
-			news = 1;
-	}
+	if (seq_lt(f->c_ack, p->ack))
+		client_acked(e, f, p->ack);
+	if (unmap_s2c(e, f, p->ack) != f->ack_to_s)
+		news = 1;
+	refresh_una(e, f);
 
 	if (p->pay_len == 0 && !fin) {
 		/* a pure ACK goes on even when it says nothing new: duplicate
 		 * ACKs drive the server's fast retransmission */
 		empty_seq = map_c2s(e, f, seq_lt(s, f->c_fwd) ? s : f->c_fwd);
-		return emit(e, f, fr, p, 0, src, src_seq, s, s, empty_seq, 1, 1, out);
+		return emit(e, f, fr, p, 0, src, s, s, s, empty_seq, 1, 1, out);
 	}
 	if (seq_lt(f->c_rcv, s)) {
 		/* a gap before it: keep it for later, pass the ACK on, and tell
@@ -986,78 +1219,122 @@ static enum engine_verdict c2s_seg(struct engine *e, struct flow *f, struct engi
 			build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), f->ack_to_c, NULL, 0,
 				    PKT_TH_ACK);
 		empty_seq = map_c2s(e, f, f->c_fwd);
-		return emit(e, f, fr, p, 0, src, src_seq, s, s, empty_seq, 0, news, out);
+		return emit(e, f, fr, p, 0, src, s, s, s, empty_seq, 0, news, out);
 	}
-	if (p->pay_len && seq_le(end, old_fwd)) {
-		st(e, STAT_RETRANS);
-		x = s;
+	resent = seq_lt(s, old_rcv);
+
+	if (!c_parsed(f) && old_fwd == old_rcv) {
+		/* opaque (TLS, or failed open): offsets applied, nothing parsed
+		 * or pinned; what the server already has is not sent again */
+		if (seq_lt(f->c_rcv, end))
+			f->c_fwd = f->c_rcv = end;
+		x = seq_lt(s, f->c_una) ? seq_min(f->c_una, end) : s;
 		y = end;
-	} else if (p->pay_len || (fin && f->c_rcv != f->c_fwd)) {
-		uint32_t held = f->c_rcv - f->c_fwd;
-		int fresh = seq_lt(f->c_rcv, end);
-		if (fresh && csum_bad(e, fr, p))
-			return ENGINE_DROP;
-		x = seq_lt(s, old_fwd) ? s : old_fwd;
-		if (fresh || (fin && held)) {
-			if (held) {
-				/* one buffer: old part, held line, new bytes */
-				uint8_t *d = e->src;
-				uint32_t o = 0;
-				if (seq_lt(s, old_fwd)) {
-					memcpy(d, src, old_fwd - s);
-					o = old_fwd - s;
-				}
-				memcpy(d + o, flow_held(&e->ft, f), held);
-				o += held;
-				if (fresh) {
-					uint32_t skip = f->c_rcv - s;
-					memcpy(d + o, src + skip, end - f->c_rcv);
-				}
-				src = d;
-				src_seq = x;
-			}
-			if (fresh)
-				f->c_rcv = end;
-			session_c_consume(e, f, src, src_seq, f->c_rcv, fin);
-			/* hold what is left of a partial line */
-			if (f->c_rcv != f->c_fwd) {
-				uint32_t left = f->c_rcv - f->c_fwd;
-				if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0) {
-					session_failopen(e, f);
-					f->c_fwd = f->c_rcv;
-				} else {
-					memmove(flow_held(&e->ft, f), src + (f->c_fwd - src_seq), left);
-				}
-			}
+		if (resent)
+			st(e, STAT_RETRANS);
+		fin_ok = !fin || end == f->c_rcv;
+		goto out;
+	}
+
+	/* new bytes are pinned first: the ring holds [c_una, c_rcv) */
+	if (seq_lt(f->c_rcv, end)) {
+		uint32_t from = f->c_rcv, n = end - from, room;
+		if (f->busy == FLOW_NONE && flow_busy_get(&e->ft, f) != 0) {
+			/* nowhere to keep them: this flow is forwarded unparsed
+			 * (it has no offsets, or it would hold a busy block) */
+			st(e, STAT_PIN_NOSPACE);
+			session_failopen(e, f);
+			f->c_fwd = f->c_rcv = end;
+			x = seq_lt(s, f->c_una) ? seq_min(f->c_una, end) : s;
+			y = end;
+			fin_ok = 1;
+			goto out;
 		}
+		room = f->c_una + e->c.pin_max - from;
+		if (n > room) {
+			/* past the window the client was given: TCP resends it */
+			st(e, STAT_PIN_OVERRUN);
+			n = room;
+			fin = 0;
+		}
+		pin_put(e, f, from, pay + (from - s), n);
+		f->c_rcv = from + n;
+	}
+	if (resent) {
+		uint32_t lo = seq_max(s, f->c_una), hi = seq_min(end, old_rcv);
+		st(e, STAT_RETRANS);
+		if (seq_lt(lo, hi) && pin_differs(e, f, lo, pay + (lo - s), hi - lo))
+			st(e, STAT_PIN_REWRITE); /* the first copy decided */
+		if (seq_lt(old_fwd, old_rcv) && seq_lt(old_fwd, end))
+			own = 1; /* held bytes sent again: the sender waits for them */
+	}
+
+	/* decide what can be decided; straight from the frame when it is the
+	 * plain case (nothing held, the segment starts where parsing stands) */
+	if (old_fwd == old_rcv && s == old_fwd && f->c_rcv == end)
+		c2s_decide(e, f, pay, fin);
+	else
+		c2s_decide(e, f, NULL, fin && end == f->c_rcv);
+
+	/* bytes still held are acknowledged now, and owned: a sender that
+	 * cannot send the rest of the line before this ACK never stalls */
+	if (seq_lt(f->c_fwd, f->c_rcv) && seq_lt(f->c_own, f->c_rcv)) {
+		f->c_own = f->c_rcv;
+		own = 1;
+	}
+
+	/* what goes to the server: this segment's decided bytes, bytes decided
+	 * now that came before it, and on a resend what the engine owns and the
+	 * server lacks; never what the server acknowledged, always the pinned
+	 * copy */
+	x = s;
+	y = seq_min(end, f->c_fwd);
+	if (seq_lt(old_fwd, f->c_fwd)) {
+		x = seq_min(x, old_fwd);
 		y = f->c_fwd;
-		if (seq_lt(y, x))
-			y = x;
 	}
+	if (resent && seq_lt(f->c_una, f->c_own)) {
+		x = f->c_una;
+		y = seq_max(y, seq_min(f->c_own, f->c_fwd));
+	}
+	if (seq_lt(x, f->c_una))
+		x = f->c_una;
+	if (seq_lt(y, x))
+		y = x;
+	if (seq_lt(x, y) && (resent || seq_lt(x, s) || seq_lt(end, y))) {
+		/* not all of it is this segment's own fresh bytes: the pinned
+		 * copy (fresh bytes are the pinned ones) */
+		pin_get(e, f, x, e->src, y - x);
+		src = e->src;
+		s = x; /* src_seq below */
+	}
+	fin_ok = !fin || (p->seq + p->pay_len == f->c_rcv && f->c_rcv == f->c_fwd);
+
+out:
+	if (fin && fin_ok)
+		f->flags |= FLOW_F_C_FIN;
+	empty_seq = map_c2s(e, f, seq_lt(p->seq, f->c_fwd) ? p->seq : f->c_fwd);
+	if (fin && fin_ok)
+		empty_seq = map_c2s(e, f, p->seq + p->pay_len);
 	{
-		/* what the server acknowledged is not sent again: the first copy
-		 * decided, and a resend with other bytes must not reach it */
-		uint32_t acked = unmap_c2s(e, f, f->s_ack);
-		if (seq_lt(x, acked))
-			x = seq_lt(acked, y) ? acked : y;
+		enum engine_verdict v =
+			emit(e, f, fr, p, 0, src, s, x, y, empty_seq, fin && fin_ok, news, out);
+		if (own) {
+			st(e, STAT_HELD_ACKED);
+			retx_arm(e, f);
+		}
+		if (own || (x == y && p->pay_len && seq_le(p->seq + p->pay_len, f->c_fwd)))
+			/* held bytes the engine owns, or a resent command it
+			 * removed (the server never acknowledges it): the ACK
+			 * comes from the engine, or the client resends forever */
+			build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd),
+				    ack_for_client(e, f, f->s_ack), NULL, 0, PKT_TH_ACK);
+		inject_alone(e, f, out);
+		return v;
 	}
-	if (fin) {
-		fin_ok = f->c_rcv == f->c_fwd && y == end;
-		if (fin_ok)
-			f->flags |= FLOW_F_C_FIN;
-	}
-	empty_seq = map_c2s(e, f, seq_lt(s, f->c_fwd) ? s : f->c_fwd);
-	if (fin_ok && fin)
-		empty_seq = map_c2s(e, f, end);
-	v = emit(e, f, fr, p, 0, src, src_seq, x, y, empty_seq, fin_ok, news, out);
-	if (x == y && p->pay_len && seq_le(end, f->c_fwd))
-		/* a resent command we removed: the server will never ACK it, so
-		 * the ACK comes from us, or the client would resend it forever */
-		build_frame(e, f, 1, out, map_s2c_hi(e, f, f->s_fwd), unmap_c2s(e, f, f->s_ack),
-			    NULL, 0, PKT_TH_ACK);
-	inject_alone(e, f, out);
-	return v;
 }
+
+/* ---- server -> client ---- */
 
 static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engine_frame *fr,
 				   struct pkt *p, struct engine_out *out)
@@ -1071,15 +1348,10 @@ static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engi
 	if (p->win != f->s_win || p->sack_n)
 		news = 1;
 	f->s_win = p->win;
-	if (p->flags & PKT_TH_ACK) {
-		if (seq_lt(f->s_ack, p->ack)) {
-			f->s_ack = p->ack;
-			if (f->c2s.n)
-				tcpedit_collapse(&f->c2s, flow_pts(&e->ft, f, 0), f->s_ack);
-		}
-		if (unmap_c2s(e, f, p->ack) != f->ack_to_c)
-			news = 1;
-	}
+	if (seq_lt(f->s_ack, p->ack))
+		server_acked(e, f, p->ack);
+	if (ack_for_client(e, f, p->ack) != f->ack_to_c)
+		news = 1;
 	if (f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST))
 		return ENGINE_DROP; /* the server side was reset */
 	if (p->pay_len == 0 && !fin)
@@ -1092,13 +1364,10 @@ static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engi
 			    out);
 	}
 	if (p->pay_len) {
-		if (seq_lt(f->s_fwd, end)) {
-			if (csum_bad(e, fr, p))
-				return ENGINE_DROP;
+		if (seq_lt(f->s_fwd, end))
 			close = session_s_consume(e, f, src + (f->s_fwd - s), end, &ins);
-		} else {
+		else
 			st(e, STAT_RETRANS);
-		}
 		y = end;
 	}
 	if (fin) {
@@ -1120,8 +1389,12 @@ static enum engine_verdict s2c_seg(struct engine *e, struct flow *f, struct engi
 			    NULL, 0, PKT_TH_ACK);
 	if (ins)
 		retx_arm(e, f);
-	if (close)
+	if (close) {
 		harvest_close(e, f, out);
+		return v;
+	}
+	c2s_release(e, f, out);
+	inject_alone(e, f, out);
 	return v;
 }
 
@@ -1159,9 +1432,45 @@ static struct flow *evict_one(struct engine *e)
 	return best;
 }
 
+/* What a client's SYN says, kept to start (or restart) a flow. */
+struct syn_info {
+	uint32_t isn;
+	uint16_t mss;
+	uint8_t ts, wscale_ok, wscale;
+	uint32_t tsval;
+};
+
+static void syn_info_of(const struct pkt *p, struct syn_info *si)
+{
+	si->isn = p->seq;
+	si->mss = p->mss;
+	si->ts = p->has_ts;
+	si->wscale_ok = p->wscale_ok;
+	si->wscale = p->wscale;
+	si->tsval = p->has_ts ? pkt_get32(p->frame + p->ts_off) : 0;
+}
+
+/* A flow's connection state from its client's SYN (identity and L2 set). */
+static void flow_start(struct engine *e, struct flow *f, const struct syn_info *si)
+{
+	f->c_isn = si->isn;
+	f->c_fwd = f->c_rcv = f->c_una = f->c_own = si->isn + 1;
+	f->c_mss = si->mss;
+	if (si->ts)
+		f->flags |= FLOW_F_TS;
+	f->c_tsval = si->tsval;
+	f->c_wshift = si->wscale;
+	if (si->wscale_ok)
+		f->flags2 |= FLOW_F2_WSCALE;
+	f->last_ms = e->now_ms;
+	session_q_push(e, f, Q_FWD, 0); /* the server's greeting */
+	st(e, STAT_FLOWS_NEW);
+}
+
 static struct flow *flow_new(struct engine *e, struct engine_frame *fr, struct pkt *p)
 {
 	struct flow *f = flow_insert(&e->ft, p->family, p->saddr, p->daddr, p->sport, p->dport);
+	struct syn_info si;
 	if (!f) {
 		/* the oldest ended flow first, then a closing or idle one */
 		struct flow *v = e->end_head != FLOW_NONE && e->ft.free_head == FLOW_NONE
@@ -1178,11 +1487,6 @@ static struct flow *flow_new(struct engine *e, struct engine_frame *fr, struct p
 		st(e, STAT_FLOWS_FULL);
 		return NULL;
 	}
-	f->c_fwd = f->c_rcv = p->seq + 1;
-	f->c_mss = p->mss;
-	if (p->has_ts)
-		f->flags |= FLOW_F_TS;
-	note_ts(f, p, 1);
 	f->c_win = p->win;
 	memcpy(f->mac_c, p->frame + 6, 6);
 	memcpy(f->mac_s, p->frame, 6);
@@ -1190,10 +1494,151 @@ static struct flow *flow_new(struct engine *e, struct engine_frame *fr, struct p
 	memcpy(f->vlan, p->frame + 12, p->n_vlan * PKT_VLAN_LEN);
 	f->c_rxport = fr->rx_port;
 	f->s_rxport = fr->peer_port;
-	f->last_ms = e->now_ms;
-	session_q_push(e, f, Q_FWD, 0); /* the server's greeting */
-	st(e, STAT_FLOWS_NEW);
+	syn_info_of(p, &si);
+	flow_start(e, f, &si);
 	return f;
+}
+
+/*
+ * The server took a new connection on a tracked 4-tuple (its SYN-ACK
+ * acknowledges the new ISN): the old connection is gone on both ends, and
+ * its state with it.  The flow starts again from the new SYN.
+ */
+static struct flow *flow_restart(struct engine *e, struct flow *f)
+{
+	struct flow keep = *f;
+	struct syn_info si = {f->syn_isn, f->syn_mss, (f->flags2 & FLOW_F2_NEWSYN_TS) != 0,
+			      f->syn_wscale != 0xff, f->syn_wscale != 0xff ? f->syn_wscale : 0, 0};
+	struct flow *n;
+	flow_forget(e, f);
+	n = flow_insert(&e->ft, keep.family, keep.c_ip, keep.s_ip, keep.c_port, keep.s_port);
+	if (!n)
+		return NULL;
+	memcpy(n->mac_c, keep.mac_c, 6);
+	memcpy(n->mac_s, keep.mac_s, 6);
+	n->n_vlan = keep.n_vlan;
+	memcpy(n->vlan, keep.vlan, sizeof(n->vlan));
+	n->c_rxport = keep.c_rxport;
+	n->s_rxport = keep.s_rxport;
+	n->c_win = keep.c_win;
+	si.tsval = keep.syn_tsval;
+	flow_start(e, n, &si);
+	return n;
+}
+
+/* The server's SYN-ACK: sequence spaces known, the flow is established. */
+static void syn_ack(struct engine *e, struct flow *f, struct pkt *p)
+{
+	uint8_t *th = p->frame + p->tcp_off;
+	f->s_fwd = p->seq + 1;
+	f->s_mss = p->mss;
+	if (!p->has_ts)
+		f->flags &= (uint8_t)~FLOW_F_TS;
+	f->s_tsval = p->has_ts ? pkt_get32(p->frame + p->ts_off) : 0;
+	if (p->wscale_ok)
+		f->s_wshift = p->wscale;
+	else
+		f->flags2 &= (uint8_t)~FLOW_F2_WSCALE;
+	if (!(f->flags2 & FLOW_F2_WSCALE))
+		f->c_wshift = f->s_wshift = 0;
+	f->s_win = p->win;
+	f->c_ack = f->s_fwd;
+	f->s_ack = f->c_fwd;
+	f->ack_to_c = f->c_fwd;
+	f->ack_to_s = f->s_fwd;
+	f->state = FS_EST;
+	/* the client's window starts clamped to the pin ring (a SYN's window
+	 * is never scaled) */
+	put16_fix(th + 14, th + 16, win_to_client(e, f, p->win, f->c_fwd, 1));
+}
+
+/*
+ * RFC 5961 3.2: a receiver resets only on an RST at exactly the next
+ * sequence number it expects.  The engine cannot know that number to the
+ * byte (ACKs may be delayed), so it takes the range it can be in: from what
+ * the receiver acknowledged to what was sent to it.
+ */
+static int rst_plausible(const struct engine *e, const struct flow *f, const struct pkt *p,
+			 int c2s)
+{
+	if (c2s)
+		return seq_le(f->c_una, p->seq) && seq_le(p->seq, f->c_rcv);
+	return seq_le(unmap_s2c(e, f, f->c_ack), p->seq) && seq_le(p->seq, f->s_fwd);
+}
+
+static enum engine_verdict on_rst(struct engine *e, struct flow *f, struct engine_frame *fr,
+				  struct pkt *p, int c2s)
+{
+	uint8_t *th = p->frame + p->tcp_off;
+	uint32_t seq;
+	if (csum_bad(e, fr, p))
+		return has_offsets(f) ? ENGINE_DROP : ENGINE_FORWARD;
+	if (!rst_plausible(e, f, p, c2s)) {
+		/* the receiver ignores it (or answers a challenge ACK, which
+		 * would only confirm the connection): keep the flow */
+		st(e, STAT_RST_IGNORED);
+		return has_offsets(f) ? ENGINE_DROP : ENGINE_FORWARD;
+	}
+	seq = c2s ? map_c2s(e, f, p->seq) : map_s2c_hi(e, f, p->seq);
+	put32_fix(th + 4, th + 16, seq);
+	if (p->flags & PKT_TH_ACK)
+		put32_fix(th + 8, th + 16,
+			  c2s ? unmap_s2c(e, f, p->ack) : ack_for_client(e, f, p->ack));
+	if (f->state != FS_CLOSING)
+		st(e, STAT_FLOWS_CLOSED);
+	f->state = FS_CLOSING;
+	flow_end(e, f);
+	return ENGINE_FORWARD;
+}
+
+/* A SYN with no ACK: a new flow, a retried handshake, or a new connection on
+ * a tracked 4-tuple. */
+static enum engine_verdict on_syn(struct engine *e, struct flow *f, int c2s,
+				  struct engine_frame *fr, struct pkt *p)
+{
+	if (csum_bad(e, fr, p))
+		return ENGINE_FORWARD;
+	if (f && f->state == FS_CLOSING) {
+		flow_forget(e, f);
+		f = NULL;
+	}
+	if (f && c2s && f->state == FS_SYN && f->c_fwd != p->seq + 1) {
+		/* a new attempt with another ISN on the same ports */
+		f->c_isn = p->seq;
+		f->c_fwd = f->c_rcv = f->c_una = f->c_own = p->seq + 1;
+		f->c_mss = p->mss;
+		f->c_tsval = p->has_ts ? pkt_get32(p->frame + p->ts_off) : 0;
+	}
+	if (f && c2s && f->state == FS_EST && p->seq != f->c_isn) {
+		/* a new connection on a 4-tuple still tracked (a vanished client,
+		 * a NAT reusing the port) */
+		st(e, STAT_FLOWS_REUSED);
+		if (!has_offsets(f)) {
+			flow_forget(e, f);
+			f = NULL;
+		} else {
+			/* the server decides: a challenge ACK keeps the old connection
+			 * (its client then resets it), a SYN-ACK for this ISN ends it */
+			f->syn_isn = p->seq;
+			f->syn_mss = p->mss;
+			f->syn_tsval = p->has_ts ? pkt_get32(p->frame + p->ts_off) : 0;
+			f->syn_wscale = p->wscale_ok ? p->wscale : 0xff;
+			f->flags2 |= FLOW_F2_NEWSYN;
+			if (p->has_ts)
+				f->flags2 |= FLOW_F2_NEWSYN_TS;
+			else
+				f->flags2 &= (uint8_t)~FLOW_F2_NEWSYN_TS;
+			return ENGINE_FORWARD;
+		}
+	}
+	if (!f) {
+		if (!smtp_port(e, p->dport) || (e->c.inbound_only && !fr->outside))
+			return ENGINE_FORWARD;
+		f = flow_new(e, fr, p);
+	}
+	if (f)
+		st(e, STAT_SMTP_PKTS);
+	return ENGINE_FORWARD;
 }
 
 enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_t now_ns,
@@ -1228,33 +1673,18 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 	e->now_ms = (uint32_t)(now_ns / 1000000u);
 
 	f = flow_lookup(&e->ft, p.family, p.saddr, p.daddr, p.sport, p.dport, &c2s);
-	if ((p.flags & (PKT_TH_SYN | PKT_TH_ACK | PKT_TH_RST)) == PKT_TH_SYN) {
-		if (f && f->state == FS_CLOSING) {
-			flow_forget(e, f);
-			f = NULL;
-		}
-		if (f && c2s && f->state == FS_SYN && f->c_fwd != p.seq + 1) {
-			/* a new attempt with another ISN on the same ports */
-			f->c_fwd = f->c_rcv = p.seq + 1;
-			note_ts(f, &p, 1);
-		}
-		if (!f) {
-			if (!smtp_port(e, p.dport) || (e->c.inbound_only && !fr->outside))
-				return ENGINE_FORWARD;
-			f = flow_new(e, fr, &p);
-		}
-		if (f)
-			st(e, STAT_SMTP_PKTS);
-		return ENGINE_FORWARD;
-	}
+	if ((p.flags & (PKT_TH_SYN | PKT_TH_ACK | PKT_TH_RST)) == PKT_TH_SYN)
+		return on_syn(e, f, c2s, fr, &p);
 	if (!f) {
 		st(e, STAT_FLOWS_MIDSTREAM);
 		return ENGINE_FORWARD;
 	}
 	st(e, STAT_SMTP_PKTS);
-	f->last_ms = e->now_ms;
 
 	if (f->state == FS_SYN) {
+		if (csum_bad(e, fr, &p))
+			return ENGINE_FORWARD;
+		f->last_ms = e->now_ms;
 		if ((p.flags & PKT_TH_RST) &&
 		    (c2s ? p.seq == f->c_fwd : (p.flags & PKT_TH_ACK) && p.ack == f->c_fwd)) {
 			/* refused or abandoned before any data: nothing to keep */
@@ -1264,58 +1694,48 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 		}
 		if (!c2s && (p.flags & (PKT_TH_SYN | PKT_TH_ACK)) == (PKT_TH_SYN | PKT_TH_ACK) &&
 		    p.ack == f->c_fwd) {
-			f->s_fwd = p.seq + 1;
-			f->s_mss = p.mss;
-			if (!p.has_ts)
-				f->flags &= (uint8_t)~FLOW_F_TS;
-			note_ts(f, &p, 0);
-			f->s_win = p.win;
-			f->c_ack = f->s_fwd;
-			f->s_ack = f->c_fwd;
-			f->ack_to_c = f->c_fwd;
-			f->ack_to_s = f->s_fwd;
-			f->state = FS_EST;
-		} else if (p.pay_len) {
+			syn_ack(e, f, &p);
+			return ENGINE_FORWARD;
+		}
+		if (p.pay_len)
 			/* data before the handshake was seen: nothing can be
 			 * translated or decided, so it passes as it is */
 			st(e, STAT_FLOWS_MIDSTREAM);
-		}
 		return ENGINE_FORWARD; /* nothing to translate yet */
 	}
-	if (p.flags & PKT_TH_SYN)
+	if (p.flags & PKT_TH_SYN) {
+		if (!c2s && (f->flags2 & FLOW_F2_NEWSYN) && (p.flags & PKT_TH_ACK) &&
+		    p.ack == f->syn_isn + 1 && !csum_bad(e, fr, &p)) {
+			f = flow_restart(e, f);
+			if (f)
+				syn_ack(e, f, &p);
+		}
 		return ENGINE_FORWARD; /* a retransmitted SYN-ACK: no offsets before data */
-	if (p.flags & PKT_TH_RST) {
-		uint8_t *th = p.frame + p.tcp_off;
-		uint32_t seq = c2s ? map_c2s(e, f, p.seq) : map_s2c_hi(e, f, p.seq);
-		put32_fix(th + 4, th + 16, seq);
-		if (p.flags & PKT_TH_ACK)
-			put32_fix(th + 8, th + 16,
-				  c2s ? unmap_s2c(e, f, p.ack) : unmap_c2s(e, f, p.ack));
-		if (f->state != FS_CLOSING)
-			st(e, STAT_FLOWS_CLOSED);
-		f->state = FS_CLOSING;
-		flow_end(e, f);
-		return ENGINE_FORWARD;
 	}
+	if (p.flags & PKT_TH_RST)
+		return on_rst(e, f, fr, &p, c2s);
+	if (!seg_acceptable(e, f, fr, &p, c2s))
+		/* the receiver discards it: so does the engine's state; with
+		 * offsets in force its numbers would mean other bytes there */
+		return has_offsets(f) ? ENGINE_DROP : ENGINE_FORWARD;
+	f->last_ms = e->now_ms;
 	if (c2s && f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST)) {
 		/* the session was ended by the 421: only its ACKs matter */
-		if ((p.flags & PKT_TH_ACK) && seq_lt(f->c_ack, p.ack)) {
-			f->c_ack = p.ack;
-			if (f->s2c.n)
-				session_text_free(e, f, tcpedit_collapse(&f->s2c, flow_pts(&e->ft, f, 1),
-								 f->c_ack));
-		}
+		if (seq_lt(f->c_ack, p.ack))
+			client_acked(e, f, p.ack);
 		if (!f->ended && fins_acked(e, f))
 			flow_end(e, f);
 		return ENGINE_DROP;
 	}
 
 	v = c2s ? c2s_seg(e, f, fr, &p, out) : s2c_seg(e, f, fr, &p, out);
-	if (f->busy != FLOW_NONE) {
+	if (f->state != FS_FREE && f->busy != FLOW_NONE) {
 		const struct flow_busy *b = flow_busy(&e->ft, f);
 		if (b->ooo_n[c2s ? 0 : 1])
 			ooo_drain(e, f, fr, &p, c2s ? 0 : 1, out);
 	}
+	if (f->state == FS_FREE)
+		return v;
 	if ((f->flags & (FLOW_F_C_FIN | FLOW_F_S_FIN)) == (FLOW_F_C_FIN | FLOW_F_S_FIN) &&
 	    f->state == FS_EST) {
 		f->state = FS_CLOSING;
@@ -1329,23 +1749,44 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 
 /* ---- timers ---- */
 
-/* Resend injected text the client has not acknowledged although it has
- * everything of the server's before it. */
-static void retx_flow(struct engine *e, struct flow *f, struct engine_out *out)
+/*
+ * Resend what the client or server is owed by the engine: injected text the
+ * client has not acknowledged although it has everything of the server's
+ * before it, and client bytes the engine acknowledged and decided that the
+ * server has not acknowledged.  Returns 1 when something was resent.
+ */
+static int retx_flow(struct engine *e, struct flow *f, struct engine_out *out)
 {
-	const struct tcpedit_pt *pts = flow_pts(&e->ft, f, 1);
-	uint32_t d = (uint32_t)f->s2c.base, toff = 0;
-	for (unsigned i = 0; i < f->s2c.n; i++) {
-		const struct tcpedit_pt *t = &pts[i];
-		uint32_t vs = t->pos + d, ve = vs + t->ins;
-		if (seq_lt(f->c_ack, ve) && seq_le(vs, f->c_ack)) {
-			uint32_t from = f->c_ack;
-			send_text(e, f, out, from, toff + (from - vs), ve - from, 0);
-			st(e, STAT_INJECT_RETX);
+	int sent = 0;
+	if (f->s2c.n) {
+		const struct tcpedit_pt *pts = flow_pts(&e->ft, f, 1);
+		uint32_t d = (uint32_t)f->s2c.base, toff = 0;
+		for (unsigned i = 0; i < f->s2c.n; i++) {
+			const struct tcpedit_pt *t = &pts[i];
+			uint32_t vs = t->pos + d, ve = vs + t->ins;
+			if (seq_lt(f->c_ack, ve) && seq_le(vs, f->c_ack)) {
+				uint32_t from = f->c_ack;
+				send_text(e, f, out, from, toff + (from - vs), ve - from, 0);
+				st(e, STAT_INJECT_RETX);
+				sent = 1;
+			}
+			toff += t->ins;
+			d += t->ins - t->del;
 		}
-		toff += t->ins;
-		d += t->ins - t->del;
 	}
+	if (seq_lt(f->c_una, f->c_own) && seq_lt(f->c_una, f->c_fwd)) {
+		send_c2s(e, f, out, f->c_una, seq_min(f->c_own, f->c_fwd));
+		st(e, STAT_OWN_RETX);
+		sent = 1;
+	}
+	return sent;
+}
+
+/* Is anything owed by the engine still unacknowledged? */
+static int retx_pending(const struct flow *f)
+{
+	return f->state != FS_FREE && f->busy != FLOW_NONE &&
+	       (f->s2c.n || seq_lt(f->c_una, f->c_own));
 }
 
 unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
@@ -1362,7 +1803,7 @@ unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
 	for (n = 0; n < ENGINE_RETX_SCAN && e->retx_head != FLOW_NONE; n++) {
 		struct flow *f = &t->flows[e->retx_head];
 		retx_unlink(e, f);
-		if (f->state == FS_FREE || f->busy == FLOW_NONE || !f->s2c.n)
+		if (!retx_pending(f))
 			continue; /* everything acknowledged */
 		if (seq_lt(e->now_ms, f->retx_ms)) {
 			retx_append(e, f);
@@ -1371,12 +1812,18 @@ unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
 			continue;
 		}
 		if (f->retx_n >= e->c.retx_max) {
+			/* the peer is gone or the path is: end it cleanly */
 			st(e, STAT_INJECT_GIVEUP);
+			flow_reset(e, f, out);
 			continue;
 		}
-		retx_flow(e, f, out);
-		f->retx_n++;
-		f->retx_ms = e->now_ms + (e->c.retx_initial_ms << f->retx_n);
+		if (retx_flow(e, f, out)) {
+			f->retx_n++;
+			f->retx_ms = e->now_ms + (e->c.retx_initial_ms << f->retx_n);
+		} else {
+			/* owed bytes wait for a decision (a reply): look again */
+			f->retx_ms = e->now_ms + e->c.retx_initial_ms;
+		}
 		retx_append(e, f);
 	}
 
@@ -1401,7 +1848,10 @@ unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
 		if (e->now_ms - f->last_ms > limit) {
 			if (f->state != FS_CLOSING)
 				st(e, STAT_FLOWS_EXPIRED);
-			flow_forget(e, f);
+			if (f->state == FS_EST && has_offsets(f))
+				flow_reset(e, f, out); /* never let it pass untranslated */
+			else
+				flow_forget(e, f);
 		}
 	}
 	return out ? out->n : 0;

@@ -59,14 +59,23 @@
  * (flows end at the RST or once both FINs are acknowledged: freed   flows_closed
  *  at once, or after a short linger when offsets are in force)
  * idle_timeout_ms       flow forgotten                            flows_expired
- * busy_blocks           RCPT forwarded / flow fails open          edit_nospace, failopen
+ * busy_blocks           RCPT forwarded / flow fails open          edit_nospace, failopen,
+ *                       (a flow without one parses nothing)       pin_nospace
+ * pin_max               client bytes not yet acknowledged by the  pin_overrun
+ *                       server, kept to pin decisions; the window
+ *                       the client sees is clamped to it, bytes
+ *                       past it are dropped (TCP resends them)
+ * mtu                   frames built or grown are cut to it and   -
+ *                       to the receiver's MSS
  * line_max              flow fails open (forwarded as is)         line_too_long, failopen
  * cmd_max               further answers forwarded; queue full:    edit_nospace, failopen
  *                       flow fails open
  * inject_max            RCPT forwarded instead of answered        edit_nospace
  * rcpt_max              RCPT forwarded unchecked                  rcpt_limit
  * ooo_max, seg_blocks   out-of-order segment dropped (resent)     ooo_limit
- * retx_max              lone answer no longer resent              inject_giveup
+ * retx_max              answer / owned bytes no longer resent:   inject_giveup,
+ *                       both ends reset                           flows_reset
+ * idle_timeout_ms       (flow with offsets: both ends reset)      flows_reset
  * harvest_threshold     421, server side reset, client FIN        harvest_closed
  * Forwarding is always the fallback: a limit never loses mail.
  */
@@ -84,6 +93,11 @@ struct engine_conf {
 	uint16_t cmd_max;	   /* commands awaiting a reply per flow */
 	uint16_t rcpt_max;	   /* RCPTs decided per transaction; beyond: forwarded */
 	uint32_t inject_max;	   /* bytes of injected replies not yet acknowledged */
+	uint32_t pin_max;	   /* per flow: client bytes kept until the server
+				    * acknowledges them (power of two); also the
+				    * most a client may have in flight */
+	uint16_t mtu;		   /* IP MTU of the ports (frames the engine builds) */
+	uint16_t _pad1;
 	uint32_t retx_initial_ms;  /* first retransmission of a lone injected reply */
 	uint32_t retx_max;	   /* retransmissions before the flow gives up */
 	uint32_t harvest_threshold; /* invalid RCPTs per window per source prefix
@@ -113,6 +127,8 @@ struct engine_conf {
 #define ENGINE_DEF_CMD_MAX 256u
 #define ENGINE_DEF_RCPT_MAX 1000u
 #define ENGINE_DEF_INJECT_MAX 8192u
+#define ENGINE_DEF_PIN_MAX 16384u
+#define ENGINE_DEF_MTU 1500u
 #define ENGINE_DEF_RETX_INITIAL_MS 200u
 #define ENGINE_DEF_RETX_MAX 8u
 #define ENGINE_DEF_HARVEST_THRESHOLD 0u

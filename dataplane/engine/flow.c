@@ -19,19 +19,19 @@ static uint32_t pow2_ceil(uint32_t v)
 
 struct layout {
 	size_t flows, buckets, busy, seg, total;
-	size_t busy_size, off_held, off_q, off_pts_c, off_pts_s, off_text;
+	size_t busy_size, off_pin, off_q, off_pts_c, off_pts_s, off_text;
 	uint32_t nb;
 	uint16_t pts_max;
 };
 
 static void layout(struct layout *l, uint32_t max_flows, uint32_t busy_blocks,
-		   uint32_t seg_blocks, uint16_t line_max, uint16_t cmd_max, uint32_t text_max)
+		   uint32_t seg_blocks, uint32_t pin_max, uint16_t cmd_max, uint32_t text_max)
 {
 	size_t o = ALIGN64(sizeof(struct flow_busy));
 	l->nb = pow2_ceil(max_flows);
 	l->pts_max = (uint16_t)(cmd_max + 8u);
-	l->off_held = o;
-	o = ALIGN64(o + line_max);
+	l->off_pin = o;
+	o = ALIGN64(o + pin_max);
 	l->off_q = o;
 	o = ALIGN64(o + (size_t)cmd_max * sizeof(struct flow_qent));
 	l->off_pts_c = o;
@@ -49,21 +49,21 @@ static void layout(struct layout *l, uint32_t max_flows, uint32_t busy_blocks,
 }
 
 size_t flow_mem_size(uint32_t max_flows, uint32_t busy_blocks, uint32_t seg_blocks,
-		     uint16_t line_max, uint16_t cmd_max, uint32_t text_max)
+		     uint32_t pin_max, uint16_t cmd_max, uint32_t text_max)
 {
 	struct layout l;
-	layout(&l, max_flows, busy_blocks, seg_blocks, line_max, cmd_max, text_max);
+	layout(&l, max_flows, busy_blocks, seg_blocks, pin_max, cmd_max, text_max);
 	return l.total;
 }
 
 void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32_t busy_blocks,
-		     uint32_t seg_blocks, uint16_t line_max, uint16_t cmd_max, uint32_t text_max,
+		     uint32_t seg_blocks, uint32_t pin_max, uint16_t cmd_max, uint32_t text_max,
 		     uint32_t seed)
 {
 	struct layout l;
 	uint8_t *m = mem;
 
-	layout(&l, max_flows, busy_blocks, seg_blocks, line_max, cmd_max, text_max);
+	layout(&l, max_flows, busy_blocks, seg_blocks, pin_max, cmd_max, text_max);
 	memset(t, 0, sizeof(*t));
 	t->flows = (struct flow *)m;
 	t->buckets = (uint32_t *)(m + l.flows);
@@ -81,12 +81,12 @@ void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32
 
 	t->busy_size = l.busy_size;
 	t->busy_total = busy_blocks;
-	t->off_held = l.off_held;
+	t->off_pin = l.off_pin;
 	t->off_q = l.off_q;
 	t->off_pts_c = l.off_pts_c;
 	t->off_pts_s = l.off_pts_s;
 	t->off_text = l.off_text;
-	t->line_max = line_max;
+	t->pin_max = pin_max;
 	t->cmd_max = cmd_max;
 	t->pts_max = l.pts_max;
 	t->text_max = text_max;

@@ -2,8 +2,9 @@
  * flow.h — per-lcore flow state of the engine: the fixed flow table (chained
  * hash over a slot array, free list, idle expiry, eviction), and the two
  * pools of fixed-size blocks attached to flows only while they need them:
- * busy blocks (held partial line, the queue of commands awaiting replies,
- * edit points, injected reply text) and segment blocks (out-of-order data).
+ * busy blocks (the pin ring of client bytes not yet acknowledged by the
+ * server, the queue of commands awaiting replies, edit points, injected
+ * reply text) and segment blocks (out-of-order data).
  * An idle flow owns neither, so its state is just struct flow.
  * Everything is allocated once at init; runs on the owning worker lcore.
  */
@@ -41,7 +42,8 @@ enum flow_cmode {
 	CM_BDAT,	/* chunk bytes (bdat_left) forwarded */
 	CM_BDAT_EAT,	/* chunk bytes (bdat_left) removed */
 	CM_TLS_WAIT,	/* STARTTLS forwarded, its reply not seen */
-	CM_AUTH,	/* SASL exchange: bytes stream through unparsed */
+	CM_AUTH,	/* one SASL response line streams through unparsed */
+	CM_AUTH_WAIT,	/* AUTH (or a SASL line) forwarded, its reply not seen */
 	CM_OPAQUE,	/* TLS or fail-open: offsets applied, nothing parsed */
 	CM_SWALLOW,	/* after a harvest 421: client bytes removed */
 };
@@ -70,6 +72,10 @@ enum flow_qkind {
 #define FLOW_F_HARVEST 0x20u	/* a harvest 421 is queued or sent */
 #define FLOW_F_PIPELINING 0x40u /* server announced PIPELINING */
 #define FLOW_F_CHUNKING 0x80u	/* server announced CHUNKING */
+#define FLOW_F2_NEWSYN 0x01u	/* a SYN with a new ISN seen: syn_isn, syn_mss */
+#define FLOW_F2_NEWSYN_TS 0x02u /* that SYN offered timestamps */
+#define FLOW_F2_WSCALE 0x04u	/* both ends announced window scaling */
+#define FLOW_F2_EHLO 0x10u	/* a 2xx EHLO reply was seen: its keywords are known */
 
 struct flow {
 	/* identity */
@@ -87,9 +93,18 @@ struct flow {
 	uint8_t vlan[PKT_VLAN_BYTES];
 	uint16_t c_rxport, s_rxport;	/* ports the client's / server's frames arrive on */
 	uint16_t c_mss, s_mss;		/* MSS each end announced */
-	/* client -> server */
+	/* client -> server (client sequence space; see engine.c's stream model) */
+	uint32_t c_isn;			/* the client's initial sequence number */
+	uint32_t c_una;			/* first client byte the server has not acknowledged */
+	uint32_t c_own;			/* client bytes below it acknowledged (by the server or
+					 * by the engine, which then owns them) */
 	uint32_t c_fwd;			/* client bytes decided */
 	uint32_t c_rcv;			/* next client byte expected (c_fwd + held) */
+	uint32_t syn_isn;		/* FLOW_F2_NEWSYN: ISN of a new SYN on this 4-tuple */
+	uint32_t syn_tsval;
+	uint16_t syn_mss;
+	uint8_t syn_wscale;		/* its window scale, 0xff none */
+	uint8_t c_wshift, s_wshift;	/* window scale each end announced (RFC 7323) */
 	uint32_t c_ack;			/* client's latest ACK (view of server stream) */
 	uint32_t c_tsval;
 	uint16_t c_win;
@@ -115,6 +130,7 @@ struct flow {
 	uint8_t q_inl[FLOW_INLINE_Q];
 	uint8_t helo_len, from_len;
 	uint8_t ended;			/* 1: on the ended list */
+	uint8_t flags2;			/* FLOW_F2_* */
 	uint32_t bdat_left;
 	uint16_t txn_fwd;		/* RCPTs forwarded in this transaction */
 	uint16_t txn_ref;		/* RCPTs answered by the engine */
@@ -165,8 +181,9 @@ struct flow_table {
 	uint8_t *busy_mem;
 	size_t busy_size;
 	uint32_t busy_total, busy_used, busy_free;
-	size_t off_held, off_q, off_pts_c, off_pts_s, off_text;
-	uint16_t line_max, cmd_max, pts_max;
+	size_t off_pin, off_q, off_pts_c, off_pts_s, off_text;
+	uint32_t pin_max;	/* bytes of the pin ring (a power of two) */
+	uint16_t cmd_max, pts_max;
 	uint32_t text_max;
 	/* segment blocks */
 	uint8_t *seg_mem;
@@ -178,9 +195,9 @@ struct flow_table {
 
 /* Memory the table and pools need, and their layout in it. */
 size_t flow_mem_size(uint32_t max_flows, uint32_t busy_blocks, uint32_t seg_blocks,
-		     uint16_t line_max, uint16_t cmd_max, uint32_t text_max);
+		     uint32_t pin_max, uint16_t cmd_max, uint32_t text_max);
 void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32_t busy_blocks,
-		     uint32_t seg_blocks, uint16_t line_max, uint16_t cmd_max, uint32_t text_max,
+		     uint32_t seg_blocks, uint32_t pin_max, uint16_t cmd_max, uint32_t text_max,
 		     uint32_t seed);
 
 /* Find the flow of a segment; *c2s = 1 when it travels client -> server. */
@@ -206,9 +223,10 @@ static inline struct flow_busy *flow_busy(const struct flow_table *t, const stru
 {
 	return (struct flow_busy *)(t->busy_mem + (size_t)f->busy * t->busy_size);
 }
-static inline uint8_t *flow_held(const struct flow_table *t, const struct flow *f)
+/* The pin ring: client byte of sequence q lives at [q & (pin_max - 1)]. */
+static inline uint8_t *flow_pin(const struct flow_table *t, const struct flow *f)
 {
-	return (uint8_t *)flow_busy(t, f) + t->off_held;
+	return (uint8_t *)flow_busy(t, f) + t->off_pin;
 }
 static inline struct flow_qent *flow_q(const struct flow_table *t, const struct flow *f)
 {

@@ -44,6 +44,8 @@ static void parse_tcp_opts(struct pkt *p, const uint8_t *o, const uint8_t *end)
 			break;
 		case TCPOPT_WSCALE:
 			p->wscale_ok = len == 3;
+			if (len == 3) /* RFC 7323 2.3: a shift over 14 is taken as 14 */
+				p->wscale = o[2] > 14 ? 14 : o[2];
 			break;
 		case TCPOPT_SACK_OK:
 			p->sack_ok = len == 2;

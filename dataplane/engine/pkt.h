@@ -54,6 +54,7 @@ struct pkt {
 	uint8_t flags;		/* PKT_TH_* */
 	uint8_t has_ts;
 	uint8_t sack_ok, wscale_ok;
+	uint8_t wscale;		/* shift when wscale_ok */
 	uint16_t mss;		/* 0: no option */
 	uint16_t ts_off;	/* frame offset of TSval when has_ts */
 	uint16_t sack_off;	/* frame offset of the SACK option kind byte, 0 none */

@@ -309,10 +309,40 @@ static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 	return RD_FORWARD;
 }
 
-/* One RCPT line [pos, pos+len) whose argument is arg. */
-static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
-		    const uint8_t *arg, size_t arg_len)
+/*
+ * The argument as servers read it, in the form addr_parse_path() takes:
+ * whitespace between parameters made single spaces, and a bare address
+ * (Postfix accepts "RCPT TO:user@domain" unless strict_rfc821_envelopes)
+ * put in brackets.  A bare token with anything but atoms, dots and "@" is
+ * left as it is: the parser refuses it and the RCPT is forwarded (counted).
+ * Returns the length written to out (at most ENGINE_LINE_MAX_MAX + 2).
+ */
+static size_t rcpt_arg_normalise(const uint8_t *a, size_t n, uint8_t *out)
 {
+	size_t i = 0, o = 0, tok = 0;
+	if (n && a[0] != '<') {
+		while (tok < n && a[tok] != ' ' && a[tok] != '\t')
+			tok++;
+		for (size_t k = 0; k < tok; k++)
+			if (memchr("<>()\",;:\\[]", a[k], 11))
+				return memcpy(out, a, n), n;
+		out[o++] = '<';
+		memcpy(out + o, a, tok);
+		o += tok;
+		out[o++] = '>';
+		i = tok;
+	}
+	for (; i < n; i++)
+		out[o++] = a[i] == '\t' ? ' ' : a[i];
+	return o;
+}
+
+/* One RCPT line [pos, pos+len) whose argument is raw_arg. */
+static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
+		    const uint8_t *raw_arg, size_t raw_len)
+{
+	uint8_t arg[ENGINE_LINE_MAX_MAX + 2];
+	size_t arg_len = rcpt_arg_normalise(raw_arg, raw_len, arg);
 	struct addr_parsed ad;
 	char canon[RG_ADDR_MAX];
 	uint8_t text[ENGINE_REPLY_MAX];
@@ -398,8 +428,7 @@ typedef int (*cmd_fn)(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 static int cmd_hello(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 {
 	(void)e;
-	keep_arg(f->helo, &f->helo_len, FLOW_HELO_MAX, x->line + x->c->arg_off,
-		 x->n - x->c->arg_off);
+	keep_arg(f->helo, &f->helo_len, FLOW_HELO_MAX, x->line + x->c->arg_off, x->c->arg_len);
 	txn_reset(f);
 	return x->c->verb == SMTP_V_EHLO ? Q_EHLO : Q_HELO;
 }
@@ -410,8 +439,8 @@ static int cmd_mail(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 	(void)e;
 	txn_reset(f);
 	f->from_len = 0;
-	if (!x->c->bad && addr_parse_path((const char *)x->line + x->c->arg_off,
-					  x->n - x->c->arg_off, &ad) == ADDR_OK) {
+	if (!x->c->bad && addr_parse_path((const char *)x->line + x->c->arg_off, x->c->arg_len,
+					  &ad) == ADDR_OK) {
 		size_t k = ad.local_len < FLOW_FROM_MAX ? ad.local_len : FLOW_FROM_MAX;
 		memcpy(f->from, ad.local, k);
 		if (ad.domain_len && k < FLOW_FROM_MAX)
@@ -427,7 +456,7 @@ static int cmd_rcpt(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 {
 	if (x->c->bad)
 		return Q_FWD; /* the server answers a malformed RCPT itself */
-	on_rcpt(e, f, x->pos, x->len, x->line + x->c->arg_off, x->n - x->c->arg_off);
+	on_rcpt(e, f, x->pos, x->len, x->line + x->c->arg_off, x->c->arg_len);
 	return CMD_DONE;
 }
 
@@ -452,8 +481,14 @@ static int cmd_data(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 
 static int cmd_bdat(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 {
-	if (x->c->bad) {
-		/* the chunk's length is unknown: nothing after it can be parsed */
+	if ((f->flags2 & FLOW_F2_EHLO) && !(f->flags & FLOW_F_CHUNKING))
+		/* not offered: the server answers it as an unknown command and
+		 * reads what follows as commands, and so does the engine */
+		return Q_FWD;
+	if (x->c->bad || !(f->flags2 & FLOW_F2_EHLO)) {
+		/* a chunk of unknown length, or a session whose capabilities the
+		 * engine did not see (HELO): it cannot tell how the server reads
+		 * what follows, so nothing after it is parsed (counted) */
 		if (session_q_push(e, f, Q_FWD, 0) != 0)
 			session_failopen(e, f);
 		session_failopen(e, f);
@@ -486,10 +521,12 @@ static int cmd_starttls(struct engine *e, struct flow *f, const struct cmd_ctx *
 
 static int cmd_auth(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 {
-	/* the SASL exchange that follows is never parsed, never logged */
+	/* what follows is held until the server answers: a 334 makes the next
+	 * line a SASL response (never parsed, never logged), anything else
+	 * leaves it a command (RFC 4954 4) */
 	(void)e;
 	(void)x;
-	f->cmode = CM_AUTH;
+	f->cmode = CM_AUTH_WAIT;
 	return Q_AUTH;
 }
 
@@ -656,10 +693,21 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 			break;
 		case CM_DATA_WAIT:
 		case CM_TLS_WAIT:
-			/* bytes before the reply that says what they are */
-			session_failopen(e, f);
+		case CM_AUTH_WAIT:
+			/* bytes before the reply that says what they are: held (and
+			 * acknowledged by the engine) until it comes */
+			return;
+		case CM_AUTH: {
+			/* one SASL response line passes unparsed; then its reply */
+			const uint8_t *lf = memchr(b, '\n', avail);
+			if (!lf) {
+				f->c_fwd = to;
+				break;
+			}
+			f->c_fwd += (uint32_t)(lf - b) + 1;
+			f->cmode = CM_AUTH_WAIT;
 			break;
-		case CM_AUTH:
+		}
 		case CM_OPAQUE:
 		default:
 			f->c_fwd = to;
@@ -705,6 +753,7 @@ static void on_reply(struct engine *e, struct flow *f)
 	switch (q.kind) {
 	case Q_EHLO:
 		if (f->rp.code / 100 == 2) {
+			f->flags2 |= FLOW_F2_EHLO;
 			f->flags &= (uint8_t)~(FLOW_F_PIPELINING | FLOW_F_CHUNKING);
 			if (f->rp.caps & SMTP_CAP_PIPELINING)
 				f->flags |= FLOW_F_PIPELINING;
@@ -730,9 +779,13 @@ static void on_reply(struct engine *e, struct flow *f)
 		}
 		break;
 	case Q_AUTH:
-		if (f->rp.code == 334)
-			return; /* the exchange goes on: AUTH stays at the head */
-		if (f->cmode == CM_AUTH)
+		if (f->rp.code == 334) {
+			/* the exchange goes on: AUTH stays at the head */
+			if (f->cmode == CM_AUTH_WAIT)
+				f->cmode = CM_AUTH;
+			return;
+		}
+		if (f->cmode == CM_AUTH || f->cmode == CM_AUTH_WAIT)
 			f->cmode = CM_CMD;
 		break;
 	default:

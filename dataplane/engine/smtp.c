@@ -56,13 +56,18 @@ const char *smtp_verb_name(enum smtp_verb v)
 	return (unsigned)v < SMTP_V__COUNT ? verb_names[v] : "?";
 }
 
+/* Whitespace as the most lenient common server reads a command line
+ * (Postfix's smtpd splits on any of these). */
+static int ws(uint8_t c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
 static void parse_bdat(const uint8_t *b, size_t len, struct smtp_cmd *c)
 {
 	size_t i = c->arg_off;
 	uint64_t n = 0;
 	unsigned digits = 0;
-	while (i < len && b[i] == ' ')
-		i++;
 	for (; i < len && b[i] >= '0' && b[i] <= '9'; i++, digits++) {
 		n = n * 10 + (uint64_t)(b[i] - '0');
 		if (n > UINT32_MAX) {
@@ -75,7 +80,7 @@ static void parse_bdat(const uint8_t *b, size_t len, struct smtp_cmd *c)
 		return;
 	}
 	c->bdat_size = (uint32_t)n;
-	while (i < len && b[i] == ' ')
+	while (i < len && ws(b[i]))
 		i++;
 	if (i < len) {
 		if (len - i == 4 && word_eq(b + i, 4, "LAST", 4))
@@ -87,32 +92,37 @@ static void parse_bdat(const uint8_t *b, size_t len, struct smtp_cmd *c)
 
 void smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out)
 {
+	size_t i0 = 0;
 	memset(out, 0, sizeof(*out));
 	out->verb = SMTP_V_OTHER;
+	while (len && ws(line[len - 1]))
+		len--; /* trailing whitespace is no part of the argument */
+	while (i0 < len && ws(line[i0]))
+		i0++; /* nor is leading whitespace a part of the verb */
 	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++) {
 		const struct verb_ent *v = &verbs[k];
-		size_t i;
-		if (!word_eq(line, len, v->name, v->len))
+		size_t i = i0 + v->len;
+		if (!word_eq(line + i0, len - i0, v->name, v->len))
 			continue;
-		if (len > v->len && line[v->len] != ' ')
+		if (i < len && !ws(line[i]))
 			continue; /* a longer word: not this verb */
 		out->verb = v->verb;
-		i = v->len;
+		while (i < len && ws(line[i]))
+			i++;
 		if (v->kw) {
-			if (i < len)
-				i++;
-			/* RFC 5321 has no space here; accept the common extra spaces */
-			while (i < len && line[i] == ' ')
-				i++;
+			/* RFC 5321 has no space before or after the colon; servers
+			 * accept any whitespace there */
 			if (!word_eq(line + i, len - i, v->kw, v->kw_len)) {
 				out->bad = 1;
 				out->arg_off = (uint16_t)len;
 				return;
 			}
-			out->arg_off = (uint16_t)(i + v->kw_len);
-			return;
+			i += v->kw_len;
+			while (i < len && ws(line[i]))
+				i++;
 		}
-		out->arg_off = (uint16_t)(i < len ? i + 1 : len);
+		out->arg_off = (uint16_t)i;
+		out->arg_len = (uint16_t)(len - i);
 		if (v->verb == SMTP_V_BDAT)
 			parse_bdat(line, len, out);
 		return;

@@ -32,14 +32,17 @@ enum smtp_verb {
 /* A classified command line (line excludes its CRLF / LF). */
 struct smtp_cmd {
 	enum smtp_verb verb;
-	uint16_t arg_off;	/* MAIL/RCPT: just past "FROM:"/"TO:"; else past
-				 * the verb and one space (== len if none) */
+	uint16_t arg_off;	/* MAIL/RCPT: past "FROM:"/"TO:" and whitespace;
+				 * else past the verb and whitespace */
+	uint16_t arg_len;	/* argument bytes, trailing whitespace excluded */
 	uint8_t bad;		/* MAIL/RCPT without "FROM:"/"TO:", BDAT without size */
 	uint8_t bdat_last;
 	uint32_t bdat_size;
 };
 
-/* Classify one command line of len bytes. */
+/* Classify one command line of len bytes, as leniently as the most lenient
+ * common server: any case, leading and trailing whitespace, any whitespace
+ * (SP, HT, CR, VT, FF) between verb, keyword and argument. */
 void smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out);
 
 /* Name of a verb, for logs and tests. */

@@ -366,7 +366,7 @@ static void transmit_once(struct tb *t, const struct tb_ep *from, const uint8_t 
 
 	for (int i = 0; i < 16; i++) {
 		txb[i].data = txmem[i];
-		txb[i].cap = TB_FRAME_MAX;
+		txb[i].cap = t->tx_cap ? t->tx_cap : TB_FRAME_MAX;
 	}
 	memcpy(room + TB_HEADROOM, frame, len);
 	memset(&fr, 0, sizeof(fr));
@@ -411,11 +411,17 @@ static void ep_send_raw(struct tb *t, struct tb_ep *ep, uint32_t seq, uint8_t fl
 	transmit(t, ep, buf, n);
 }
 
+void tb_inject(struct tb *t, const struct tb_ep *from, uint8_t *frame, uint16_t len)
+{
+	transmit(t, from, frame, len);
+}
+
 void tb_send(struct tb *t, struct tb_ep *ep, const void *data, uint32_t len)
 {
 	const uint8_t *d = data;
 	while (len) {
-		uint16_t n = (uint16_t)(len > t->mss ? t->mss : len);
+		uint16_t m = t->send_mss ? t->send_mss : t->mss;
+		uint16_t n = (uint16_t)(len > m ? m : len);
 		memcpy(ep->tx + ep->tx_len, d, n);
 		ep->tx_len += n;
 		ep_send_raw(t, ep, ep->snd_nxt, PKT_TH_ACK | PKT_TH_PSH, d, n, NULL, 0);
@@ -569,6 +575,8 @@ static uint32_t server_model(struct tb *t, struct tb_ep *s)
 		} else if (ci_prefix(b, n, "EHLO"))
 			server_reply(t, s, s->pipelining_off
 						   ? "250-mx.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n"
+						   : s->chunking_off
+						   ? "250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
 						   : "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n"
 						     "250-STARTTLS\r\n250-CHUNKING\r\n250 8BITMIME\r\n");
 		else if (ci_prefix(b, n, "HELO"))
@@ -580,6 +588,8 @@ static uint32_t server_model(struct tb *t, struct tb_ep *s)
 		else if (ci_prefix(b, n, "DATA")) {
 			server_reply(t, s, "354 End data with <CR><LF>.<CR><LF>\r\n");
 			s->mode = 1;
+		} else if (ci_prefix(b, n, "BDAT ") && s->chunking_off) {
+			server_reply(t, s, "502 5.5.2 Error: command not recognized\r\n");
 		} else if (ci_prefix(b, n, "BDAT ")) {
 			s->bdat_left = (uint32_t)strtoul((const char *)b + 5, NULL, 10);
 			s->bdat_last = memmem(b, n, "LAST", 4) != NULL;
@@ -597,6 +607,8 @@ static uint32_t server_model(struct tb *t, struct tb_ep *s)
 		else if (ci_prefix(b, n, "STARTTLS")) {
 			server_reply(t, s, "220 2.0.0 Ready to start TLS\r\n");
 			s->mode = 3;
+		} else if (ci_prefix(b, n, "AUTH") && s->no_auth) {
+			server_reply(t, s, "503 5.5.1 Error: authentication not enabled\r\n");
 		} else if (ci_prefix(b, n, "AUTH")) {
 			server_reply(t, s, "334 VXNlcm5hbWU6\r\n");
 			s->mode = 4;
@@ -670,8 +682,13 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 		if (csum_fin(csum_add(0, ip, 20)) != 0)
 			ep_err(ep, "bad IPv4 checksum", 0, 0);
 	}
-	if (!pkt_tcp_csum_ok(&p))
-		ep_err(ep, "bad TCP checksum", p.seq, p.pay_len);
+	if (fr->len > ep->max_frame)
+		ep->max_frame = fr->len;
+	if (!pkt_tcp_csum_ok(&p)) {
+		/* TCP drops it; the test says whether one was expected */
+		ep->csum_drops++;
+		return;
+	}
 	if (memcmp(p.saddr, peer->ip, alen) || memcmp(p.daddr, ep->ip, alen) ||
 	    p.sport != peer->port || p.dport != ep->port)
 		ep_err(ep, "wrong addresses", p.sport, p.dport);
@@ -682,6 +699,20 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 	if (p.flags & PKT_TH_RST) {
 		ep->rst_rcvd = 1;
 		return;
+	}
+	if (!(p.flags & (PKT_TH_ACK | PKT_TH_SYN))) {
+		ep->noack_drops++; /* RFC 9293 3.10.7.4: no ACK bit, drop */
+		return;
+	}
+	if (p.has_ts && t->use_ts) {
+		uint32_t tsv = pkt_get32(fr->buf + p.ts_off);
+		if (ep->ts_recent && (int32_t)(tsv - ep->ts_recent) < 0) {
+			ep->paws_drops++; /* RFC 7323 5.3: PAWS */
+			if (ep->auto_ack)
+				tb_send_ack(t, ep);
+			return;
+		}
+		ep->ts_recent = tsv;
 	}
 	if (p.flags & PKT_TH_ACK) {
 		uint32_t lim = ep->snd_nxt;
@@ -758,7 +789,8 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 		uint32_t off = ep->tx_len, n = server_model(t, ep);
 		if (n) {
 			while (n) {
-				uint16_t k = (uint16_t)(n > t->mss ? t->mss : n);
+				uint16_t m = t->send_mss ? t->send_mss : t->mss;
+				uint16_t k = (uint16_t)(n > m ? m : n);
 				if (t->srv_per_reply)
 					k = (uint16_t)reply_len(ep->tx + off, k);
 				ep_send_raw(t, ep, ep->snd_nxt, PKT_TH_ACK | PKT_TH_PSH,
@@ -802,7 +834,8 @@ int tb_recover(struct tb *t, unsigned rounds)
 				continue;
 			idle = 0;
 			for (uint32_t at = una; (int32_t)(end - at) > 0;) {
-				uint32_t n = end - at > t->mss ? t->mss : end - at;
+				uint32_t m = t->send_mss ? t->send_mss : t->mss;
+				uint32_t n = end - at > m ? m : end - at;
 				tb_resend(t, ep, at - ep->isn - 1, n);
 				at += n;
 			}

@@ -60,6 +60,12 @@ struct tb_ep {
 	int bdat_last;
 	int pipelining_off;
 	int refuse_tls;		/* answer STARTTLS 454 */
+	int no_auth;		/* answer AUTH 503 (no SASL), as Postfix without it */
+	int chunking_off;	/* CHUNKING not announced: BDAT is an unknown command */
+	uint32_t ts_recent;	/* PAWS: newest TSval accepted from the peer */
+	/* segments a real TCP receiver discards (RFC 9293, RFC 7323): counted */
+	unsigned csum_drops, noack_drops, paws_drops;
+	uint16_t max_frame;	/* largest frame received */
 	char err[512];
 };
 
@@ -86,6 +92,8 @@ struct tb {
 	int vlan;		/* number of 802.1Q tags (0..2) */
 	int use_ts;
 	uint16_t mss;		/* announced by both ends; segment size they send */
+	uint16_t send_mss;	/* if set: segment size they send (their own link's
+				 * limit) while announcing mss */
 	int no_mss_opt;		/* SYNs carry no MSS option (the peer assumes 536) */
 	int srv_per_reply;	/* the server sends each reply in its own segment */
 	uint64_t now_ns;
@@ -97,6 +105,9 @@ struct tb {
 	unsigned engine_drops, engine_fwd, engine_out;
 	unsigned bad_frames;
 	uint8_t rx_csum;	/* what the "port" tells the engine */
+	uint16_t tx_cap;	/* bytes of each transmit buffer lent to the engine
+				 * (0: TB_FRAME_MAX) */
+	unsigned corrupted;	/* frames the test corrupted on purpose */
 };
 
 /* Shared memory preloaded with domains and verdicts. */
@@ -161,6 +172,10 @@ void tb_tick(struct tb *t, uint32_t ms);
 
 /* Stream contents as strings (for assertions). */
 const char *tb_rx_str(const struct tb_ep *ep);
+
+/* Hand a raw frame (built with tb_build(), maybe corrupted) from an
+ * endpoint to the engine, as if that endpoint had sent it. */
+void tb_inject(struct tb *t, const struct tb_ep *from, uint8_t *frame, uint16_t len);
 
 /* Frames the engine emitted or forwarded (any direction), for counters. */
 uint64_t tb_stat(const struct tb *t, enum stats_id id);

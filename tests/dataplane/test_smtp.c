@@ -20,7 +20,13 @@ struct cmd_case {
 static const struct cmd_case cmd_cases[] = {
 	{"RCPT TO:<a@b.c>", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
 	{"rcpt to:<a@b.c> NOTIFY=NEVER", SMTP_V_RCPT, 0, "<a@b.c> NOTIFY=NEVER", 0, 0},
-	{"RCPT  TO: <a@b.c>", SMTP_V_RCPT, 0, " <a@b.c>", 0, 0},
+	{"RCPT  TO: <a@b.c>", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
+	{" RCPT TO:<a@b.c>", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
+	{"RCPT\tTO:<a@b.c>", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
+	{"RCPT TO:\t<a@b.c>\t", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
+	{"\t rcpt  to: <a@b.c> \r", SMTP_V_RCPT, 0, "<a@b.c>", 0, 0},
+	{"RCPTTO:<a@b.c>", SMTP_V_OTHER, 0, "", 0, 0},
+	{"BDAT\t12\tLAST", SMTP_V_BDAT, 0, "12\tLAST", 12, 1},
 	{"RCPT FROM:<a@b.c>", SMTP_V_RCPT, 1, "", 0, 0},
 	{"MAIL FROM:<>", SMTP_V_MAIL, 0, "<>", 0, 0},
 	{"EHLO client.example", SMTP_V_EHLO, 0, "client.example", 0, 0},
@@ -51,7 +57,8 @@ Test(smtp, command_table)
 		cr_expect_eq(cmd.verb, c->verb, "'%s': verb %s", c->line, smtp_verb_name(cmd.verb));
 		cr_expect_eq(cmd.bad, c->bad, "'%s': bad", c->line);
 		if (c->verb != SMTP_V_OTHER && (!c->bad || c->verb == SMTP_V_BDAT)) {
-			cr_expect_eq(n - cmd.arg_off, strlen(c->arg), "'%s': argument", c->line);
+			cr_expect_eq(cmd.arg_len, strlen(c->arg), "'%s': argument", c->line);
+			cr_expect_leq(cmd.arg_off + cmd.arg_len, n, "'%s': argument bounds", c->line);
 			cr_expect(memcmp(c->line + cmd.arg_off, c->arg, strlen(c->arg)) == 0,
 				  "'%s': argument text", c->line);
 		}
