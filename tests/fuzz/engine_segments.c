@@ -21,8 +21,8 @@
  * access past them.
  *
  * The output contract checked on every frame the engine forwards or emits:
- * - at most FZ_MTU bytes of IP (1514-byte Ethernet frame plus the VLAN tags
- *   the flow carries);
+ * - at most the link's MTU (1500, or 576 as the input says; the engine's
+ *   conf.mtu) of IP: a 1514-byte Ethernet frame plus the VLAN tags;
  * - a well-formed TCP frame with a good IPv4 header checksum and a good TCP
  *   checksum (after the emulated checksum offload when the input turns
  *   tx_csum_offload on);
@@ -53,7 +53,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_FLOWS 3u
-#define FZ_MTU 1500u		/* IP bytes per frame on the harness's link */
+static unsigned fz_mtu;	/* IP bytes per frame on the harness's link: 1500 or 576 */
+#define FZ_MTU fz_mtu
 #define FZ_OUT 8u		/* ENGINE_OUT_MIN transmit buffers per call */
 #define PORT_OUTSIDE 0u		/* the client's side */
 #define PORT_INSIDE 1u		/* the server's side */
@@ -474,8 +475,13 @@ static void op(struct rd *r)
 		n = tb_build(&T, from, to, frame, seq, ack, flags, pay, len, NULL, 0);
 		for (unsigned i = 0, k = 1 + u8(r) % 4; i < k; i++) {
 			uint16_t at = (uint16_t)(u8(r) % 80);
-			if (at < n)
-				frame[at] = u8(r);
+			if (at < n) {
+				uint8_t v = u8(r);
+				if (trace)
+					fprintf(stderr, "  mangle byte %u: %02x -> %02x\n", at,
+						frame[at], v);
+				frame[at] = v;
+			}
 		}
 		if (trace)
 			fprintf(stderr, "op 15 flow %ld %s mangled frame of %u bytes\n",
@@ -583,6 +589,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	T.conf.harvest_threshold = 2;
 	T.conf.harvest_slots = 4;
 	T.conf.tx_csum_offload = (h0 >> 6) & 1;
+	T.conf.pin_max = 4096;
+	fz_mtu = (h0 & 0x80) ? 576u : 1500u;
+	T.conf.mtu = (uint16_t)fz_mtu;
 	T.family = h1 & 1 ? 6 : 4;
 	T.vlan = (h1 >> 1) % 3;
 	T.use_ts = (h1 >> 3) & 1;
