@@ -33,7 +33,9 @@
  *
  * To look past a finding already reported, an exploration run may set
  * RG_FUZZ_SKIP to a comma-separated list of the checks named above:
- * "untouched", "mtu", "mss"; "fin" sends every FIN at the sender's next
+ * "untouched", "mtu", "mss"; "ipcsum" gives mangled IPv4 frames a good header
+ * checksum (crashes/engine_segments/bad-ipv4-header-checksum-rewritten
+ * otherwise dominates); "fin" sends every FIN at the sender's next
  * sequence number (crashes/engine_segments/held-line-then-fin-below-forwarded
  * otherwise dominates).  scripts/fuzz passes it through; the fuzz suite never
  * sets it.
@@ -61,7 +63,7 @@ static unsigned fz_mtu;	/* IP bytes per frame on the harness's link: 1500 or 576
 
 static struct tb T;
 static uint8_t *txmem[FZ_OUT];
-static int skip_untouched, skip_mtu, skip_mss, skip_fin, trace;
+static int skip_untouched, skip_mtu, skip_mss, skip_fin, skip_ipcsum, trace;
 
 struct fz_flow {
 	struct tb_ep *cli, *srv;
@@ -171,18 +173,26 @@ static int sum_ok(uint32_t s)
 	return s == 0xffffu;
 }
 
-/* 1 when p's IPv4 header (if any) and TCP checksums are good. */
-static int csums_ok(const struct pkt *p)
+/* 1 when p's IPv4 header checksum (if any) is good. */
+static int ip_csum_ok(const struct pkt *p)
 {
 	const uint8_t *ip = p->frame + p->ip_off;
+	return p->family != 4 || sum_ok(sum16(0, ip, (size_t)(ip[0] & 0x0f) * 4u));
+}
+
+/* 1 when p's TCP checksum is good. */
+static int tcp_csum_ok(const struct pkt *p)
+{
 	unsigned alen = p->family == 4 ? 4u : 16u, tlen = (unsigned)(p->ip_end - p->tcp_off);
-	uint32_t s;
-	if (p->family == 4 && !sum_ok(sum16(0, ip, (size_t)(ip[0] & 0x0f) * 4u)))
-		return 0;
-	s = sum16(0, p->saddr, alen);
+	uint32_t s = sum16(0, p->saddr, alen);
 	s = sum16(s, p->daddr, alen);
 	s += 6u + tlen;
 	return sum_ok(sum16(s, p->frame + p->tcp_off, tlen));
+}
+
+static int csums_ok(const struct pkt *p)
+{
+	return ip_csum_ok(p) && tcp_csum_ok(p);
 }
 
 static void track(const struct pkt *p)
@@ -311,6 +321,9 @@ static void rx(const uint8_t *frame, uint16_t len, int to_server, uint8_t rx_csu
 	if (pkt_parse(&p, copy, len) == PKT_TCP) {
 		in_pay = p.pay_len;
 		bad = !csums_ok(&p);
+		if (trace && bad)
+			fprintf(stderr, "  in: bad %s checksum\n",
+				ip_csum_ok(&p) ? "TCP" : "IPv4 header");
 	}
 	memset(&fr, 0, sizeof(fr));
 	fr.data = room + headroom;
@@ -483,6 +496,11 @@ static void op(struct rd *r)
 				frame[at] = v;
 			}
 		}
+		if (skip_ipcsum) {
+			struct pkt q;
+			if (pkt_parse(&q, frame, n) == PKT_TCP && q.family == 4)
+				pkt_ip_csum(&q);
+		}
 		if (trace)
 			fprintf(stderr, "op 15 flow %ld %s mangled frame of %u bytes\n",
 				(long)(f - fl), to_server ? "c>s" : "s>c", n);
@@ -549,6 +567,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		skip_mtu = strstr(skip, "mtu") != NULL;
 		skip_mss = strstr(skip, "mss") != NULL;
 		skip_fin = strstr(skip, "fin") != NULL;
+		skip_ipcsum = strstr(skip, "ipcsum") != NULL;
 		fprintf(stderr, "engine_segments: RG_FUZZ_SKIP=%s: checks skipped\n", skip);
 	}
 	trace = getenv("RG_FUZZ_TRACE") != NULL;
