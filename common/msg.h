@@ -27,6 +27,17 @@ enum msg_event_type {
 	MSG_EV_REJECT = 1,	/* RCPT answered 550 5.1.1 by the data plane */
 	MSG_EV_DEFER = 2,	/* RCPT answered 450 (miss, defer policy) */
 	MSG_EV_HARVEST = 3,	/* source over the invalid-recipient threshold */
+	MSG_EV_FAILOPEN = 4,	/* the data plane stopped parsing a session (code:
+				 * enum msg_failopen); its bytes pass unchecked */
+};
+
+/* Why a session was turned to plain forwarding (MSG_EV_FAILOPEN's code). */
+enum msg_failopen {
+	MSG_FO_LINE = 1,	/* a command line over line_max */
+	MSG_FO_QUEUE = 2,	/* the reply queue or edit list was full */
+	MSG_FO_BDAT = 3,	/* BDAT of unknown length, or with capabilities unseen */
+	MSG_FO_PIN = 4,		/* no busy block to keep the session's bytes */
+	MSG_FO_FIN = 5,		/* the client closed with a partial command line */
 };
 
 /* One event: who, what, and the session's identity as Postfix logs it. */

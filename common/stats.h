@@ -76,7 +76,9 @@
 	X(OWN_RETX, "own_retx", "owned client bytes resent to the server by the engine") \
 	X(PIN_NOSPACE, "pin_nospace", "flows forwarded unparsed: no busy block to keep decided bytes") \
 	X(PIN_OVERRUN, "pin_overrun", "client bytes beyond the clamped window: dropped, resent by TCP") \
-	X(FAILOPEN_EVENTS, "failopen_events", "fail-open events reported to rcptgated")
+	X(FAILOPEN_QUEUE, "failopen_queue", "flows failed open: reply queue or edit list full") \
+	X(FAILOPEN_BDAT, "failopen_bdat", "flows failed open: BDAT of unknown length or after HELO") \
+	X(FAILOPEN_FIN, "failopen_fin", "flows ended with a partial command line, forwarded as is")
 
 enum stats_id {
 #define STATS_ENUM(id, name, help) STAT_##id,

@@ -171,6 +171,16 @@ int log_format_event(const struct msg_event *ev, char *buf, size_t len)
 				"harvest: client unknown[%s] prefix %s/%u: %u invalid recipients; "
 				"session closed 421",
 				ip, ip, ev->prefix_len, ev->count);
+	case MSG_EV_FAILOPEN: {
+		static const char *const why[] = {
+			"?", "command line too long", "reply queue full", "BDAT not trackable",
+			"no room to keep the session", "partial line at close",
+		};
+		unsigned c = ev->code < sizeof(why) / sizeof(why[0]) ? ev->code : 0;
+		return snprintf(buf, len,
+				"failopen: client unknown[%s]:%u: %s; session forwarded unchecked",
+				ip, ev->client_port, why[c]);
+	}
 	default:
 		return snprintf(buf, len, "event type %u from [%s]", ev->type, ip);
 	}

@@ -234,6 +234,7 @@ DPCONF_ENG_SETTER(ooo_max, "ooo-max", 1, 256)
 DPCONF_ENG_SETTER(cmd_max, "cmd-max", 8, 4096)
 DPCONF_ENG_SETTER(rcpt_max, "rcpt-max", 1, 100000)
 DPCONF_ENG_SETTER(inject_max, "inject-max", 1024, 1u << 20)
+DPCONF_ENG_SETTER(pin_max, "pin-max", 4096, 1u << 20)
 DPCONF_ENG_SETTER(retx_initial_ms, "retx-initial-ms", 10, 60000)
 DPCONF_ENG_SETTER(retx_max, "retx-max", 1, 64)
 DPCONF_ENG_SETTER(harvest_window_ms, "harvest-window-ms", 1000, 86400000)
@@ -268,6 +269,8 @@ static const struct dpconf_kw dpconf_kws[] = {
 	{"cmd-max", 1, set_eng_cmd_max, "N", "commands awaiting a reply per flow"},
 	{"rcpt-max", 1, set_eng_rcpt_max, "N", "RCPTs decided per transaction (beyond: forwarded)"},
 	{"inject-max", 1, set_eng_inject_max, "N", "bytes of injected replies not yet acknowledged"},
+	{"pin-max", 1, set_eng_pin_max, "N",
+	 "client bytes kept per flow until the server acknowledges them (power of 2, default 16384)"},
 	{"retx-initial-ms", 1, set_eng_retx_initial_ms, "MS", "first retransmission of a lone reply"},
 	{"retx-max", 1, set_eng_retx_max, "N", "retransmissions before a flow gives up"},
 	{"harvest-threshold", 1, set_eng_harvest_threshold, "N",

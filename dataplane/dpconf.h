@@ -38,7 +38,7 @@ enum dpconf_dispatch {
  * engine checks them (engine_conf_check) and names the one out of range. */
 struct dpconf_engine {
 	unsigned handshake_ms, busy_blocks, seg_blocks, line_max, ooo_max, cmd_max;
-	unsigned rcpt_max, inject_max, retx_initial_ms, retx_max;
+	unsigned rcpt_max, inject_max, retx_initial_ms, retx_max, pin_max;
 	unsigned harvest_threshold, harvest_window_ms, harvest_slots;
 	int harvest_off;	/* harvest-threshold 0 given explicitly */
 };

@@ -16,6 +16,8 @@
 
 #include "engine.h"
 
+_Static_assert(WENGINE_TX_MAX >= 1 + ENGINE_OUT_MIN, "wengine_tx holds a frame and its output");
+
 /* Everything one worker's engine needs besides the engine itself: the
  * transmit buffers lent to it (mbufs taken from the pool ahead of time and
  * replaced after use, never on the packet path's critical section) and the
@@ -102,10 +104,16 @@ static inline void wengine_offload(struct rte_mbuf *m, uint16_t fl, uint8_t l2, 
 	m->l4_len = l4;
 }
 
-/* Send the frames the engine wrote into lent buffers; the spares used are
- * gone to the TX queue, the rest stay. */
-static void wengine_emit_out(struct worker_ctx *x, struct worker *w, struct dp_engine *d,
-			     const struct engine_out *out)
+static inline void wengine_tx_add(struct wengine_tx *tx, uint16_t port, struct rte_mbuf *m)
+{
+	tx->port[tx->n] = port;
+	tx->m[tx->n++] = m;
+}
+
+/* Hand back the frames the engine wrote into lent buffers; the spares used
+ * are the caller's now, the rest stay. */
+static void wengine_out(struct worker_ctx *x, struct dp_engine *d, const struct engine_out *out,
+			struct wengine_tx *tx)
 {
 	unsigned n = out->n, k = 0;
 
@@ -115,8 +123,8 @@ static void wengine_emit_out(struct worker_ctx *x, struct worker *w, struct dp_e
 		m->data_len = b->len;
 		m->pkt_len = b->len;
 		wengine_offload(m, b->tx_flags, b->l2_len, b->l3_len, b->l4_len);
-		if (b->port < x->n_ports)
-			worker_emit(x, w, b->port, m);
+		if (b->port < x->n_ports && tx->n < WENGINE_TX_MAX)
+			wengine_tx_add(tx, b->port, m);
 		else
 			rte_pktmbuf_free(m);
 	}
@@ -152,6 +160,7 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 	WENGINE_SET(cmd_max, cmd_max);
 	WENGINE_SET(rcpt_max, rcpt_max);
 	WENGINE_SET(inject_max, inject_max);
+	WENGINE_SET(pin_max, pin_max);
 	WENGINE_SET(retx_initial_ms, retx_initial_ms);
 	WENGINE_SET(retx_max, retx_max);
 	WENGINE_SET(harvest_threshold, harvest_threshold);
@@ -160,8 +169,12 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 #undef WENGINE_SET
 	if (x->conf->eng.harvest_off)
 		ec->harvest_threshold = 0;
-	for (unsigned i = 0; i < x->n_ports; i++)
+	for (unsigned i = 0; i < x->n_ports; i++) {
 		offload &= x->ports[i].csum_offload;
+		/* frames the engine builds fit the smallest port's MTU */
+		if (x->ports[i].mtu >= 576 && x->ports[i].mtu < ec->mtu)
+			ec->mtu = x->ports[i].mtu;
+	}
 	ec->tx_csum_offload = (uint8_t)offload;
 	return engine_conf_check(ec, err, len);
 }
@@ -235,51 +248,49 @@ static inline uint8_t wengine_rx_csum(const struct rte_mbuf *m)
 	return ENGINE_RXCSUM_UNKNOWN;
 }
 
-void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
-		   struct rte_mbuf **pkts, uint16_t n)
+void wengine_rx(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_mbuf *m,
+		struct wengine_tx *tx)
 {
 	struct dp_engine *d = w->eng;
 	const struct port *p = &x->ports[pi];
-	uint64_t now = w->now_ns;
+	struct engine_frame f;
+	struct engine_out out;
+	enum engine_verdict v;
 
-	for (uint16_t i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		struct engine_frame f;
-		struct engine_out out;
-		enum engine_verdict v;
-
-		f.data = rte_pktmbuf_mtod(m, uint8_t *);
-		f.len = rte_pktmbuf_data_len(m);
-		f.headroom = rte_pktmbuf_headroom(m);
-		f.tailroom = rte_pktmbuf_tailroom(m);
-		f.rx_port = pi;
-		f.peer_port = p->peer;
-		f.outside = p->outside;
-		f.rx_csum = wengine_rx_csum(m);
-		f.tx_flags = 0;
-		if (d->n_spare < ENGINE_OUT_MIN)
-			wengine_refill(d, w->lc);
-		wengine_lend(d, &out);
-		v = engine_rx(d->e, &f, now, &out);
-		if (v == ENGINE_FORWARD) {
-			m->data_off = (uint16_t)(f.data - (uint8_t *)m->buf_addr);
-			m->data_len = f.len;
-			m->pkt_len = f.len;
-			wengine_offload(m, f.tx_flags, f.l2_len, f.l3_len, f.l4_len);
-			worker_emit(x, w, p->peer, m);
-		} else {
-			rte_pktmbuf_free(m);
-		}
-		if (out.n)
-			wengine_emit_out(x, w, d, &out);
+	tx->n = 0;
+	f.data = rte_pktmbuf_mtod(m, uint8_t *);
+	f.len = rte_pktmbuf_data_len(m);
+	f.headroom = rte_pktmbuf_headroom(m);
+	f.tailroom = rte_pktmbuf_tailroom(m);
+	f.rx_port = pi;
+	f.peer_port = p->peer;
+	f.outside = p->outside;
+	f.rx_csum = wengine_rx_csum(m);
+	f.tx_flags = 0;
+	if (d->n_spare < ENGINE_OUT_MIN)
+		wengine_refill(d, w->lc);
+	wengine_lend(d, &out);
+	v = engine_rx(d->e, &f, w->now_ns, &out);
+	if (v == ENGINE_FORWARD) {
+		m->data_off = (uint16_t)(f.data - (uint8_t *)m->buf_addr);
+		m->data_len = f.len;
+		m->pkt_len = f.len;
+		wengine_offload(m, f.tx_flags, f.l2_len, f.l3_len, f.l4_len);
+		wengine_tx_add(tx, p->peer, m);
+	} else {
+		rte_pktmbuf_free(m);
 	}
+	if (out.n)
+		wengine_out(x, d, &out, tx);
 }
 
-void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
+void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
+		    struct wengine_tx *tx)
 {
 	struct dp_engine *d = w->eng;
 	struct engine_out out;
 
+	tx->n = 0;
 	if (now_ns - d->last_rt_ns >= 1000000000ull) {
 		engine_set_realtime_offset(d->e, wengine_rt_offset());
 		d->last_rt_ns = now_ns;
@@ -287,7 +298,7 @@ void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
 	wengine_refill(d, w->lc);
 	wengine_lend(d, &out);
 	if (engine_timer(d->e, now_ns, &out) && out.n)
-		wengine_emit_out(x, w, d, &out);
+		wengine_out(x, d, &out, tx);
 }
 
 void wengine_fini(struct worker_ctx *x, struct worker *w)
@@ -326,18 +337,22 @@ void wengine_attach(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 	(void)m;
 }
 
-void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
-		   struct rte_mbuf **pkts, uint16_t n)
+void wengine_rx(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_mbuf *m,
+		struct wengine_tx *tx)
 {
-	for (uint16_t i = 0; i < n; i++)
-		worker_emit(x, w, x->ports[pi].peer, pkts[i]);
+	(void)w;
+	tx->n = 1;
+	tx->port[0] = x->ports[pi].peer;
+	tx->m[0] = m;
 }
 
-void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
+void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
+		    struct wengine_tx *tx)
 {
 	(void)x;
 	(void)w;
 	(void)now_ns;
+	tx->n = 0;
 }
 
 void wengine_fini(struct worker_ctx *x, struct worker *w)

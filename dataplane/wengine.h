@@ -23,19 +23,30 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m);
 /* Point the engine at a new shared-memory file (tables, rings, stats). */
 void wengine_attach(struct worker_ctx *x, struct worker *w, struct shm_map *m);
 
-/* Feed n SMTP segments received on ports[pi]; output goes to worker_emit(). */
-void wengine_burst(struct worker_ctx *x, struct worker *w, uint16_t pi,
-		   struct rte_mbuf **pkts, uint16_t n);
+/*
+ * Frames the engine gives back to transmit, in order: mbuf m[i] on port
+ * index port[i].  The engine returns them; it never transmits (the worker
+ * owns the TX queues).
+ */
+#define WENGINE_TX_MAX 16u	/* >= 1 + the engine's ENGINE_OUT_MIN lent buffers */
+struct wengine_tx {
+	uint16_t n;
+	uint16_t port[WENGINE_TX_MAX];
+	struct rte_mbuf *m[WENGINE_TX_MAX];
+};
 
-/* Idle timeouts and retransmission of injected replies. */
-void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns);
+/* Run one SMTP segment received on ports[pi] through the engine: the frame
+ * itself (when forwarded) and the engine's own frames go into tx. */
+void wengine_rx(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_mbuf *m,
+		struct wengine_tx *tx);
+
+/* Idle timeouts and retransmissions: what is due goes into tx. */
+void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
+		    struct wengine_tx *tx);
 
 void wengine_fini(struct worker_ctx *x, struct worker *w);
 
 /* The engine of worker w (NULL without one), for introspection. */
 struct engine *wengine_engine(struct worker *w);
-
-/* worker.c: queue m for transmission on ports[pi]. */
-void worker_emit(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_mbuf *m);
 
 #endif

@@ -175,13 +175,12 @@ static void worker_smtp(struct worker_ctx *x, struct worker *w, uint16_t pi,
 			worker_tx_one(x, w, x->ports[pi].peer, pkts[i]);
 		return;
 	}
-	wengine_burst(x, w, pi, pkts, n);
-}
-
-/* Called by the engine adapter for each frame it wants sent. */
-void worker_emit(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_mbuf *m)
-{
-	worker_tx_one(x, w, pi, m);
+	for (uint16_t i = 0; i < n; i++) {
+		struct wengine_tx tx;
+		wengine_rx(x, w, pi, pkts[i], &tx);
+		for (unsigned k = 0; k < tx.n; k++)
+			worker_tx_one(x, w, tx.port[k], tx.m[k]);
+	}
 }
 
 static void worker_dispatch(struct worker_ctx *x, struct worker *w, unsigned owner,
@@ -314,7 +313,10 @@ unsigned worker_poll(struct worker_ctx *x, struct worker *w, uint64_t now_ns)
 	if (w->ring)
 		total += worker_drain_ring(x, w);
 	if (w->eng && now_ns - w->last_timer_ns >= WORKER_TIMER_NS) {
-		wengine_timers(x, w, now_ns);
+		struct wengine_tx tx;
+		wengine_timers(x, w, now_ns, &tx);
+		for (unsigned k = 0; k < tx.n; k++)
+			worker_tx_one(x, w, tx.port[k], tx.m[k]);
 		w->last_timer_ns = now_ns;
 	}
 	worker_flush(x, w);

@@ -13,6 +13,7 @@
 #include "engine.h"
 #include "flow.h"
 #include "harvest.h"
+#include "ilist.h"
 #include "shm.h"
 #include "stats.h"
 #include "tcpedit.h"
@@ -45,8 +46,8 @@ struct engine {
 	uint8_t *obuf;			/* composed output payload */
 	struct tcpedit_piece *pieces;
 	unsigned max_pieces;
-	uint32_t retx_head, retx_tail;
-	uint32_t end_head, end_tail;	/* ended flows, oldest first */
+	struct ilist retx;		/* flows owed a retransmission (timer.c) */
+	struct ilist ended;		/* ended flows lingering, oldest first */
 	uint32_t now_ms;
 	uint64_t now_ns;
 };
@@ -56,5 +57,13 @@ static inline void st(struct engine *e, enum stats_id id)
 	stats_add(e->s.stats, id, 1);
 }
 
+
+static inline int engine_smtp_port(const struct engine *e, uint16_t port)
+{
+	for (unsigned i = 0; i < e->c.n_smtp_ports; i++)
+		if (e->c.smtp_ports[i] == port)
+			return 1;
+	return 0;
+}
 
 #endif

@@ -178,8 +178,8 @@ struct flow *flow_insert(struct flow_table *t, uint8_t family, const uint8_t *ca
 	f->c_port = cport;
 	f->s_port = sport;
 	f->busy = FLOW_NONE;
-	f->retx_next = f->retx_prev = FLOW_NONE;
-	f->end_next = f->end_prev = FLOW_NONE;
+	f->retx.next = f->retx.prev = ILIST_NONE;
+	f->end.next = f->end.prev = ILIST_NONE;
 	f->state = FS_SYN;
 	f->next = t->buckets[h];
 	t->buckets[h] = i;

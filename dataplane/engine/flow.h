@@ -13,7 +13,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "ilist.h"
 #include "pkt.h"
 #include "smtp.h"
 #include "tcpedit.h"
@@ -116,11 +118,11 @@ struct flow {
 	uint32_t s_tsval;
 	struct tcpedit s2c;
 	uint32_t ack_to_s, ack_to_c;	/* last ACK forwarded to the server / client */
-	/* retransmission of injected replies */
-	uint32_t retx_next, retx_prev;	/* retransmission list links */
+	/* what the engine owes and resends (timer.c) */
+	struct ilink retx;		/* on the retransmission list (FLOW_F_RETX) */
 	uint32_t retx_ms;		/* when to look next */
-	/* ended flows lingering for late retransmissions (engine.c) */
-	uint32_t end_next, end_prev;	/* ended list links */
+	/* ended flows lingering for late retransmissions (tcpstate.c) */
+	struct ilink end;		/* on the ended list (ended) */
 	uint32_t end_ms;		/* when it ended */
 	uint8_t retx_n;
 	/* SMTP */
@@ -241,6 +243,34 @@ static inline struct tcpedit_pt *flow_pts(const struct flow_table *t, const stru
 static inline uint8_t *flow_text(const struct flow_table *t, const struct flow *f)
 {
 	return (uint8_t *)flow_busy(t, f) + t->off_text;
+}
+
+/* The pin ring: client bytes [seq, seq+n) in or out (n <= pin_max). */
+static inline void flow_pin_put(const struct flow_table *t, const struct flow *f, uint32_t seq,
+				const uint8_t *b, uint32_t n)
+{
+	uint8_t *r = flow_pin(t, f);
+	uint32_t at = seq & (t->pin_max - 1), first = n < t->pin_max - at ? n : t->pin_max - at;
+	memcpy(r + at, b, first);
+	memcpy(r, b + first, n - first);
+}
+
+static inline void flow_pin_get(const struct flow_table *t, const struct flow *f, uint32_t seq,
+				uint8_t *d, uint32_t n)
+{
+	const uint8_t *r = flow_pin(t, f);
+	uint32_t at = seq & (t->pin_max - 1), first = n < t->pin_max - at ? n : t->pin_max - at;
+	memcpy(d, r + at, first);
+	memcpy(d + first, r, n - first);
+}
+
+/* Do n bytes at b differ from the pinned bytes at seq? */
+static inline int flow_pin_differs(const struct flow_table *t, const struct flow *f,
+				   uint32_t seq, const uint8_t *b, uint32_t n)
+{
+	const uint8_t *r = flow_pin(t, f);
+	uint32_t at = seq & (t->pin_max - 1), first = n < t->pin_max - at ? n : t->pin_max - at;
+	return memcmp(r + at, b, first) != 0 || memcmp(r, b + first, n - first) != 0;
 }
 
 /* Segment blocks. */

@@ -234,6 +234,14 @@ void pkt_ip_csum(struct pkt *p)
 	pkt_put16(ip + 10, (uint16_t)~pkt_csum_fold(pkt_csum_add(0, ip, ihl)));
 }
 
+int pkt_ip_csum_ok(const struct pkt *p)
+{
+	const uint8_t *ip = p->frame + p->ip_off;
+	if (p->family != 4)
+		return 1; /* IPv6 has no header checksum */
+	return pkt_csum_fold(pkt_csum_add(0, ip, (ip[0] & 0x0fu) * 4u)) == 0xffffu;
+}
+
 uint32_t pkt_pseudo_sum(const struct pkt *p, uint16_t tcp_len)
 {
 	unsigned alen = p->family == 4 ? 4u : 16u;

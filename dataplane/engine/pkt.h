@@ -101,6 +101,9 @@ uint16_t pkt_csum_fold(uint32_t sum);
 /* Recompute the IPv4 header checksum (no-op for IPv6). */
 void pkt_ip_csum(struct pkt *p);
 
+/* Verify the IPv4 header checksum: 1 good (or IPv6), 0 bad. */
+int pkt_ip_csum_ok(const struct pkt *p);
+
 /* Pseudo-header sum for p's addresses and a TCP length. */
 uint32_t pkt_pseudo_sum(const struct pkt *p, uint16_t tcp_len);
 

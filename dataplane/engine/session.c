@@ -154,7 +154,8 @@ static void post_event(struct engine *e, const struct flow *f, uint16_t type, ui
 	}
 	fill_event(e, f, ev, type, code);
 	ev->rcpt_len = (uint16_t)rcpt_len;
-	memcpy(ev->rcpt, rcpt, rcpt_len);
+	if (rcpt_len)
+		memcpy(ev->rcpt, rcpt, rcpt_len);
 	ev->prefix_len = prefix;
 	ev->count = count;
 	spsc_commit(e->s.event_ring);
@@ -192,11 +193,20 @@ static void txn_reset(struct flow *f)
 
 /* Turn the client stream opaque: nothing more is parsed or edited; the
  * server stream follows once the replies queued so far are placed. */
-void session_failopen(struct engine *e, struct flow *f)
+void session_failopen(struct engine *e, struct flow *f, unsigned cause)
 {
-	if (f->cmode != CM_OPAQUE)
-		st(e, STAT_FAILOPEN);
+	static const enum stats_id by_cause[] = {
+		[MSG_FO_LINE] = STAT_LINE_TOO_LONG, [MSG_FO_QUEUE] = STAT_FAILOPEN_QUEUE,
+		[MSG_FO_BDAT] = STAT_FAILOPEN_BDAT, [MSG_FO_PIN] = STAT_PIN_NOSPACE,
+		[MSG_FO_FIN] = STAT_FAILOPEN_FIN,
+	};
+	if (f->cmode == CM_OPAQUE)
+		return;
 	f->cmode = CM_OPAQUE;
+	st(e, STAT_FAILOPEN);
+	if (cause < sizeof(by_cause) / sizeof(by_cause[0]) && cause != MSG_FO_LINE)
+		st(e, by_cause[cause]); /* line_too_long counts where the line is seen */
+	post_event(e, f, MSG_EV_FAILOPEN, (uint16_t)cause, NULL, 0, 0, 0);
 }
 
 /* Can the flow record one more removal answered by n bytes of text? */
@@ -341,8 +351,13 @@ static size_t rcpt_arg_normalise(const uint8_t *a, size_t n, uint8_t *out)
 static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len,
 		    const uint8_t *raw_arg, size_t raw_len)
 {
-	uint8_t arg[ENGINE_LINE_MAX_MAX + 2];
-	size_t arg_len = rcpt_arg_normalise(raw_arg, raw_len, arg);
+	uint8_t buf[ENGINE_LINE_MAX_MAX + 2];
+	const uint8_t *arg = raw_arg;
+	size_t arg_len = raw_len;
+	if (raw_len && (raw_arg[0] != '<' || memchr(raw_arg, '\t', raw_len))) {
+		arg_len = rcpt_arg_normalise(raw_arg, raw_len, buf);
+		arg = buf;
+	}
 	struct addr_parsed ad;
 	char canon[RG_ADDR_MAX];
 	uint8_t text[ENGINE_REPLY_MAX];
@@ -377,7 +392,7 @@ static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len
 		f->txn_fwd++;
 		st(e, STAT_RCPT_FORWARDED);
 		if (session_q_push(e, f, Q_RCPT, 0) != 0)
-			session_failopen(e, f);
+			session_failopen(e, f, MSG_FO_QUEUE);
 		return;
 	}
 	f->txn_ref++;
@@ -490,8 +505,8 @@ static int cmd_bdat(struct engine *e, struct flow *f, const struct cmd_ctx *x)
 		 * engine did not see (HELO): it cannot tell how the server reads
 		 * what follows, so nothing after it is parsed (counted) */
 		if (session_q_push(e, f, Q_FWD, 0) != 0)
-			session_failopen(e, f);
-		session_failopen(e, f);
+			session_failopen(e, f, MSG_FO_QUEUE);
+		session_failopen(e, f, MSG_FO_BDAT);
 		return CMD_DONE;
 	}
 	f->bdat_left = x->c->bdat_size;
@@ -562,7 +577,7 @@ static void on_line(struct engine *e, struct flow *f, const uint8_t *line, uint3
 			kind = cmd_table[c.verb](e, f, &x);
 	}
 	if (kind != CMD_DONE && session_q_push(e, f, (uint8_t)kind, 0) != 0)
-		session_failopen(e, f);
+		session_failopen(e, f, MSG_FO_QUEUE);
 }
 
 /* End-of-body matcher states. */
@@ -642,11 +657,11 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 			if (!lf) {
 				if (avail > e->c.line_max) {
 					st(e, STAT_LINE_TOO_LONG);
-					session_failopen(e, f);
+					session_failopen(e, f, MSG_FO_LINE);
 					break;
 				}
 				if (flush) {
-					session_failopen(e, f);
+					session_failopen(e, f, MSG_FO_FIN);
 					break;
 				}
 				return; /* partial line: held */
@@ -654,7 +669,7 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 			n = (uint32_t)(lf - b) + 1;
 			if (n > e->c.line_max) {
 				st(e, STAT_LINE_TOO_LONG);
-				session_failopen(e, f);
+				session_failopen(e, f, MSG_FO_LINE);
 				break;
 			}
 			on_line(e, f, b, f->c_fwd, n);
@@ -668,7 +683,7 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 				f->cmode = CM_CMD;
 				txn_reset(f);
 				if (session_q_push(e, f, Q_DOT, 0) != 0)
-					session_failopen(e, f);
+					session_failopen(e, f, MSG_FO_QUEUE);
 			}
 			break;
 		case CM_BDAT:
@@ -676,7 +691,7 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 			n = avail < f->bdat_left ? avail : f->bdat_left;
 			if (f->cmode == CM_BDAT_EAT && swallow(e, f, f->c_fwd, n) != 0) {
 				/* cannot remove it: let the server see it */
-				session_failopen(e, f);
+				session_failopen(e, f, MSG_FO_QUEUE);
 				break;
 			}
 			f->c_fwd += n;
@@ -686,7 +701,7 @@ void session_c_consume(struct engine *e, struct flow *f, const uint8_t *src, uin
 			break;
 		case CM_SWALLOW:
 			if (swallow(e, f, f->c_fwd, avail) != 0) {
-				session_failopen(e, f);
+				session_failopen(e, f, MSG_FO_QUEUE);
 				break;
 			}
 			f->c_fwd = to;

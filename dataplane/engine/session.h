@@ -25,8 +25,9 @@ void session_text_copy(const struct engine *e, const struct flow *f, uint32_t of
 void session_text_free(struct engine *e, struct flow *f, uint32_t n);
 
 /* Stop parsing the client's stream (the server's follows once the replies
- * queued so far are placed); counted once. */
-void session_failopen(struct engine *e, struct flow *f);
+ * queued so far are placed); counted once, per cause, and reported to
+ * rcptgated with the client's address (MSG_EV_FAILOPEN). */
+void session_failopen(struct engine *e, struct flow *f, unsigned cause); /* MSG_FO_* */
 
 /*
  * Parse client bytes [c_fwd, to) that lie in src (src[0] is sequence

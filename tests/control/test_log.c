@@ -101,3 +101,22 @@ Test(log, rate_limit_summarises)
 	cr_assert(log_kind(LOG_K_CALLOUT, LOG_INFO, "other kinds have their own budget"));
 	log_close();
 }
+
+Test(log, failopen_event_names_the_client_and_the_cause)
+{
+	struct msg_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MSG_EV_FAILOPEN;
+	ev.code = MSG_FO_LINE;
+	ev.family = 4;
+	ev.client_port = 40001;
+	inet_pton(AF_INET, "198.18.0.9", ev.client_ip);
+	char buf[1200];
+	log_format_event(&ev, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "failopen: client unknown[198.18.0.9]:40001: command line too "
+			      "long; session forwarded unchecked");
+	ev.code = 999; /* an unknown cause is named as such, not read out of bounds */
+	log_format_event(&ev, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "failopen: client unknown[198.18.0.9]:40001: ?; session forwarded "
+			      "unchecked");
+}

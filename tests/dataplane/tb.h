@@ -66,6 +66,7 @@ struct tb_ep {
 	/* segments a real TCP receiver discards (RFC 9293, RFC 7323): counted */
 	unsigned csum_drops, noack_drops, paws_drops;
 	uint16_t max_frame;	/* largest frame received */
+	uint32_t max_win_edge;	/* furthest ack + window received (no scaling) */
 	char err[512];
 };
 
@@ -176,6 +177,24 @@ const char *tb_rx_str(const struct tb_ep *ep);
 /* Hand a raw frame (built with tb_build(), maybe corrupted) from an
  * endpoint to the engine, as if that endpoint had sent it. */
 void tb_inject(struct tb *t, const struct tb_ep *from, uint8_t *frame, uint16_t len);
+
+/* Loss of chosen frames: a filter (tb_drop_filter) with this as its arg. */
+struct tb_drop {
+	int dir_to_server;	/* which direction to drop in */
+	int from_engine;	/* drop after the engine (1) or before it (0) */
+	int skip;		/* frames of that direction to let through first */
+	int count;		/* frames to drop */
+	int data_only;		/* only frames with payload */
+};
+int tb_drop_filter(void *arg, const struct tb_frame *fr, int from_engine);
+
+/* The contract checks every test makes, as text for its assertion: 0 when
+ * it holds, else 1 and what broke in msg.  tb_errors: no endpoint saw a
+ * wrong frame, no frame with a bad checksum reached one but those the test
+ * corrupted on purpose (t->corrupted).  tb_unacked: both ends had all they
+ * sent acknowledged. */
+int tb_errors(const struct tb *t, char *msg, size_t len);
+int tb_unacked(const struct tb *t, char *msg, size_t len);
 
 /* Frames the engine emitted or forwarded (any direction), for counters. */
 uint64_t tb_stat(const struct tb *t, enum stats_id id);

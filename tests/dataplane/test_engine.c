@@ -63,21 +63,15 @@ static void teardown(void)
 
 static void no_errors(const struct tb *t)
 {
-	cr_assert_str_empty(t->cli.err, "%s", t->cli.err);
-	cr_assert_str_empty(t->srv.err, "%s", t->srv.err);
-	cr_assert_eq(t->bad_frames, 0);
-	cr_assert_eq(t->cli.csum_drops + t->srv.csum_drops, t->corrupted,
-		     "%u frames with a bad checksum reached an endpoint, %u corrupted on purpose",
-		     t->cli.csum_drops + t->srv.csum_drops, t->corrupted);
+	char m[600];
+	cr_assert(!tb_errors(t, m, sizeof(m)), "%s", m);
 }
 
 /* Both ends have had everything they sent acknowledged. */
 static void all_acked(const struct tb *t)
 {
-	cr_assert_eq(t->cli.snd_una, t->cli.snd_nxt, "client: %u of %u bytes acknowledged",
-		     t->cli.snd_una - t->cli.isn, t->cli.snd_nxt - t->cli.isn);
-	cr_assert_eq(t->srv.snd_una, t->srv.snd_nxt, "server: %u of %u bytes acknowledged",
-		     t->srv.snd_una - t->srv.isn, t->srv.snd_nxt - t->srv.isn);
+	char m[200];
+	cr_assert(!tb_unacked(t, m, sizeof(m)), "%s", m);
 }
 
 static void ehlo(struct tb *t)
@@ -161,33 +155,6 @@ Test(engine, pipelined_every_pair_of_split_points_sampled)
 
 /* ---- retransmission, reordering, overlap ---- */
 
-struct drop_ctl {
-	int dir_to_server;	/* which direction to drop in */
-	int from_engine;	/* drop after the engine (1) or before it (0) */
-	int skip;		/* frames of that direction to let through first */
-	int count;		/* frames to drop */
-	int data_only;
-};
-
-static int drop_filter(void *arg, const struct tb_frame *fr, int from_engine)
-{
-	struct drop_ctl *c = arg;
-	struct pkt p;
-	if (fr->to_server != c->dir_to_server || from_engine != c->from_engine)
-		return 1;
-	if (c->data_only && (pkt_parse(&p, (uint8_t *)fr->buf, fr->len) != PKT_TCP || !p.pay_len))
-		return 1;
-	if (c->skip > 0) {
-		c->skip--;
-		return 1;
-	}
-	if (c->count > 0) {
-		c->count--;
-		return 0;
-	}
-	return 1;
-}
-
 Test(engine, retransmission_after_edit_is_edited_the_same)
 {
 	ehlo(&T);
@@ -211,10 +178,10 @@ Test(engine, retransmission_after_edit_is_edited_the_same)
 
 Test(engine, retransmission_before_the_server_acked)
 {
-	struct drop_ctl c = {.dir_to_server = 1, .from_engine = 1, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 1, .from_engine = 1, .count = 1, .data_only = 1};
 	ehlo(&T);
 	uint32_t base = T.cli.tx_len;
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	/* the edited segment is lost after the engine: the client resends it */
 	tb_send(&T, &T.cli, PIPE, sizeof(PIPE) - 1);
@@ -233,10 +200,10 @@ Test(engine, retransmission_before_the_server_acked)
 
 Test(engine, segment_lost_before_the_engine_is_parsed_when_resent)
 {
-	struct drop_ctl c = {.dir_to_server = 1, .from_engine = 0, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 1, .from_engine = 0, .count = 1, .data_only = 1};
 	ehlo(&T);
 	uint32_t base = T.cli.tx_len;
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, PIPE, sizeof(PIPE) - 1);
 	tb_pump(&T);
@@ -309,10 +276,10 @@ Test(engine, overlapping_retransmission_with_other_bytes_changes_nothing)
 
 Test(engine, server_retransmits_a_reply_that_carried_injections)
 {
-	struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
 	ehlo(&T);
 	uint32_t sbase = T.srv.tx_len;
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, PIPE, sizeof(PIPE) - 1);
 	tb_pump(&T);
@@ -535,11 +502,11 @@ Test(engine, over_long_line_fails_open)
 
 Test(engine, lone_injected_reply_is_retransmitted_until_acked)
 {
-	struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
 	ehlo(&T);
 	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\n", 22);
 	tb_pump(&T);
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\n", 28);
 	tb_pump(&T);
@@ -1052,11 +1019,11 @@ Test(engine, body_end_found_at_every_split)
 
 Test(engine, lone_answer_retransmission_gives_up_after_the_limit)
 {
-	struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .count = 1000, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .count = 1000, .data_only = 1};
 	ehlo(&T);
 	tb_send(&T, &T.cli, "MAIL FROM:<s@x.test>\r\n", 22);
 	tb_pump(&T);
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\n", 28);
 	tb_pump(&T);
@@ -1259,11 +1226,11 @@ Test(engine, per_reply_server_lost_segment_with_answers)
 	for (unsigned k = 0; k < sizeof(per_reply_cases) / sizeof(per_reply_cases[0]); k++) {
 		const struct per_reply_case *pc = &per_reply_cases[k];
 		for (int skip = 0; skip < 3; skip++) {
-			struct drop_ctl c = {.dir_to_server = 0, .from_engine = 1, .skip = skip,
+			struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .skip = skip,
 					     .count = 1, .data_only = 1};
 			per_reply_setup(&T, pc);
 			ehlo(&T);
-			T.filter = drop_filter;
+			T.filter = tb_drop_filter;
 			T.filter_arg = &c;
 			tb_send(&T, &T.cli, burst, l);
 			tb_pump(&T);

@@ -14,7 +14,9 @@
 
 #include "dtable.h"
 #include "engine_int.h"
+#include "msg.h"
 #include "pkt.h"
+#include "spsc.h"
 #include "tb.h"
 
 static struct tb T;
@@ -38,21 +40,14 @@ TestSuite(hostile, .init = setup, .fini = teardown, .timeout = 60);
 
 static void no_errors(const struct tb *t)
 {
-	cr_assert_str_empty(t->cli.err, "%s", t->cli.err);
-	cr_assert_str_empty(t->srv.err, "%s", t->srv.err);
-	cr_assert_eq(t->bad_frames, 0);
-	/* corrupted frames are dropped or forwarded untouched, never repaired */
-	cr_assert_leq(t->cli.csum_drops + t->srv.csum_drops, t->corrupted,
-		      "%u frames with a bad checksum reached an endpoint, %u corrupted on purpose",
-		      t->cli.csum_drops + t->srv.csum_drops, t->corrupted);
+	char m[600];
+	cr_assert(!tb_errors(t, m, sizeof(m)), "%s", m);
 }
 
 static void all_acked(const struct tb *t)
 {
-	cr_assert_eq(t->cli.snd_una, t->cli.snd_nxt, "client: %u of %u bytes acknowledged",
-		     t->cli.snd_una - t->cli.isn, t->cli.snd_nxt - t->cli.isn);
-	cr_assert_eq(t->srv.snd_una, t->srv.snd_nxt, "server: %u of %u bytes acknowledged",
-		     t->srv.snd_una - t->srv.isn, t->srv.snd_nxt - t->srv.isn);
+	char m[200];
+	cr_assert(!tb_unacked(t, m, sizeof(m)), "%s", m);
 }
 
 static void ehlo(struct tb *t)
@@ -79,32 +74,6 @@ static void server_rx_is_clients(const struct tb *t)
 		cr_assert(memchr(t->cli.tx, t->srv.rx[i], t->cli.tx_len) != NULL,
 			  "byte %u (0x%02x) at the server was never sent by the client", i,
 			  t->srv.rx[i]);
-}
-
-struct drop_ctl {
-	int to_server;	/* direction */
-	int from_engine;/* after the engine (1) or before it (0) */
-	int skip, count;
-	int data_only;
-};
-
-static int drop_filter(void *arg, const struct tb_frame *fr, int from_engine)
-{
-	struct drop_ctl *c = arg;
-	struct pkt p;
-	if (fr->to_server != c->to_server || from_engine != c->from_engine)
-		return 1;
-	if (c->data_only && (pkt_parse(&p, (uint8_t *)fr->buf, fr->len) != PKT_TCP || !p.pay_len))
-		return 1;
-	if (c->skip > 0) {
-		c->skip--;
-		return 1;
-	}
-	if (c->count > 0) {
-		c->count--;
-		return 0;
-	}
-	return 1;
 }
 
 /* A client frame with raw fields, built at the client's view of the stream. */
@@ -175,13 +144,13 @@ static void resend_other_bytes(void (*first)(void), int first_decided)
 	all_acked(&T);
 }
 
-static struct drop_ctl lose_after;
+static struct tb_drop lose_after;
 
 static void first_lost_after_the_filter(void)
 {
-	lose_after = (struct drop_ctl){.to_server = 1, .from_engine = 1, .count = 1,
+	lose_after = (struct tb_drop){.dir_to_server = 1, .from_engine = 1, .count = 1,
 				       .data_only = 1};
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &lose_after;
 	tb_resend(&T, &T.cli, T.cli.tx_len - 28, 28);
 }
@@ -348,11 +317,11 @@ Test(hostile, one_byte_segments_complete)
 
 Test(hostile, acknowledged_held_bytes_lost_behind_the_filter_are_resent)
 {
-	struct drop_ctl c = {.to_server = 1, .from_engine = 1, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 1, .from_engine = 1, .count = 1, .data_only = 1};
 	ehlo(&T);
 	tb_send(&T, &T.cli, "RCPT TO:<go", 11);
 	tb_pump(&T);
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, "od@example.com>\r\n", 17); /* the completed line is lost */
 	tb_pump(&T);
@@ -386,10 +355,10 @@ Test(hostile, port_reuse_with_a_new_isn_starts_a_new_flow)
 
 Test(hostile, corrupted_ack_does_not_collapse_an_unacknowledged_answer)
 {
-	struct drop_ctl c = {.to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .count = 1, .data_only = 1};
 	uint8_t buf[TB_FRAME_MAX];
 	ehlo(&T);
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\n", 28); /* its 550 is lost */
 	tb_pump(&T);
@@ -484,9 +453,9 @@ Test(hostile, frames_fit_the_mtu_whatever_the_client_announces)
 
 Test(hostile, answer_given_up_resets_both_ends)
 {
-	struct drop_ctl c = {.to_server = 0, .from_engine = 1, .count = 1000, .data_only = 1};
+	struct tb_drop c = {.dir_to_server = 0, .from_engine = 1, .count = 1000, .data_only = 1};
 	ehlo(&T);
-	T.filter = drop_filter;
+	T.filter = tb_drop_filter;
 	T.filter_arg = &c;
 	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\n", 28);
 	tb_pump(&T);
@@ -508,4 +477,78 @@ Test(hostile, idle_expiry_with_offsets_resets_both_ends)
 	cr_assert(T.srv.rst_rcvd, "the server was not reset");
 	cr_assert(T.cli.rst_rcvd, "the client was not reset");
 	cr_assert_geq(tb_stat(&T, STAT_FLOWS_RESET), 1);
+}
+
+/* ---- deliberate fail-open is counted per cause and reported ---- */
+
+Test(hostile, over_long_line_fail_open_is_reported_with_the_client)
+{
+	char line[1200];
+	ehlo(&T);
+	memset(line, 'x', sizeof(line));
+	tb_send(&T, &T.cli, line, sizeof(line)); /* no line end within line_max */
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert_eq(tb_stat(&T, STAT_FAILOPEN), 1);
+	cr_assert_eq(tb_stat(&T, STAT_LINE_TOO_LONG), 1);
+	const struct msg_event *ev = spsc_peek(T.events);
+	cr_assert_not_null(ev, "no event reported");
+	cr_assert_eq(ev->type, MSG_EV_FAILOPEN);
+	cr_assert_eq(ev->code, MSG_FO_LINE);
+	cr_assert_eq(ev->client_port, 40001);
+	cr_assert(memcmp(ev->client_ip, T.cli.ip, 4) == 0);
+	cr_assert_eq(T.srv.rx_len, 18 + 27 + sizeof(line), "the bytes were not forwarded");
+	all_acked(&T);
+}
+
+/* ---- the pin ring bounds what a client may have in flight ---- */
+
+Test(hostile, client_window_is_clamped_to_the_pin_ring)
+{
+	T.conf.pin_max = 4096;
+	tb_reset(&T);
+	ehlo(&T);
+	uint32_t una = T.cli.snd_una;
+	cr_assert_leq(T.cli.max_win_edge - una, 4096, "the client may send %u bytes",
+		      T.cli.max_win_edge - una);
+	/* a client ignoring the window: what does not fit is dropped, counted,
+	 * and comes again by retransmission */
+	static char big[9000];
+	size_t k = 0;
+	while (k + 28 <= sizeof(big)) {
+		memcpy(big + k, (k / 28) % 2 ? "RCPT TO:<bad1@example.com>\r\n"
+					      : "RCPT TO:<good@example.com>\r\n", 28);
+		k += 28;
+	}
+	tb_send(&T, &T.cli, big, (uint32_t)k);
+	tb_pump(&T);
+	cr_assert_gt(tb_stat(&T, STAT_PIN_OVERRUN), 0);
+	cr_assert_eq(tb_recover(&T, 40), 0, "not everything was acknowledged");
+	no_errors(&T);
+	never_reached(&T, "bad1@");
+	all_acked(&T);
+}
+
+Test(hostile, bad_ipv4_header_checksum_is_never_repaired)
+{
+	uint8_t buf[TB_FRAME_MAX];
+	ehlo(&T);
+	/* a client RCPT whose IPv4 header is corrupted (TTL): the TCP checksum
+	 * is right, the receiver's IP layer drops it all the same */
+	T.cli.tsval++;
+	uint16_t n = tb_build(&T, &T.cli, &T.srv, buf, T.cli.snd_nxt, T.cli.rcv_nxt,
+			      PKT_TH_ACK | PKT_TH_PSH, (const uint8_t *)"RCPT TO:<bad1@example.com>\r\n",
+			      28, NULL, 0);
+	buf[14 + 8] = 0; /* TTL */
+	T.corrupted++;
+	tb_inject(&T, &T.cli, buf, n);
+	tb_pump(&T);
+	cr_assert_eq(tb_stat(&T, STAT_BAD_CSUM), 1);
+	cr_assert_eq(tb_stat(&T, STAT_RCPT), 0, "a datagram the server drops was parsed");
+	/* then the real thing */
+	tb_send(&T, &T.cli, "RCPT TO:<bad2@example.com>\r\n", 28);
+	tb_pump(&T);
+	no_errors(&T);
+	never_reached(&T, "bad2@");
+	all_acked(&T);
 }

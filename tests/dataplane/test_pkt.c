@@ -197,6 +197,26 @@ Test(pkt, checksums)
 	}
 }
 
+Test(pkt, ipv4_header_checksum_verified)
+{
+	uint8_t f[64] = {0};
+	struct pkt p;
+	/* Ethernet, IPv4 (20), TCP (20) with a good header checksum */
+	f[12] = 0x08;
+	f[14] = 0x45;
+	f[16 + 1] = 40;
+	f[14 + 8] = 64;
+	f[14 + 9] = 6;
+	memcpy(f + 26, "\xc6\x12\x00\x01\xc6\x12\x00\x02", 8);
+	f[34 + 12] = 0x50;
+	f[34 + 13] = 0x10;
+	cr_assert_eq(pkt_parse(&p, f, 54), PKT_TCP);
+	pkt_ip_csum(&p);
+	cr_assert(pkt_ip_csum_ok(&p));
+	f[14 + 8] = 63; /* TTL changed on the way, checksum not */
+	cr_assert(!pkt_ip_csum_ok(&p));
+}
+
 Test(pkt, flow_hash_is_symmetric)
 {
 	uint8_t a[512], b[512], c[512];
