@@ -6,7 +6,8 @@
  * The input decides the frame format (IPv4/IPv6, VLAN tags, timestamps, MSS,
  * a server that sends each reply in its own segment, what the port says of
  * checksums), the session (groups of pipelined commands drawn from a
- * vocabulary of MAIL, RCPT of valid, refused and unmanaged recipients, RSET,
+ * vocabulary of MAIL, RCPT of valid, refused and unmanaged recipients (the
+ * refused ones also in the odd spellings a server accepts), RSET,
  * NOOP, a DATA with a body of awkward lines), how each group is cut into
  * segments, the order those segments are sent in (reordering), which are
  * sent twice, spoofed RSTs far outside the window (which TCP ignores), and,
@@ -95,6 +96,12 @@ static const struct vocab vocab[] = {
 	{"RCPT TO:<no@closed.test>\r\n", "", R550("no@closed.test"), K_REF},
 	{"RCPT TO:<ok@closed.test>\r\n", "RCPT TO:<ok@closed.test>\r\n", OK_RCPT, K_FWD},
 	{"RCPT TO:<new@elsewhere.test>\r\n", "RCPT TO:<new@elsewhere.test>\r\n", OK_RCPT, K_FWD},
+	/* spellings Postfix's smtpd accepts (any whitespace, leading spaces,
+	 * case): refused all the same */
+	{"RCPT\tTO:<bad1@example.com>\r\n", "", R550("bad1@example.com"), K_REF},
+	{" RCPT TO:<bad2@example.com>\r\n", "", R550("bad2@example.com"), K_REF},
+	{"rcpt to:\t<no@closed.test>\r\n", "", R550("no@closed.test"), K_REF},
+	{"RCPT TO:<bad1@example.com>\t\r\n", "", R550("bad1@example.com"), K_REF},
 	{"RSET\r\n", "RSET\r\n", "250 2.0.0 Ok\r\n", K_RESET},
 	{"NOOP\r\n", "NOOP\r\n", "502 5.5.2 Error: command not recognized\r\n", K_OTHER},
 };
