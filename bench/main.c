@@ -28,6 +28,9 @@ static const struct subcmd subcmds[] = {
 #ifdef BENCH_HAVE_SMTPLOAD
 	{"smtpload", bench_smtpload, "SMTP load generator (sessions x pipelined RCPTs)"},
 #endif
+#ifdef BENCH_HAVE_LIST
+	{"list", bench_list, "closed list of N addresses: load/s, reload time, bytes/address"},
+#endif
 #ifdef BENCH_HAVE_PEER
 	{"peer", bench_peer, "RCPT answers/s: rcptgate inline vs a Postfix front line"},
 #endif

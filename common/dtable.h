@@ -34,6 +34,9 @@ enum dtable_flags {
 	DT_F_CASE_SENSITIVE = 1u << 3,	/* local parts compared as written */
 	DT_F_FAILOPEN = 1u << 4,	/* destination unverifiable or breaker open:
 					 * misses always pass */
+	DT_F_LIST_PARTIAL = 1u << 5,	/* closed list not published whole (table
+					 * at its maximum, file unreadable): a miss
+					 * is unknown, not invalid, and passes */
 };
 
 struct dtable_ent {

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "rtable.h"
 
@@ -79,9 +80,12 @@ static inline void cpu_relax(void)
 enum { B_MISS = 0, B_HIT = 1, B_BUSY = -1 };
 
 /* One consistent read of a bucket (R1-R3): B_HIT with *word, or B_MISS with
- * *ovf, or B_BUSY when the writer kept it busy for every retry. */
-static inline int bucket_read(const struct rtable_bucket *b, struct ikey k, uint64_t *word,
-			      uint16_t *ovf, uint64_t *retries)
+ * *ovf and, in *homed, how many of its keys have their home at `home`; or
+ * B_BUSY when the writer kept it busy for every retry.  *seq is the even
+ * sequence the read was consistent with. */
+static inline int bucket_read(const struct rtable_bucket *b, struct ikey k, uint32_t home,
+			      uint32_t log2, uint64_t *word, uint16_t *ovf, unsigned *homed,
+			      uint32_t *seq, uint64_t *retries)
 {
 	for (unsigned t = 0; t < RTABLE_READ_RETRIES; t++) {
 		uint32_t s1 = __atomic_load_n(&b->seq, __ATOMIC_ACQUIRE); /* R1 */
@@ -92,14 +96,18 @@ static inline int bucket_read(const struct rtable_bucket *b, struct ikey k, uint
 		}
 		int hit = B_MISS;
 		uint64_t w = 0;
+		unsigned nh = 0;
 		for (unsigned i = 0; i < RTABLE_SLOTS; i++) { /* R2 */
 			uint64_t tag = __atomic_load_n(&b->slot[i].tag, __ATOMIC_RELAXED);
 			uint64_t wd = __atomic_load_n(&b->slot[i].word, __ATOMIC_RELAXED);
-			if (tag == k.tag && (wd >> CHK_SHIFT) == k.chk && word_verdict(wd)) {
+			if (!word_verdict(wd))
+				continue;
+			if (tag == k.tag && (wd >> CHK_SHIFT) == k.chk) {
 				w = wd;
 				hit = B_HIT;
 				break;
 			}
+			nh += home_of(tag, log2) == home;
 		}
 		uint16_t o = __atomic_load_n(&b->ovf, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE); /* R3 */
@@ -109,6 +117,8 @@ static inline int bucket_read(const struct rtable_bucket *b, struct ikey k, uint
 		}
 		*word = w;
 		*ovf = o;
+		*homed = nh;
+		*seq = s1;
 		return hit;
 	}
 	return B_BUSY;
@@ -147,26 +157,39 @@ static inline bool lookup_in(struct rtable_reader *r, const struct rtable_bucket
 	uint32_t mask = (1u << log2) - 1;
 	uint32_t idx = home_of(k.tag, log2);
 	uint64_t w;
-	uint16_t ovf;
-	int rc = bucket_read(&slab[idx], k, &w, &ovf, &r->retries);
-	if (rc == B_HIT)
-		goto hit;
-	if (rc == B_BUSY) {
-		r->gave_up++;
-		return false;
-	}
-	if (!ovf)
-		return false;
-	for (uint32_t i = 1; i <= h->rtable_max_probe; i++) {
-		uint16_t o2;
-		rc = bucket_read(&slab[(idx + i) & mask], k, &w, &o2, &r->retries);
+	uint16_t ovf, o2;
+	unsigned homed;
+	uint32_t hs, s2;
+	for (unsigned t = 0; t < RTABLE_READ_RETRIES; t++) {
+		int rc = bucket_read(&slab[idx], k, idx, log2, &w, &ovf, &homed, &hs, &r->retries);
 		if (rc == B_HIT)
 			goto hit;
-		if (rc == B_BUSY) {
-			r->gave_up++;
+		if (rc == B_BUSY)
+			break;
+		if (!ovf)
 			return false;
+		/* walk on until every key homed here that lives further on was
+		 * seen (R4), or to the end of the window */
+		unsigned seen = 0;
+		uint32_t i;
+		for (i = 1; i <= h->rtable_max_probe && seen < ovf; i++) {
+			rc = bucket_read(&slab[(idx + i) & mask], k, idx, log2, &w, &o2, &homed, &s2,
+					 &r->retries);
+			if (rc == B_HIT)
+				goto hit;
+			if (rc == B_BUSY)
+				goto busy;
+			seen += homed;
 		}
+		if (i > h->rtable_max_probe)
+			return false;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE); /* R4 */
+		if (__atomic_load_n(&slab[idx].seq, __ATOMIC_RELAXED) == hs)
+			return false;
+		r->retries++;
 	}
+busy:
+	r->gave_up++;
 	return false;
 hit:
 	word_decode(w, h->epoch_s, out);
@@ -234,24 +257,29 @@ static inline void ovf_store(struct rtable_bucket *b, int delta)
 	__atomic_store_n(&b->ovf, (uint16_t)(b->ovf + delta), __ATOMIC_RELAXED); /* W2 */
 }
 
-/* Where a key sits in a slab: bucket offset from home and slot, or -1. */
+/* Where a key sits in a slab: bucket offset from home and slot, or -1.
+ * Stops once every key homed here that lives further on was seen. */
 static int slab_find(struct rtable_bucket *slab, uint32_t log2, uint32_t max_probe,
 		     struct ikey k, uint32_t *bidx, unsigned *slot)
 {
 	uint32_t mask = (1u << log2) - 1;
 	uint32_t home = home_of(k.tag, log2);
-	uint32_t span = slab[home].ovf ? max_probe : 0;
-	for (uint32_t i = 0; i <= span; i++) {
+	uint32_t ovf = slab[home].ovf, seen = 0;
+	for (uint32_t i = 0; i <= max_probe; i++) {
 		struct rtable_bucket *b = &slab[(home + i) & mask];
 		for (unsigned j = 0; j < RTABLE_SLOTS; j++) {
 			uint64_t wd = b->slot[j].word;
-			if (b->slot[j].tag == k.tag && (wd >> CHK_SHIFT) == k.chk &&
-			    word_verdict(wd)) {
+			if (!word_verdict(wd))
+				continue;
+			if (b->slot[j].tag == k.tag && (wd >> CHK_SHIFT) == k.chk) {
 				*bidx = (home + i) & mask;
 				*slot = j;
 				return (int)i;
 			}
+			seen += i && home_of(b->slot[j].tag, log2) == home;
 		}
+		if (seen >= ovf)
+			break;
 	}
 	return -1;
 }
@@ -278,15 +306,16 @@ static int slab_put(struct rtable_writer *w, unsigned s, struct ikey k, uint64_t
 		for (j = 0; j < RTABLE_SLOTS; j++) {
 			if (word_verdict(b->slot[j].word))
 				continue;
-			write_begin(b);
-			slot_store(&b->slot[j], k.tag, word);
-			write_end(b);
 			if (i) {
-				/* visible only once ovf says to look past home */
+				/* ovf first: a reader that sees the slot below
+				 * then sees home's seq moved (R4) */
 				write_begin(&slab[home]);
 				ovf_store(&slab[home], +1);
 				write_end(&slab[home]);
 			}
+			write_begin(b);
+			slot_store(&b->slot[j], k.tag, word);
+			write_end(b);
 			w->count[s]++;
 			w->slab_clean[s] = 0;
 			return 1;
@@ -363,6 +392,7 @@ static int start_migration(struct rtable_writer *w, uint32_t log2)
 	w->hdr->rtable_log2[t] = log2;
 	w->target_log2 = log2;
 	w->migrate_pos = 0;
+	w->migrate_bad = 0;
 	w->migrating = 1;
 	return 0;
 }
@@ -373,20 +403,141 @@ static void publish(struct rtable_writer *w)
 	__atomic_store_n(&w->hdr->rtable_gen, gen, __ATOMIC_RELEASE); /* G2 */
 	__atomic_store_n(&w->hdr->rtable_count, w->count[gen & 1], __ATOMIC_RELAXED);
 	w->migrating = 0;
+	w->grow_blocked = 0;
 	w->reclaim_pending = 1;
 	w->reclaim_gen = gen;
 }
 
-/* Grow when over 2/3 full, or (force) when a key's probe window is full. */
-static void maybe_grow(struct rtable_writer *w, bool force)
+/* G4: has every live reader passed a quiescent point since reclaim_gen? */
+static bool readers_quiescent(struct rtable_writer *w)
+{
+	for (uint32_t i = 0; i < w->hdr->max_lcores; i++) {
+		const struct shm_lcore *lc = shm_lcore_at(w->map, i);
+		if (!__atomic_load_n(&lc->online, __ATOMIC_ACQUIRE))
+			continue;
+		if (__atomic_load_n(&lc->qsbr_gen, __ATOMIC_ACQUIRE) >= w->reclaim_gen)
+			continue;
+		/* a reader whose process is gone holds nothing */
+		if (lc->pid && kill((pid_t)lc->pid, 0) != 0 && errno == ESRCH)
+			continue;
+		return false;
+	}
+	return true;
+}
+
+/* Reclaim the old slab if every reader has moved on (G4).  true when done. */
+static bool try_reclaim(struct rtable_writer *w)
+{
+	if (!w->reclaim_pending)
+		return true;
+	if (!readers_quiescent(w))
+		return false;
+	w->reclaim_pending = 0;
+	slab_clear(w, live_slab(w) ^ 1u);
+	return true;
+}
+
+/* Copy up to budget buckets of the live slab into the target (G1); publish
+ * the target once every bucket is copied (G2).  A key the target cannot place
+ * (its window full even at twice the size) makes the migration start over one
+ * size up, or give up at the maximum: the live slab still holds everything,
+ * so nothing is lost either way. */
+static void migrate_step(struct rtable_writer *w, uint32_t budget)
+{
+	unsigned s = live_slab(w), t = s ^ 1u;
+	uint32_t n = 1u << w->hdr->rtable_log2[s];
+	const struct rtable_bucket *slab = slab_rw(w, s);
+	while (budget-- && w->migrate_pos < n && !w->migrate_bad) {
+		const struct rtable_bucket *b = &slab[w->migrate_pos++];
+		for (unsigned j = 0; j < RTABLE_SLOTS; j++) {
+			uint64_t wd = b->slot[j].word;
+			if (!word_verdict(wd))
+				continue;
+			struct ikey k = {b->slot[j].tag, wd >> CHK_SHIFT};
+			/* the live slab is always current, so an upsert is right (G1) */
+			if (slab_put(w, t, k, wd) < 0)
+				w->migrate_bad = 1;
+			w->st.migrated++;
+		}
+	}
+	if (w->migrate_bad) {
+		w->migrating = 0;
+		w->st.migrate_restarts++;
+		if (w->target_log2 < w->hdr->rtable_max_log2)
+			start_migration(w, w->target_log2 + 1);
+		else
+			w->grow_blocked = 1; /* the maximum: the live slab is all there is */
+		return;
+	}
+	if (w->migrate_pos == n)
+		publish(w);
+}
+
+/* Grow when over 2/3 full: reclaims first if it can (never waits). */
+static void maybe_grow(struct rtable_writer *w)
 {
 	unsigned s = live_slab(w);
 	uint32_t log2 = w->hdr->rtable_log2[s];
 	uint64_t cap = (uint64_t)RTABLE_SLOTS << log2;
-	if (log2 >= w->hdr->rtable_max_log2 || (!force && w->count[s] * 3 <= cap * 2))
+	if (w->migrating || w->grow_blocked || log2 >= w->hdr->rtable_max_log2 ||
+	    w->count[s] * 3 <= cap * 2)
+		return;
+	if (!try_reclaim(w))
 		return;
 	if (start_migration(w, log2 + 1) == 0)
 		w->st.grows++;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A put met a full window in the live slab: make room there, the writer
+ * doing whatever work that takes (G5).  0 when the put may be tried again,
+ * -ENOSPC at the maximum size, -EAGAIN when a reader held the old slab past
+ * RTABLE_RECLAIM_WAIT_MS. */
+static int make_room(struct rtable_writer *w)
+{
+	if (w->migrating) {
+		/* finish the growth under way now: the key lands in the new slab */
+		w->st.sync_migrations++;
+		while (w->migrating)
+			migrate_step(w, UINT32_MAX);
+		return 0;
+	}
+	unsigned s = live_slab(w);
+	uint32_t log2 = w->hdr->rtable_log2[s];
+	if (log2 >= w->hdr->rtable_max_log2 || w->grow_blocked)
+		return -ENOSPC;
+	if (!try_reclaim(w)) {
+		uint64_t now = mono_ns();
+		if (w->stalled_ns && now - w->stalled_ns < RTABLE_STALL_BACKOFF_MS * 1000000ull) {
+			/* a reader just held the old slab past the wait: a bulk
+			 * load must not wait again for every key */
+			w->st.stalls++;
+			return -EAGAIN;
+		}
+		/* readers pass a quiescent point every burst: wait for them */
+		w->st.reclaim_sync_waits++;
+		uint64_t deadline = now + RTABLE_RECLAIM_WAIT_MS * 1000000ull;
+		struct timespec nap = {0, 50000};
+		while (!try_reclaim(w)) {
+			if (mono_ns() > deadline) {
+				w->st.stalls++;
+				w->stalled_ns = mono_ns();
+				return -EAGAIN;
+			}
+			nanosleep(&nap, NULL);
+		}
+	}
+	w->stalled_ns = 0;
+	if (start_migration(w, log2 + 1))
+		return -EAGAIN; /* not reached: neither migrating nor reclaiming */
+	w->st.grows++;
+	return 0;
 }
 
 int rtable_put(struct rtable_writer *w, const struct rg_key128 *key,
@@ -396,27 +547,36 @@ int rtable_put(struct rtable_writer *w, const struct rg_key128 *key,
 		return -EINVAL;
 	struct ikey k = ikey_of(key);
 	uint64_t word = word_make(k.chk, val, w->hdr->epoch_s);
-	unsigned s = live_slab(w);
-	int rc = slab_put(w, s, k, word);
-	if (rc == -ENOSPC && !w->migrating)
-		maybe_grow(w, true);
-	if (w->migrating) {
-		/* every update goes to both slabs while the new one fills (G1) */
-		int rc2 = slab_put(w, s ^ 1u, k, word);
-		if (rc == -ENOSPC)
-			rc = rc2;
+	unsigned s;
+	int rc;
+	/* G5: return only once the key is in the slab readers see */
+	for (;;) {
+		s = live_slab(w);
+		rc = slab_put(w, s, k, word);
+		if (rc >= 0)
+			break;
+		int r = make_room(w);
+		if (r < 0) {
+			if (r == -ENOSPC)
+				w->st.full++;
+			return r;
+		}
 	}
-	if (rc < 0) {
-		w->st.full++;
-		return rc;
+	if (w->migrating) {
+		/* every update goes to both slabs while the new one fills (G1); a
+		 * target that cannot place it restarts the migration one size up */
+		if (slab_put(w, s ^ 1u, k, word) < 0)
+			w->migrate_bad = 1;
+		/* and each put carries a share of the copying, so growth keeps up
+		 * with any insertion rate */
+		migrate_step(w, RTABLE_PUT_MIGRATE);
 	}
 	if (rc == 1)
 		w->st.inserts++;
 	else
 		w->st.updates++;
-	__atomic_store_n(&w->hdr->rtable_count, w->count[s], __ATOMIC_RELAXED);
-	if (!w->migrating)
-		maybe_grow(w, false);
+	__atomic_store_n(&w->hdr->rtable_count, w->count[live_slab(w)], __ATOMIC_RELAXED);
+	maybe_grow(w);
 	return 0;
 }
 
@@ -457,56 +617,19 @@ uint64_t rtable_count(const struct rtable_writer *w)
 	return w->count[live_slab(w)];
 }
 
-/* G4: has every live reader passed a quiescent point since reclaim_gen? */
-static bool readers_quiescent(struct rtable_writer *w, uint64_t now_mono_ns)
-{
-	(void)now_mono_ns;
-	for (uint32_t i = 0; i < w->hdr->max_lcores; i++) {
-		const struct shm_lcore *lc = shm_lcore_at(w->map, i);
-		if (!__atomic_load_n(&lc->online, __ATOMIC_ACQUIRE))
-			continue;
-		if (__atomic_load_n(&lc->qsbr_gen, __ATOMIC_ACQUIRE) >= w->reclaim_gen)
-			continue;
-		/* a reader whose process is gone holds nothing */
-		if (lc->pid && kill((pid_t)lc->pid, 0) != 0 && errno == ESRCH)
-			continue;
-		return false;
-	}
-	return true;
-}
-
 bool rtable_maintain(struct rtable_writer *w, uint32_t budget, uint64_t now_mono_ns)
 {
+	(void)now_mono_ns;
 	if (w->reclaim_pending) {
-		if (!readers_quiescent(w, now_mono_ns)) {
+		if (!try_reclaim(w)) {
 			w->st.reclaim_waits++;
 			return true;
 		}
-		w->reclaim_pending = 0;
-		slab_clear(w, live_slab(w) ^ 1u);
-		maybe_grow(w, false);
+		maybe_grow(w);
 	}
 	if (!w->migrating)
 		return false;
-	unsigned s = live_slab(w), t = s ^ 1u;
-	uint32_t n = 1u << w->hdr->rtable_log2[s];
-	const struct rtable_bucket *slab = slab_rw(w, s);
-	while (budget-- && w->migrate_pos < n) {
-		const struct rtable_bucket *b = &slab[w->migrate_pos++];
-		for (unsigned j = 0; j < RTABLE_SLOTS; j++) {
-			uint64_t wd = b->slot[j].word;
-			if (!word_verdict(wd))
-				continue;
-			struct ikey k = {b->slot[j].tag, wd >> CHK_SHIFT};
-			/* the live slab is always current, so an upsert is right (G1) */
-			if (slab_put(w, t, k, wd) < 0)
-				w->st.full++;
-			w->st.migrated++;
-		}
-	}
-	if (w->migrate_pos < n)
-		return true;
-	publish(w);
+	migrate_step(w, budget);
 	return true;
 }
 
@@ -557,6 +680,8 @@ int rtable_grow_to(struct rtable_writer *w, uint32_t log2)
 			rtable_maintain(w, UINT32_MAX, 0);
 		if (log2 <= w->hdr->rtable_log2[live_slab(w)])
 			return 0;
+		if (w->grow_blocked)
+			return -ENOSPC;
 		rtable_maintain(w, 0, 0);
 		if (w->reclaim_pending)
 			return -EAGAIN; /* a reader still holds the other slab */

@@ -23,14 +23,23 @@
  *   R3  reader: acquire fence, then s2 = seq (relaxed load); s1 != s2 -> retry.
  *       The fence orders R2 before R3, so a reader that saw any W2 store also
  *       sees W1's odd seq or W3's new seq, and retries: no torn slot is used.
+ *   R4  past the home bucket a reader stops once it has seen `ovf` keys homed
+ *       there (or at the end of the window); having stopped early it issues
+ *       an acquire fence and re-reads home's seq: changed -> retry.  The
+ *       writer bumps home's ovf (its own W1-W3) before storing a displaced
+ *       slot and clears a displaced slot before lowering ovf, so a reader
+ *       that saw a key inserted after its ovf read has synchronised with
+ *       that insert's W3, sees home's seq moved, and cannot have counted it
+ *       in place of the key it looks for.
  *   Readers retry at most RTABLE_READ_RETRIES times, then report a miss
  *   (counted): the packet path never spins behind the writer, and a miss only
- *   forwards.  The writer never waits for a reader.
+ *   forwards.  The writer waits for readers only as G5 says, bounded.
  *
  * Growth and rebuild (two slabs, quiescent-state based reclamation):
  *   G1  the writer fills the inactive slab (2x buckets for growth, same size
- *       for a flush/rebuild) bucket by bucket in rtable_maintain() steps while
- *       applying every update to both slabs, so nothing is lost meanwhile.
+ *       for a flush/rebuild) bucket by bucket, in rtable_maintain() steps and
+ *       RTABLE_PUT_MIGRATE buckets per put, while applying every update to
+ *       both slabs, so nothing is lost meanwhile.
  *   G2  it then publishes the new slab: store-release of hdr.rtable_gen
  *       (gen+1; slab = gen & 1) after the slab's log2 is stored.
  *   G3  readers load-acquire rtable_gen at every lookup, and at each quiescent
@@ -38,6 +47,18 @@
  *   G4  the old slab is reused only after every online reader has published
  *       qsbr_gen >= the new gen, or is dead (pid gone) or offline.  Until then
  *       the writer keeps applying updates to the new slab only and defers.
+ *   G5  a put returns 0 only once its key is in the live slab, so a reader
+ *       that learnt the put returned (through any release/acquire pair) loads
+ *       that generation or a later one at G3, and finds the key.  A put that meets a full probe
+ *       window in the live slab makes room first, in the writer: it finishes
+ *       a migration under way synchronously and publishes it (G2), or waits
+ *       for the readers' quiescent points (G4; readers never wait, and the
+ *       writer gives up with -EAGAIN after RTABLE_RECLAIM_WAIT_MS so a
+ *       stopped reader cannot hang it; for RTABLE_STALL_BACKOFF_MS after
+ *       that, such puts fail at once) and starts growth, then tries again.
+ *       While a migration runs each put also copies RTABLE_PUT_MIGRATE
+ *       buckets, so growth keeps up with any insertion rate.  Only at
+ *       rtable_max_log2 does a put fail with -ENOSPC (counted in `full`).
  */
 #ifndef RG_RTABLE_H
 #define RG_RTABLE_H
@@ -51,7 +72,12 @@
 
 #define RTABLE_SLOTS 3u
 #define RTABLE_READ_RETRIES 64u
-#define RTABLE_DEF_MAX_PROBE 8u
+#define RTABLE_DEF_MAX_PROBE 64u	/* readers stop early (R4): a wide window
+					 * costs only keys that overflow */
+#define RTABLE_PUT_MIGRATE 16u	/* buckets copied per put while growing */
+#define RTABLE_RECLAIM_WAIT_MS 1000u	/* longest a put waits for readers (G5) */
+#define RTABLE_STALL_BACKOFF_MS 10000u	/* after such a wait ran out, puts that
+					 * need the old slab fail at once */
 
 enum rtable_verdict {
 	RT_NONE = 0,	/* empty slot / not found */
@@ -143,6 +169,10 @@ struct rtable_writer_stats {
 	uint64_t full;		/* puts refused: probe limit at maximum size */
 	uint64_t grows, rebuilds, migrated;
 	uint64_t reclaim_waits;	/* maintain() calls that deferred reclamation */
+	uint64_t sync_migrations;	/* puts that finished a migration (G5) */
+	uint64_t reclaim_sync_waits;	/* puts that waited for readers (G5) */
+	uint64_t stalls;	/* puts given up: a reader held the old slab */
+	uint64_t migrate_restarts;	/* migrations restarted one size up */
 };
 
 struct rtable_writer {
@@ -152,6 +182,9 @@ struct rtable_writer {
 	int migrating;		/* 1 while filling the inactive slab */
 	uint32_t migrate_pos;	/* next bucket of the live slab to copy */
 	uint32_t target_log2;
+	int migrate_bad;	/* the target could not place a key: restart */
+	int grow_blocked;	/* no larger slab can place every key */
+	uint64_t stalled_ns;	/* CLOCK_MONOTONIC of the last wait that ran out */
 	/* reclamation (G4) */
 	int reclaim_pending;	/* old slab still possibly read */
 	uint64_t reclaim_gen;	/* generation readers must reach */
@@ -164,9 +197,11 @@ struct rtable_writer {
 /* Attach the writer to a map created by shm_create()/shm_open_writer(). */
 void rtable_writer_init(struct rtable_writer *w, struct shm_map *m);
 
-/* Insert or update. 0, or -ENOSPC when the table is at its maximum size and
- * the key's probe window is full. A put that finds the table over 2/3 full
- * starts growth (continued by rtable_maintain()). */
+/* Insert or update.  0 once the key is visible to readers (G5); -ENOSPC
+ * when the table is at its maximum size and the key's probe window is full;
+ * -EAGAIN when growth was needed but a reader held the old slab for
+ * RTABLE_RECLAIM_WAIT_MS (counted in `stalls`).  A put that finds the table
+ * over 2/3 full starts growth, continued by later puts and rtable_maintain(). */
 int rtable_put(struct rtable_writer *w, const struct rg_key128 *key,
 	       const struct rtable_val *val);
 

@@ -115,6 +115,8 @@ static const struct config_key config_keys[] = {
 	 "log lines per second per kind before summarising"},
 	{"log_callouts", SC_GLOBAL, KT_BOOL, G(log_callouts), "yes", 0, 0,
 	 "log one line per callout result"},
+	{"list_retry", SC_GLOBAL, KT_SECS, G(list_retry_s), "60s", 1, DAY,
+	 "a closed list not published whole is published again this often"},
 	/* housekeeping */
 	{"queue_max", SC_GLOBAL, KT_U32, G(queue_max), "200000", 16, 100000000,
 	 "addresses waiting for a callout, all domains"},
@@ -132,7 +134,9 @@ static const struct config_key config_keys[] = {
 	 "port for hosts found by MX lookup"},
 	{"mode", SC_BOTH, KT_MODE, D(mode), "callout", 0, 0, "callout | list | both"},
 	{"list", SC_BOTH, KT_STR, D(list), "", 0, 0,
-	 "file of valid recipients, one per line"},
+	 "file of valid recipients: one address per line, or Postfix map lines"},
+	{"list_command", SC_DOMAIN, KT_STR, D(list_command), "", 0, 0,
+	 "command (/bin/sh -c) whose output is the list, instead of a file"},
 	{"miss_policy", SC_BOTH, KT_MISS, D(miss_policy), "pass", 0, 0,
 	 "unknown recipient while verifying: pass | defer"},
 	{"case_sensitive", SC_BOTH, KT_BOOL, D(case_sensitive), "no", 0, 0,
@@ -639,6 +643,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	if (p->in_global) {
 		if (k->scope == SC_GLOBAL)
 			return key_set(p, k, p->cfg, v);
+		if (k->scope == SC_DOMAIN)
+			return fail(p, "key '%s' belongs in a [domain ...] section", name);
 		size_t idx = (size_t)(k - config_keys);
 		p->cfg->defaults.set_mask[idx / 64] |= 1ull << (idx % 64);
 		return key_set(p, k, &p->cfg->defaults, v);
@@ -709,9 +715,14 @@ static int validate(struct config *c, char *err, size_t errlen)
 				 dom->name);
 			return -EINVAL;
 		}
-		if (dom->mode != DT_MODE_CALLOUT && !dom->list[0]) {
-			snprintf(err, errlen, "%s: [domain %s]: mode %s needs a list file", f, dom->name,
-				 dom->mode == DT_MODE_LIST ? "list" : "both");
+		if (dom->mode != DT_MODE_CALLOUT && !dom->list[0] && !dom->list_command[0]) {
+			snprintf(err, errlen, "%s: [domain %s]: mode %s needs a list file or list_command",
+				 f, dom->name, dom->mode == DT_MODE_LIST ? "list" : "both");
+			return -EINVAL;
+		}
+		if (dom->list[0] && dom->list_command[0]) {
+			snprintf(err, errlen, "%s: [domain %s]: list and list_command are exclusive", f,
+				 dom->name);
 			return -EINVAL;
 		}
 		if (dom->list[0] && access(dom->list, R_OK)) {
@@ -841,6 +852,6 @@ void config_print_defaults(void *file)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		fprintf(f, "%-22s %-8s %-30s %s\n", k->name,
-			k->scope == SC_GLOBAL ? "global" : "both", k->def[0] ? k->def : "\"\"", k->help);
+			k->scope == SC_GLOBAL ? "global" : k->scope == SC_DOMAIN ? "domain" : "both", k->def[0] ? k->def : "\"\"", k->help);
 	}
 }

@@ -24,6 +24,7 @@
 #define CONFIG_MAX_CODES 8u	/* invalid_codes entries */
 #define CONFIG_PATH_MAX 256u
 #define CONFIG_HOST_MAX 256u
+#define CONFIG_CMD_MAX 1024u
 
 struct config_dest {
 	char host[CONFIG_HOST_MAX];	/* name or address literal (no brackets) */
@@ -41,6 +42,7 @@ struct config_dom {
 	uint8_t miss_policy;		/* enum dtable_miss */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
+	char list_command[CONFIG_CMD_MAX]; /* /bin/sh command printing the list, "" = none */
 	char mail_from[RG_ADDR_MAX + 1];/* probe sender, "" = the null path <> */
 	char helo_name[CONFIG_HOST_MAX];
 	uint32_t harvest_threshold;	/* published in the domain table; 0 = global */
@@ -120,6 +122,7 @@ struct config {
 	bool log_callouts;		/* one line per callout result */
 
 	/* housekeeping */
+	uint32_t list_retry_s;		/* a list not published whole is tried again */
 	uint32_t queue_max;		/* pending addresses, all domains */
 	uint32_t dns_timeout_ms;
 	char dns_server[64];		/* "IPv4[:port]" for MX queries; "" = resolv.conf */

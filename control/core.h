@@ -86,6 +86,8 @@ struct core_status {
 	uint64_t table_entries;		/* live entries in the recipient table */
 	uint64_t table_gen;
 	uint32_t domains;		/* configured domains */
+	uint64_t list_addresses;	/* addresses in static lists */
+	uint32_t lists_partial;		/* closed lists not published whole */
 	uint32_t dp_lcores_online;	/* data-plane lcores marked online */
 	uint64_t dp_heartbeat_age_ms;	/* youngest lcore heartbeat; UINT64_MAX if none */
 	char store_path[256];
@@ -203,6 +205,8 @@ struct core_domain_info {
 	uint64_t breaker_until_s;	/* breaker open until (realtime), 0 = closed */
 	uint32_t consecutive_failures;
 	uint32_t list_entries;		/* addresses from the static list */
+	bool list_partial;		/* DT_F_LIST_PARTIAL published: misses pass */
+	uint64_t list_unpublished;	/* listed addresses the table refused */
 	uint32_t pending;		/* queued addresses */
 	uint32_t sessions_open;
 	/* counters since start */

@@ -356,6 +356,8 @@ static int v_status(struct ctl_conn *c, const struct ctlproto_req *r, char *err,
 	jb_u64(j, "table_entries", s.table_entries);
 	jb_u64(j, "table_gen", s.table_gen);
 	jb_u64(j, "domains", s.domains);
+	jb_u64(j, "list_addresses", s.list_addresses);
+	jb_u64(j, "lists_partial", s.lists_partial);
 	jb_u64(j, "dp_lcores_online", s.dp_lcores_online);
 	jb_key(j, "dp_heartbeat_age_ms");
 	if (s.dp_heartbeat_age_ms == UINT64_MAX)
@@ -522,6 +524,8 @@ static int put_domain(const struct core_domain_info *d, void *arg)
 	jb_u64(j, "breaker_until", d->breaker_until_s);
 	jb_u64(j, "consecutive_failures", d->consecutive_failures);
 	jb_u64(j, "list_entries", d->list_entries);
+	jb_bool(j, "list_partial", d->list_partial);
+	jb_u64(j, "list_unpublished", d->list_unpublished);
 	jb_u64(j, "pending", d->pending);
 	jb_u64(j, "sessions_open", d->sessions_open);
 	jb_open(j, "counters", '{');

@@ -15,6 +15,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
+#include "list.h"
 #include "ctl.h"
 #include "policy.h"
 
@@ -71,7 +73,11 @@
 	X(DELS, "dels", "verdicts deleted by hand")                                     \
 	X(FLUSHES, "flushes", "flush requests")                                         \
 	X(RELOADS, "reloads", "successful reloads")                                     \
-	X(RELOAD_ERRORS, "reload_errors", "reloads refused (bad config)")
+	X(RELOAD_ERRORS, "reload_errors", "reloads refused (bad config)")                \
+	X(LIST_LOADS, "list_loads", "static lists read and published")                  \
+	X(LIST_ERRORS, "list_errors", "static lists that could not be read (old list kept)") \
+	X(LIST_PARTIAL, "list_partial", "closed lists found not published whole (misses pass)") \
+	X(LIST_UNPUBLISHED, "list_unpublished", "listed addresses the table could not take")
 
 enum core_stat {
 #define CS_ENUM(id, name, help) CS_##id,
@@ -121,11 +127,14 @@ struct waiter {
 };
 #define WAITER_BUCKETS 1024u
 
-/* a static list of one domain: sorted canonical addresses */
+/* a static list of one domain: its addresses' table keys (list.h) */
 struct dlist {
 	char name[RG_DOMAIN_MAX + 1];
-	char **addr;
-	size_t n;
+	struct list_keys keys;
+	bool partial;		/* not published whole: DT_F_LIST_PARTIAL */
+	bool unread;		/* could not be read and none before: says nothing */
+	uint64_t tried_ms;	/* last publication */
+	uint64_t unpublished;	/* keys the table refused at the last publication */
 };
 
 struct pubq_ent {
@@ -160,6 +169,7 @@ static struct {
 	uint64_t next_waiter_id;
 	struct dlist *lists;
 	size_t nlists;
+	bool lists_flushing;	/* table being emptied: list domains flagged partial */
 	struct pubq_ent *pq;
 	size_t npq, pq_cap;
 	char refresh_cursor[RG_ADDR_MAX + 1];
@@ -561,11 +571,6 @@ static int normalize(const char *in, char *out, char *dom, const struct config_d
 /* ---------------------------------------------------------------------- */
 /* static lists */
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static struct dlist *list_find(const char *dom)
 {
 	for (size_t i = 0; i < dm.nlists; i++)
@@ -577,124 +582,149 @@ static struct dlist *list_find(const char *dom)
 static bool list_has(const char *dom, const char *addr)
 {
 	struct dlist *l = list_find(dom);
-	if (!l || !l->n)
+	if (!l || !l->keys.n)
 		return false;
-	const char *k = addr;
-	return bsearch(&k, l->addr, l->n, sizeof(char *), cmp_str) != NULL;
+	struct rg_key128 k;
+	publish_key(&dm.pub, addr, strlen(addr), &k);
+	return list_contains(&l->keys, &k);
 }
 
 static void list_free(struct dlist *l)
 {
-	for (size_t i = 0; i < l->n; i++)
-		free(l->addr[i]);
-	free(l->addr);
-	l->addr = NULL;
-	l->n = 0;
+	list_keys_free(&l->keys);
 }
 
-#define LIST_MAX_ENTRIES 50000000u
-
-/* Read one list file: addresses of that domain, canonical, sorted, unique. */
-static int list_load(const struct config_dom *d, struct dlist *out)
+/* A listed address is valid, from the list, for ever (the file is the source
+ * of truth: not through the store). */
+static int list_put_key(const struct rg_key128 *k, void *arg)
 {
-	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "%s", d->name);
-	FILE *f = fopen(d->list, "r");
-	if (!f) {
-		int e = errno;
-		log_msg(LOG_ERR, "list %s for %s: %s", d->list, d->name, strerror(e));
-		return -e;
-	}
-	char line[1024];
-	size_t cap = 0, lineno = 0, bad = 0, other = 0;
-	while (fgets(line, sizeof(line), f)) {
-		lineno++;
-		char *s = line;
-		while (*s == ' ' || *s == '\t')
-			s++;
-		size_t n = strcspn(s, "\r\n");
-		while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
-			n--;
-		s[n] = 0;
-		if (!n || *s == '#')
-			continue;
-		char canon[RG_ADDR_MAX + 1], dom[RG_DOMAIN_MAX + 1];
-		int len = addr_normalize(s, n, d->case_sensitive, canon, sizeof(canon) - 1);
-		if (len < 0 || addr_domain(canon, (size_t)len, dom)) {
-			if (bad++ < 5)
-				log_msg(LOG_WARNING, "%s:%zu: bad address '%s'", d->list, lineno, s);
-			continue;
-		}
-		canon[len] = 0;
-		if (strcmp(dom, d->name)) {
-			other++;
-			continue;
-		}
-		if (out->n == LIST_MAX_ENTRIES) {
-			log_msg(LOG_WARNING, "list %s: more than %u addresses; the rest is ignored",
-				d->list, LIST_MAX_ENTRIES);
-			break;
-		}
-		if (out->n == cap) {
-			size_t nc = cap ? cap * 2 : 256;
-			char **na = realloc(out->addr, nc * sizeof(*na));
-			if (!na) {
-				fclose(f);
-				list_free(out);
-				return -ENOMEM;
-			}
-			out->addr = na;
-			cap = nc;
-		}
-		out->addr[out->n] = strdup(canon);
-		if (!out->addr[out->n]) {
-			fclose(f);
-			list_free(out);
-			return -ENOMEM;
-		}
-		out->n++;
-	}
-	fclose(f);
-	qsort(out->addr, out->n, sizeof(char *), cmp_str);
-	size_t w = 0;
-	for (size_t i = 0; i < out->n; i++) {
-		if (w && !strcmp(out->addr[w - 1], out->addr[i])) {
-			free(out->addr[i]);
-			continue;
-		}
-		out->addr[w++] = out->addr[i];
-	}
-	out->n = w;
-	if (bad || other)
-		log_msg(LOG_WARNING, "list %s: %zu bad lines, %zu addresses of other domains skipped",
-			d->list, bad, other);
-	log_msg(LOG_INFO, "list %s: %zu addresses for %s", d->list, out->n, d->name);
+	static const struct rtable_val v = {.verdict = RT_VALID, .source = RT_SRC_LIST};
+	(void)arg;
+	int r = rtable_put(&dm.pub.w, k, &v);
+	if (r)
+		dm.pub.put_errors++;
+	else
+		dm.pub.puts++;
+	return r;
+}
+
+static int list_skip_key(const struct rg_key128 *k, void *arg)
+{
+	(void)k;
+	(void)arg;
 	return 0;
 }
 
-/* Publish a list's entries now (not through the store: the file is the
- * source of truth). */
-static void list_publish(const struct dlist *l)
+/* Keys that left a list: out of the table now; collected (in key order) so
+ * that what the store knows about them can be put back. */
+struct list_gone {
+	struct list_keys keys;
+	size_t cap;
+};
+
+static int list_del_key(const struct rg_key128 *k, void *arg)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (put_retry(l->addr[i], strlen(l->addr[i]), RT_VALID, RT_SRC_LIST, 0, 0))
-			CS(PUBLISH_ERRORS);
+	struct list_gone *gone = arg;
+	if (!rtable_del(&dm.pub.w, k))
+		dm.pub.dels++;
+	if (!gone || !store_count(dm.store))
+		return 0; /* nothing to put back */
+	if (gone->keys.n == gone->cap) {
+		size_t nc = gone->cap ? gone->cap * 2 : 1024;
+		struct rg_key128 *nk = realloc(gone->keys.k, nc * sizeof(*nk));
+		if (!nk)
+			return 0; /* not put back now; the store keeps it for a restart */
+		gone->keys.k = nk;
+		gone->cap = nc;
+	}
+	gone->keys.k[gone->keys.n++] = *k;
+	return 0;
 }
 
-/* An address leaves the table: fall back to what the store knows. */
-static void unpublish_or_restore(const char *addr)
+struct restore_ctx {
+	const struct list_keys *gone;
+	uint64_t restored;
+};
+
+static int restore_fn(const char *addr, size_t len, const struct store_rec *rec, void *arg)
 {
-	size_t len = strlen(addr);
-	struct store_rec rec;
-	if (!store_get(dm.store, addr, len, &rec) && ttl_live(&rec, dm.wall_s))
-		publish_put(&dm.pub, addr, len, rec.verdict, rec.source, rec.flags, rec.expiry);
-	else
-		publish_del(&dm.pub, addr, len);
+	struct restore_ctx *c = arg;
+	struct rg_key128 k;
+	publish_key(&dm.pub, addr, len, &k);
+	if (list_contains(c->gone, &k) && ttl_live(rec, dm.wall_s) &&
+	    !publish_put(&dm.pub, addr, len, rec->verdict, rec->source, rec->flags, rec->expiry))
+		c->restored++;
+	return 0;
 }
 
-/* (Re)load every domain's list; entries gone from a list leave the table. */
+/* Addresses that left a list fall back to what the store knows (a verdict
+ * set by hand, a callout's in mode both). */
+static void list_restore(struct list_gone *g)
+{
+	struct list_keys *gone = &g->keys;
+	if (!gone->n || !store_count(dm.store)) {
+		list_keys_free(gone);
+		return;
+	}
+	list_keys_sort(gone);
+	struct restore_ctx c = {.gone = gone};
+	char cursor[RG_ADDR_MAX + 1] = "", next[RG_ADDR_MAX + 1];
+	for (;;) {
+		next[0] = 0;
+		long n = store_scan(dm.store, cursor, 4096, restore_fn, &c, next);
+		if (n <= 0 || !next[0])
+			break;
+		memcpy(cursor, next, sizeof(cursor));
+	}
+	list_keys_free(gone);
+}
+
+static void list_set_partial(struct dlist *l, bool partial, const char *why)
+{
+	if (partial && !l->partial) {
+		CS(LIST_PARTIAL);
+		log_msg(LOG_ERR, "list of %s not published whole (%s): its unlisted recipients pass "
+			"(the destination decides) until it is", l->name, why);
+	} else if (!partial && l->partial) {
+		log_msg(LOG_NOTICE, "list of %s published whole: unlisted recipients are refused "
+			"again", l->name);
+	}
+	l->partial = partial;
+}
+
+/* Bring the table from `old` (what it holds of this list) to l: only the
+ * difference, or every key when the table may lack some (first load, after
+ * a partial publication or a flush). */
+static void list_apply(struct dlist *l, const struct list_keys *old, bool full)
+{
+	static const struct list_keys none;
+	struct list_gone gone = {0};
+	uint64_t failed;
+	if (full) {
+		list_diff(old, &l->keys, list_skip_key, list_del_key, &gone);
+		failed = list_diff(&none, &l->keys, list_put_key, list_del_key, NULL);
+	} else {
+		failed = list_diff(old, &l->keys, list_put_key, list_del_key, &gone);
+	}
+	list_restore(&gone);
+	l->tried_ms = daemon_now_ms();
+	l->unpublished = failed;
+	dm.st[CS_LIST_UNPUBLISHED] += failed;
+	if (failed) {
+		char why[96];
+		snprintf(why, sizeof(why), "the table refused %llu addresses: raise shm_table_max_log2",
+			 (unsigned long long)failed);
+		list_set_partial(l, true, why);
+	} else {
+		list_set_partial(l, false, NULL);
+	}
+}
+
+/* (Re)load every domain's list; entries gone from a list leave the table,
+ * entries still listed never do. */
 static void lists_reload(const struct config *cfg)
 {
+	static const struct list_keys none;
 	struct dlist *nl = calloc(cfg->ndom ? cfg->ndom : 1, sizeof(*nl));
 	size_t nn = 0;
 	if (!nl) {
@@ -703,40 +733,63 @@ static void lists_reload(const struct config *cfg)
 	}
 	for (unsigned i = 0; i < cfg->ndom; i++) {
 		const struct config_dom *d = &cfg->dom[i];
-		if (!d->list[0])
+		if (!d->list[0] && !d->list_command[0])
 			continue;
-		struct dlist *old = list_find(d->name);
-		if (list_load(d, &nl[nn])) {
-			/* unreadable now: keep the old list rather than open the gate */
+		struct dlist *old = list_find(d->name), *l = &nl[nn++];
+		snprintf(l->name, sizeof(l->name), "%s", d->name);
+		l->partial = old && old->partial;
+		struct list_source src = {.domain = d->name, .file = d->list,
+					  .command = d->list_command,
+					  .case_sensitive = d->case_sensitive};
+		struct list_read_stats st;
+		char err[CONFIG_CMD_MAX + 128];
+		uint64_t t0 = mono_ms();
+		int r = list_read(&src, shm_hdr(&dm.pub.map)->hash_key, &l->keys, &st, err,
+				  sizeof(err));
+		if (r) {
+			CS(LIST_ERRORS);
 			if (old) {
-				nl[nn] = *old;
-				old->addr = NULL;
-				old->n = 0;
+				/* unreadable now: keep the old list rather than open the gate */
+				log_msg(LOG_ERR, "%s; the list of %s stays as it was", err, d->name);
+				l->keys = old->keys;
+				l->unpublished = old->unpublished;
+				l->unread = old->unread;
+				old->keys = none;
 			} else {
-				snprintf(nl[nn].name, sizeof(nl[nn].name), "%s", d->name);
+				log_msg(LOG_ERR, "%s", err);
+				l->unread = true;
+				list_set_partial(l, true, "its list could not be read");
 			}
+			continue;
 		}
-		nn++;
+		uint64_t t1 = mono_ms();
+		list_apply(l, old ? &old->keys : &none, !old || old->partial);
+		CS(LIST_LOADS);
+		log_msg(LOG_INFO, "list %s: %zu addresses for %s (%llu lines, %llu bad, %llu of other "
+			"domains, %llu repeated); read in %llu ms, published in %llu ms",
+			d->list[0] ? d->list : d->list_command, l->keys.n, d->name,
+			(unsigned long long)st.lines, (unsigned long long)st.bad,
+			(unsigned long long)st.other, (unsigned long long)st.dups,
+			(unsigned long long)(t1 - t0), (unsigned long long)(mono_ms() - t1));
 	}
-	/* removals: in an old list, not in the new one */
+	/* domains no longer listed: their entries leave */
 	for (size_t i = 0; i < dm.nlists; i++) {
 		struct dlist *old = &dm.lists[i];
-		struct dlist *now = NULL;
+		bool kept = false;
 		for (size_t j = 0; j < nn; j++)
-			if (!strcmp(nl[j].name, old->name))
-				now = &nl[j];
-		for (size_t k = 0; k < old->n; k++) {
-			const char *a = old->addr[k];
-			if (!now || !bsearch(&a, now->addr, now->n, sizeof(char *), cmp_str))
-				unpublish_or_restore(a);
+			kept |= !strcmp(nl[j].name, old->name);
+		if (!kept && old->keys.n) {
+			struct list_gone gone = {0};
+			list_diff(&old->keys, &none, list_skip_key, list_del_key, &gone);
+			list_restore(&gone);
 		}
 		list_free(old);
 	}
 	free(dm.lists);
 	dm.lists = nl;
 	dm.nlists = nn;
-	for (size_t i = 0; i < nn; i++)
-		list_publish(&nl[i]);
+	/* give back the heap the reading and sorting used */
+	malloc_trim(0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -754,6 +807,9 @@ static void domain_publish(const struct config_dom *c)
 		info.flags |= DT_F_ACCEPT_ALL;
 	if (d && callout_failing_open(d, daemon_now_ms()))
 		info.flags |= DT_F_FAILOPEN;
+	struct dlist *l = list_find(c->name);
+	if (l && (l->partial || dm.lists_flushing))
+		info.flags |= DT_F_LIST_PARTIAL;
 	if (publish_domain(&dm.pub, c->name, &info))
 		log_msg(LOG_ERR, "domain table full: %s not published", c->name);
 }
@@ -1046,6 +1102,18 @@ static void housekeeping(void *arg)
 {
 	(void)arg;
 	log_tick(daemon_now_ms());
+	/* a list the table could not take whole (a data plane holding the old
+	 * table, or the table full) is tried again now and then */
+	for (size_t i = 0; i < dm.nlists; i++) {
+		struct dlist *l = &dm.lists[i];
+		if (!l->partial || l->unread ||
+		    daemon_now_ms() - l->tried_ms < (uint64_t)dm.cfg->list_retry_s * 1000u)
+			continue;
+		list_apply(l, &l->keys, true);
+		const struct config_dom *c = config_domain(dm.cfg, l->name);
+		if (c)
+			domain_publish(c);
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1370,6 +1438,10 @@ int core_status(struct core_status *o)
 	o->table_entries = rtable_count(&dm.pub.w);
 	o->table_gen = __atomic_load_n(&shm_hdr(&dm.pub.map)->rtable_gen, __ATOMIC_ACQUIRE);
 	o->domains = dm.cfg->ndom;
+	for (size_t i = 0; i < dm.nlists; i++) {
+		o->list_addresses += dm.lists[i].keys.n;
+		o->lists_partial += dm.lists[i].partial;
+	}
 	o->dp_heartbeat_age_ms = UINT64_MAX;
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1413,6 +1485,8 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	fn("table", "deletes", ws->deletes, "entries deleted", arg);
 	fn("table", "expired", ws->expired, "entries expired", arg);
 	fn("table", "full", ws->full, "puts refused: table full", arg);
+	fn("table", "stalls", ws->stalls,
+	   "puts refused: a data plane held the old table past the wait", arg);
 	fn("table", "grows", ws->grows, "table growths", arg);
 	fn("table", "store_entries", store_count(dm.store), "verdicts in the LMDB store", arg);
 	uint64_t md, mdrop, ed, edrop;
@@ -1475,7 +1549,8 @@ int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)
 		if (ttl_refresh_due(&rec, daemon_wall_s()))
 			o->stale = true;
 	}
-	if (dc && !o->in_table && !o->in_store && dc->mode == DT_MODE_LIST) {
+	struct dlist *dl = dc ? list_find(o->domain) : NULL;
+	if (dc && !o->in_table && !o->in_store && dc->mode == DT_MODE_LIST && !(dl && dl->unread)) {
 		o->verdict = CORE_V_INVALID; /* closed list: unlisted */
 		o->source = RT_SRC_LIST;
 	}
@@ -1529,13 +1604,14 @@ int core_del(const char *in, char *err, size_t errlen)
 		return len;
 	int rs = store_del(dm.store, addr, (size_t)len);
 	store_commit(dm.store);
-	int rt = publish_del(&dm.pub, addr, (size_t)len);
+	/* a listed address is never out of the table: the list still says so */
+	bool listed = list_has(dom, addr);
+	int rt = listed ? publish_put(&dm.pub, addr, (size_t)len, RT_VALID, RT_SRC_LIST, 0, 0)
+			: publish_del(&dm.pub, addr, (size_t)len);
 	if (rs && rt) {
 		snprintf(err, errlen, "%s: not cached", addr);
 		return -ENOENT;
 	}
-	if (list_has(dom, addr)) /* the list still says so */
-		publish_put(&dm.pub, addr, (size_t)len, RT_VALID, RT_SRC_LIST, 0, 0);
 	CS(DELS);
 	log_msg(LOG_INFO, "deleted <%s> by hand", addr);
 	return 0;
@@ -1575,9 +1651,16 @@ int core_flush(const char *domain, uint64_t *removed, char *err, size_t errlen)
 			snprintf(err, errlen, "store: %s", strerror(-r));
 			return r;
 		}
+		/* the table empties at once: closed lists fail safe (misses
+		 * pass) until they are back in it */
+		static const struct list_keys none;
+		dm.lists_flushing = true;
+		domains_publish(dm.cfg, NULL);
 		rtable_flush(&dm.pub.w);
 		for (size_t i = 0; i < dm.nlists; i++)
-			list_publish(&dm.lists[i]);
+			list_apply(&dm.lists[i], &none, true);
+		dm.lists_flushing = false;
+		domains_publish(dm.cfg, NULL);
 		log_msg(LOG_INFO, "flushed all verdicts (%llu)", (unsigned long long)*removed);
 		return 0;
 	}
@@ -1596,7 +1679,8 @@ int core_flush(const char *domain, uint64_t *removed, char *err, size_t errlen)
 		struct flush_ctx c = {.dom = dom, .dlen = dl, .addr = buf, .cap = 4096};
 		long n = store_scan(dm.store, cursor, 4096, flush_fn, &c, next);
 		for (size_t i = 0; i < c.n; i++)
-			publish_del(&dm.pub, c.addr[i], strlen(c.addr[i]));
+			if (!list_has(dom, c.addr[i])) /* listed ones stay */
+				publish_del(&dm.pub, c.addr[i], strlen(c.addr[i]));
 		if (n <= 0 || !next[0])
 			break;
 		memcpy(cursor, next, sizeof(cursor));
@@ -1609,8 +1693,11 @@ int core_flush(const char *domain, uint64_t *removed, char *err, size_t errlen)
 		return r;
 	}
 	struct dlist *l = list_find(dom);
-	if (l)
-		list_publish(l);
+	if (l) {
+		static const struct list_keys none;
+		list_apply(l, &none, true);
+		domain_publish(config_domain(dm.cfg, dom));
+	}
 	log_msg(LOG_INFO, "flushed %llu verdicts of %s", (unsigned long long)*removed, dom);
 	return 0;
 }
@@ -1675,7 +1762,9 @@ int core_domains_foreach(core_domain_fn fn, void *arg)
 			}
 		}
 		struct dlist *l = list_find(c->name);
-		o.list_entries = l ? (uint32_t)l->n : 0;
+		o.list_entries = l ? (uint32_t)l->keys.n : 0;
+		o.list_partial = l && l->partial;
+		o.list_unpublished = l ? l->unpublished : 0;
 		if (d) {
 			o.accept_all = d->accept_all;
 			o.accept_all_checked_s = d->aa_checked_s;
@@ -1738,6 +1827,12 @@ int core_check_recipient(const char *in, struct core_check *o, core_check_cb cb,
 		return 0;
 	}
 	if (dc->mode == DT_MODE_LIST) {
+		struct dlist *l = list_find(dom);
+		if (l && l->unread) {
+			/* no list to go by: the destination decides */
+			o->failopen = true;
+			return 0;
+		}
 		o->verdict = CORE_V_INVALID;
 		return 0;
 	}

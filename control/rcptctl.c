@@ -184,6 +184,11 @@ static int p_status(json_t *a)
 	       ju(a, "table_gen"));
 	printf("store:         %s, %llu verdicts\n", js(a, "store_path"), ju(a, "store_entries"));
 	printf("domains:       %llu\n", ju(a, "domains"));
+	printf("lists:         %llu addresses", ju(a, "list_addresses"));
+	if (ju(a, "lists_partial"))
+		printf(", %llu NOT PUBLISHED WHOLE (their unlisted recipients pass)",
+		       ju(a, "lists_partial"));
+	printf("\n");
 	if (json_is_integer(hb))
 		printf("data plane:    %llu lcores online, heartbeat %lld ms ago\n",
 		       ju(a, "dp_lcores_online"), (long long)json_integer_value(hb));
@@ -293,14 +298,16 @@ static int p_domains(json_t *a)
 	json_t *list = json_object_get(a, "domains"), *d;
 	size_t i;
 
-	printf("%-32s %-8s %-5s %-10s %-12s %7s %9s %9s %9s %9s  %s\n", "DOMAIN", "MODE", "MISS",
-	       "ACCEPTALL", "HEALTH", "PENDING", "CALLOUTS", "VALID", "INVALID", "TEMPFAIL",
-	       "LAST ERROR");
+	printf("%-32s %-8s %-5s %-10s %-12s %10s %-7s %7s %9s %9s %9s %9s  %s\n", "DOMAIN", "MODE",
+	       "MISS", "ACCEPTALL", "HEALTH", "LISTED", "LIST", "PENDING", "CALLOUTS", "VALID",
+	       "INVALID", "TEMPFAIL", "LAST ERROR");
 	json_array_foreach(list, i, d) {
 		json_t *c = json_object_get(d, "counters");
-		printf("%-32s %-8s %-5s %-10s %-12s %7llu %9llu %9llu %9llu %9llu  %s\n",
+		bool listed = strcmp(js(d, "mode"), "callout") != 0;
+		printf("%-32s %-8s %-5s %-10s %-12s %10llu %-7s %7llu %9llu %9llu %9llu %9llu  %s\n",
 		       js(d, "name"), js(d, "mode"), js(d, "miss_policy"),
-		       jb(d, "accept_all") ? "yes" : "no", js(d, "health"), ju(d, "pending"),
+		       jb(d, "accept_all") ? "yes" : "no", js(d, "health"), ju(d, "list_entries"),
+		       !listed ? "-" : jb(d, "list_partial") ? "PARTIAL" : "whole", ju(d, "pending"),
 		       ju(c, "callouts"), ju(c, "valid"), ju(c, "invalid"), ju(c, "tempfail"),
 		       js(d, "last_error"));
 	}

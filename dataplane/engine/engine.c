@@ -307,10 +307,16 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 		return tcpstate_syn_ack_live(e, f, c2s, fr, &p);
 	if (p.flags & PKT_TH_RST)
 		return tcpstate_rst(e, f, fr, &p, c2s);
-	if (!tcpstate_acceptable(e, f, fr, &p, c2s))
+	switch (tcpstate_acceptable(e, f, fr, &p, c2s)) {
+	case TS_ACCEPT:
+		break;
+	case TS_DROPPED_ANYWAY:
 		/* the receiver discards it: so does the engine's state; with
 		 * offsets in force its numbers would mean other bytes there */
 		return tcpstate_has_offsets(f) ? ENGINE_DROP : ENGINE_FORWARD;
+	default:
+		return ENGINE_DROP;
+	}
 	f->last_ms = e->now_ms;
 	if (c2s && f->state == FS_CLOSING && (f->flags & FLOW_F_HARVEST)) {
 		/* the session was ended by the 421: only its ACKs matter */

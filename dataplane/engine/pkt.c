@@ -201,19 +201,46 @@ uint32_t pkt_flow_hash(const uint8_t *frame, uint16_t len)
 	return h ? h : 1u;
 }
 
+/*
+ * RFC 1071 2(B): the ones'-complement sum does not depend on byte order, so
+ * the words are summed as the CPU loads them (8 bytes at a time, unaligned
+ * loads through memcpy) and the folded 16-bit result is put in network order
+ * once at the end.
+ */
 uint32_t pkt_csum_add(uint32_t sum, const uint8_t *b, size_t len)
 {
-	uint64_t s = sum;
+	uint64_t s = 0;
 	size_t i = 0;
-	for (; i + 4 <= len; i += 4)
-		s += pkt_get32(b + i);
-	for (; i + 2 <= len; i += 2)
-		s += pkt_get16(b + i);
-	if (i < len)
-		s += (uint32_t)b[i] << 8;
-	while (s >> 32)
-		s = (s & 0xffffffffu) + (s >> 32);
-	return (uint32_t)s;
+	uint32_t r;
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+		memcpy(&w, b + i, 8);
+		s += (w & 0xffffffffu) + (w >> 32);
+	}
+	if (i + 4 <= len) {
+		uint32_t w;
+		memcpy(&w, b + i, 4);
+		s += w;
+		i += 4;
+	}
+	if (i + 2 <= len) {
+		uint16_t w;
+		memcpy(&w, b + i, 2);
+		s += w;
+		i += 2;
+	}
+	if (i < len) {
+		uint16_t w = 0;
+		memcpy(&w, b + i, 1); /* the first byte of a word, zero-padded */
+		s += w;
+	}
+	while (s >> 16)
+		s = (s & 0xffffu) + (s >> 16);
+	r = (uint32_t)s;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	r = ((r & 0xffu) << 8) | (r >> 8);
+#endif
+	return sum + r;
 }
 
 uint16_t pkt_csum_fold(uint32_t sum)

@@ -268,6 +268,7 @@ static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 	char dom[RG_DOMAIN_MAX + 1];
 	int dl, cl;
 	const struct shm_hdr *h;
+	uint64_t gave_up;
 
 	if (addr_parse_path((const char *)arg, arg_len, ad) != ADDR_OK ||
 	    (ad->flags & ADDR_F_NULL)) {
@@ -301,6 +302,7 @@ static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 	*canon_len = cl;
 	*hthreshold = di.harvest_threshold ? di.harvest_threshold : e->c.harvest_threshold;
 	khash128(h->hash_key, canon, (size_t)cl, &k);
+	gave_up = e->s.reader ? e->s.reader->gave_up : 0;
 	if (e->s.reader && rtable_lookup(e->s.reader, &k, &v) &&
 	    rtable_val_live(&v, (uint64_t)(((int64_t)e->now_ns + e->rt_off) / 1000000000ll))) {
 		if (v.verdict == RT_VALID) {
@@ -311,8 +313,14 @@ static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 			return RD_REJECT;
 	}
 	st(e, STAT_RCPT_MISS);
-	if (di.mode == DT_MODE_LIST)
-		return RD_REJECT; /* closed list: unlisted means invalid */
+	if (di.mode == DT_MODE_LIST) {
+		/* closed list: unlisted means invalid, unless the list is not
+		 * published whole or the table was too busy to answer: then
+		 * the destination decides */
+		if ((di.flags & DT_F_LIST_PARTIAL) || (e->s.reader && e->s.reader->gave_up != gave_up))
+			return RD_FORWARD;
+		return RD_REJECT;
+	}
 	post_miss(e, &k, canon, (size_t)cl);
 	if (di.miss_policy == DT_MISS_DEFER && !(di.flags & DT_F_FAILOPEN))
 		return RD_DEFER;

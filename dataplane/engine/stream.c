@@ -93,8 +93,13 @@ static int c_parsed(const struct flow *f)
  */
 static void c2s_decide(struct engine *e, struct flow *f, const uint8_t *b, int flush)
 {
-	if (!seq_lt(f->c_fwd, f->c_rcv) || !c_parsed(f))
+	if (!seq_lt(f->c_fwd, f->c_rcv))
 		return;
+	if (!c_parsed(f)) {
+		/* turned opaque (TLS, failed open) with bytes held: they pass */
+		f->c_fwd = f->c_rcv;
+		return;
+	}
 	if (!b) {
 		flow_pin_get(&e->ft, f, f->c_fwd, e->src, f->c_rcv - f->c_fwd);
 		b = e->src;
@@ -128,7 +133,8 @@ enum engine_verdict stream_c2s(struct engine *e, struct flow *f, struct engine_f
 	const uint8_t *pay = p->frame + p->pay_off, *src = pay;
 	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok, news = 0, own = 0, resent;
 
-	tcpstate_note_ts(f, p, 1);
+	if (!seq_lt(f->c_rcv, p->seq))
+		tcpstate_note_ts(f, p, 1);
 	if (p->win != f->c_win || p->sack_n)
 		news = 1;
 	f->c_win = p->win;
@@ -275,7 +281,8 @@ enum engine_verdict stream_s2c(struct engine *e, struct flow *f, struct engine_f
 	int fin = (p->flags & PKT_TH_FIN) != 0, fin_ok = 1, news = 0, close = 0;
 	enum engine_verdict v;
 
-	tcpstate_note_ts(f, p, 0);
+	if (!seq_lt(f->s_fwd, p->seq))
+		tcpstate_note_ts(f, p, 0);
 	if (p->win != f->s_win || p->sack_n)
 		news = 1;
 	f->s_win = p->win;

@@ -93,7 +93,8 @@ void tcpstate_reset(struct engine *e, struct flow *f, struct engine_out *out)
 	tcpstate_forget(e, f);
 }
 
-/* Remember the newest timestamp of each end (PAWS, and our own frames). */
+/* Remember the newest timestamp of each end from an in-order segment (PAWS's
+ * TS.Recent, RFC 7323 4.3; and what our own frames carry). */
 void tcpstate_note_ts(struct flow *f, const struct pkt *p, int c2s)
 {
 	uint32_t *r = c2s ? &f->c_tsval : &f->s_tsval, v;
@@ -121,27 +122,32 @@ int tcpstate_csum_bad(struct engine *e, const struct engine_frame *fr, const str
  * Would the receiving TCP accept this (non-SYN, non-RST) segment?  Only then
  * may it be parsed or change any state (RFC 9293 3.10.7.4): checksum good,
  * ACK bit set, acknowledging nothing never sent, and (RFC 7323 5.3) no
- * timestamp older than the sender's newest.  Bytes outside the window need
- * no check here: they are pinned like any other once decided.
+ * timestamp older than the newest of an in-order segment.  Bytes outside the
+ * window need no check here: they are pinned like any other once decided.
+ * Returns TS_ACCEPT, or why not: TS_DROPPED_ANYWAY when the receiver
+ * certainly drops it (bad checksum, no ACK bit: forwarding it untouched is
+ * harmless), TS_REFUSE when the engine's judgement could be stricter than
+ * the receiver's (it is then dropped: at worst the sender resends it, never
+ * does the server keep bytes the engine did not parse).
  */
 int tcpstate_acceptable(struct engine *e, struct flow *f, const struct engine_frame *fr,
-			  const struct pkt *p, int c2s)
+			const struct pkt *p, int c2s)
 {
 	uint32_t sent;
 	if (tcpstate_csum_bad(e, fr, p))
-		return 0;
-	if (!(p->flags & PKT_TH_ACK))
-		goto no;
+		return TS_DROPPED_ANYWAY;
+	if (!(p->flags & PKT_TH_ACK)) {
+		st(e, STAT_SEG_UNACCEPTABLE);
+		return TS_DROPPED_ANYWAY;
+	}
 	sent = c2s ? map_s2c_hi(e, f, f->s_fwd) : map_c2s(e, f, f->c_fwd);
-	if (seq_lt(sent + 1, p->ack))
-		goto no;
-	if ((f->flags & FLOW_F_TS) && p->has_ts &&
-	    seq_lt(pkt_get32(p->frame + p->ts_off), c2s ? f->c_tsval : f->s_tsval))
-		goto no;
-	return 1;
-no:
-	st(e, STAT_SEG_UNACCEPTABLE);
-	return 0;
+	if (seq_lt(sent + 1, p->ack) ||
+	    ((f->flags & FLOW_F_TS) && p->has_ts &&
+	     seq_lt(pkt_get32(p->frame + p->ts_off), c2s ? f->c_tsval : f->s_tsval))) {
+		st(e, STAT_SEG_UNACCEPTABLE);
+		return TS_REFUSE;
+	}
+	return TS_ACCEPT;
 }
 
 int tcpstate_fins_acked(const struct engine *e, const struct flow *f)

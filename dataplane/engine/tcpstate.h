@@ -19,6 +19,7 @@ int tcpstate_has_offsets(const struct flow *f);
 void tcpstate_note_ts(struct flow *f, const struct pkt *p, int c2s);
 int tcpstate_csum_bad(struct engine *e, const struct engine_frame *fr, const struct pkt *p);
 /* Would the receiver accept this (non-SYN, non-RST) segment?  Counted when not. */
+enum { TS_ACCEPT = 0, TS_DROPPED_ANYWAY = 1, TS_REFUSE = 2 };
 int tcpstate_acceptable(struct engine *e, struct flow *f, const struct engine_frame *fr,
 			const struct pkt *p, int c2s);
 int tcpstate_fins_acked(const struct engine *e, const struct flow *f);

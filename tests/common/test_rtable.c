@@ -312,3 +312,141 @@ Test(rtable, reader_mapping_is_read_only, .signal = SIGSEGV)
 	signal(SIGSEGV, SIG_DFL); /* a sanitizer's handler would exit(1) instead */
 	*(volatile uint32_t *)&b->seq = 7; /* must fault */
 }
+
+/* A bulk load at full speed (the daemon loading a list: no maintenance turn
+ * between puts, one reader online and quiescent between lookups): every put
+ * returns 0, its key is found by a reader as soon as it returns, nothing is
+ * refused, and the table grew through several generations to hold it all. */
+Test(rtable, bulk_load_never_loses, .timeout = 60)
+{
+	teardown();
+	setup_sized(16, 23); /* the shipped defaults */
+	struct shm_lcore *lc = shm_lcore_at(&map, 0);
+	struct rtable_reader rr;
+	rtable_reader_init(&rr, &map, lc);
+	rtable_reader_online(&rr, (uint32_t)getpid(), 0);
+	const uint64_t n = 2000000;
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	uint64_t lost = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		int rc = rtable_put(&w, &k, &v);
+		cr_assert_eq(rc, 0, "put %llu refused: %d (table 2^%u, full %llu)",
+			     (unsigned long long)i, rc,
+			     shm_hdr(&map)->rtable_log2[shm_hdr(&map)->rtable_gen & 1],
+			     (unsigned long long)w.st.full);
+		if (!rtable_lookup(&rr, &k, &got) && lost++ < 5)
+			cr_log_error("key %llu not found after its put returned",
+				     (unsigned long long)i);
+		rtable_quiescent(&rr, i);
+	}
+	cr_expect_eq(lost, 0, "%llu keys not visible once their put returned",
+		     (unsigned long long)lost);
+	cr_expect_eq(w.st.full, 0);
+	cr_expect_eq(rtable_count(&w), n);
+	cr_expect_geq(w.st.grows, 4, "2^16 -> 2^20 buckets");
+	cr_log_info("bulk load: %llu grows, %llu finished in a put, %llu reader waits, "
+		    "%llu migrated", (unsigned long long)w.st.grows,
+		    (unsigned long long)w.st.sync_migrations,
+		    (unsigned long long)w.st.reclaim_sync_waits, (unsigned long long)w.st.migrated);
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		if (!rtable_lookup(&rr, &k, &got)) {
+			cr_assert_fail("key %llu lost at the end", (unsigned long long)i);
+		}
+	}
+	rtable_reader_offline(&rr);
+}
+
+/* A reader that never reaches a quiescent point (a stopped data plane) holds
+ * the old slab: a put that needs growth waits RTABLE_RECLAIM_WAIT_MS, then
+ * gives up with -EAGAIN, counted; readers keep every key put before; once
+ * the reader moves on, puts complete again. */
+Test(rtable, stuck_reader_bounds_the_wait, .timeout = 30)
+{
+	teardown();
+	setup_sized(4, 12);
+	struct shm_lcore *lc = shm_lcore_at(&map, 2);
+	struct rtable_reader rr;
+	rtable_reader_init(&rr, &map, lc);
+	rtable_reader_online(&rr, (uint32_t)getpid(), 2);
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	uint64_t i, stored = 0;
+	int rc = 0;
+	struct timespec t0, t1;
+	for (i = 0; i < 3000; i++) {
+		struct rg_key128 k = key_n(i);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = rtable_put(&w, &k, &v);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (rc)
+			break;
+		stored++;
+	}
+	cr_assert_eq(rc, -EAGAIN, "a put needing the held slab must give up (rc %d after %llu)",
+		     rc, (unsigned long long)stored);
+	double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	cr_expect_geq(waited, RTABLE_RECLAIM_WAIT_MS / 1000.0 * 0.9, "waited %.3f s", waited);
+	cr_expect_eq(w.st.stalls, 1);
+	cr_expect_eq(w.st.full, 0);
+	/* the next put that needs the held slab fails at once, not after
+	 * another wait: a bulk load goes on (and flags what it could not put) */
+	uint64_t m, failed_fast = 0;
+	for (m = i + 1; m < 3000 && !failed_fast; m++) {
+		struct rg_key128 k = key_n(m);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		rc = rtable_put(&w, &k, &v);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (rc == -EAGAIN) {
+			cr_expect_lt(took, 0.1, "a second wait of %.3f s", took);
+			failed_fast = 1;
+		} else {
+			cr_assert_eq(rc, 0);
+		}
+	}
+	cr_expect(failed_fast, "no second put needed the held slab");
+	cr_expect_eq(w.st.stalls, 2);
+	cr_expect_eq(w.st.reclaim_sync_waits, 1);
+	for (uint64_t j = 0; j < stored; j++) {
+		struct rg_key128 k = key_n(j);
+		cr_assert(rtable_lookup(&rr, &k, &got), "key %llu lost", (unsigned long long)j);
+	}
+	rtable_quiescent(&rr, 1);
+	for (; i < 3000; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert_eq(rtable_put(&w, &k, &v), 0, "put %llu after the reader moved on",
+			     (unsigned long long)i);
+		rtable_quiescent(&rr, 1);
+	}
+	cr_expect_eq(rtable_count(&w), 3000);
+}
+
+/* Narrow probe windows (1 bucket past home) fill long before 2/3 load: puts
+ * meet full windows while a growth is under way and finish it themselves,
+ * and a target that cannot place a key restarts one size up; every key is
+ * visible as soon as its put returns and none is refused. */
+Test(rtable, full_windows_finish_growth_in_the_put, .timeout = 30)
+{
+	teardown();
+	setup_sized(4, 18);
+	shm_hdr(&map)->rtable_max_probe = 1;
+	struct rtable_val v = val(RT_VALID, RT_SRC_LIST, 0, 0), got;
+	const uint64_t n = 20000;
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert_eq(rtable_put(&w, &k, &v), 0, "put %llu", (unsigned long long)i);
+		cr_assert(rtable_lookup(&r, &k, &got), "key %llu not visible after its put",
+			  (unsigned long long)i);
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		struct rg_key128 k = key_n(i);
+		cr_assert(rtable_lookup(&r, &k, &got), "key %llu lost", (unsigned long long)i);
+	}
+	cr_log_info("narrow windows: %llu grows, %llu finished in a put, %llu restarts",
+		    (unsigned long long)w.st.grows, (unsigned long long)w.st.sync_migrations,
+		    (unsigned long long)w.st.migrate_restarts);
+	cr_expect_gt(w.st.sync_migrations, 0, "no put had to finish a growth");
+	cr_expect_eq(w.st.full, 0);
+	cr_expect_eq(rtable_count(&w), n);
+}

@@ -46,6 +46,8 @@ static const struct bad_case bad_cases[] = {
 	{"syntax error", "[global]\nthis line has no equals sign\n", "t.conf:2: syntax error"},
 	{"refresh not below ttl", "[domain a.test]\nttl_invalid = 10m\nrefresh_invalid = 10m\n", "[domain a.test]: refresh_* must be shorter than ttl_*"},
 	{"list mode without list", "[domain a.test]\nmode = list\n", "[domain a.test]: mode list needs a list file"},
+	{"list and list_command", "[domain a.test]\nmode = list\nlist = /etc/hostname\nlist_command = cat /etc/hostname\n", "[domain a.test]: list and list_command are exclusive"},
+	{"list_command in [global]", "[global]\nlist_command = true\n", "list_command"},
 	{"list file missing", "[domain a.test]\nmode = both\nlist = /nonexistent/list.txt\n", "list /nonexistent/list.txt"},
 	{"mail_from without domain", "[domain a.test]\nmail_from = postmaster\n", "mail_from must be local@domain"},
 	{"rings not power of two", "[global]\nmiss_ring_slots = 1000\n", "powers of two"},
@@ -136,6 +138,20 @@ Test(config, list_mode_with_file)
 	unlink(path);
 	cr_assert_eq(r, 0, "%s", err);
 	cr_assert_eq(cfg.dom[0].mode, DT_MODE_LIST);
+	config_free(&cfg);
+}
+
+Test(config, list_mode_with_command)
+{
+	const char *text = "[domain cmd.test]\nmode = list\n"
+			   "list_command = /usr/local/bin/export-mailboxes --domain cmd.test\n";
+	struct config cfg;
+	char err[512] = "";
+	int r = config_load_string("c.conf", text, &cfg, err, sizeof(err));
+	cr_assert_eq(r, 0, "%s", err);
+	cr_assert_eq(cfg.dom[0].mode, DT_MODE_LIST);
+	cr_assert_str_eq(cfg.dom[0].list_command, "/usr/local/bin/export-mailboxes --domain cmd.test");
+	cr_assert_str_empty(cfg.dom[0].list);
 	config_free(&cfg);
 }
 

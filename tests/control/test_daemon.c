@@ -10,12 +10,16 @@
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -634,4 +638,231 @@ Test(daemon, events_logged_and_harvest_hook)
 			      "from=<s@c.test.x> to=<nobody@dm.test> proto=ESMTP helo=<client.test>"),
 		  "%s", buf);
 	cr_assert(strstr(buf, "harvest: client unknown[198.18.0.44]"), "%s", buf);
+}
+
+/* A closed list larger than the table's maximum (2^16 buckets here): it
+ * cannot be published whole, so its domain is flagged DT_F_LIST_PARTIAL
+ * (the data plane then lets misses pass), logged once, counted and shown;
+ * a smaller list published whole clears the flag. */
+Test(daemon, list_too_big_fails_safe)
+{
+	FILE *f = fopen(list, "w");
+	for (int i = 0; i < 220000; i++)
+		fprintf(f, "user%d@list.test\n", i);
+	fclose(f);
+	start();
+	cr_assert(dt_flags("list.test") & DT_F_LIST_PARTIAL, "a list not published whole is flagged");
+	cr_assert_not(dt_flags("dm.test") & DT_F_LIST_PARTIAL);
+	struct core_domain_info d = {.name = "list.test"};
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert(d.list_partial);
+	cr_assert_gt(d.list_unpublished, 0);
+	cr_assert_eq(d.list_entries, 220000);
+	struct core_status s;
+	cr_assert_eq(core_status(&s), 0);
+	cr_assert_eq(s.lists_partial, 1);
+	cr_assert_eq(s.list_addresses, 220000);
+	cr_assert_eq(stat_value("list_partial"), 1);
+	cr_assert_eq(stat_value("list_unpublished"), d.list_unpublished);
+	/* the list shrinks to what fits: published whole, the flag goes */
+	f = fopen(list, "w");
+	for (int i = 0; i < 50000; i++)
+		fprintf(f, "user%d@list.test\n", i);
+	fclose(f);
+	kill(getpid(), SIGHUP);
+	spin(200);
+	cr_assert_not(dt_flags("list.test") & DT_F_LIST_PARTIAL, "published whole again");
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert_not(d.list_partial);
+	cr_assert_eq(stat_value("list_partial"), 1, "counted once");
+	for (int i = 0; i < 50000; i += 997) {
+		char a[64];
+		snprintf(a, sizeof(a), "user%d@list.test", i);
+		cr_assert(table_has(a, RT_VALID), "%s listed and in the table", a);
+	}
+	cr_assert_not(table_has("user60000@list.test", RT_VALID), "left the list");
+}
+
+/* A list that cannot be read at start: nothing to publish, so the domain
+ * fails safe rather than refusing everyone. */
+Test(daemon, unreadable_list_at_start_fails_safe)
+{
+	write_conf("[domain cmd.test]\nmode = list\nlist_command = echo a@cmd.test; exit 4\n");
+	start();
+	cr_assert(dt_flags("cmd.test") & DT_F_LIST_PARTIAL);
+	cr_assert_not(dt_flags("list.test") & DT_F_LIST_PARTIAL);
+	cr_assert_eq(stat_value("list_errors"), 1);
+	/* the policy service and lookup do not call anyone invalid either */
+	struct core_check c;
+	cr_assert_eq(core_check_recipient("a@cmd.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_NONE);
+	cr_assert(c.failopen);
+	struct core_lookup l;
+	cr_assert_eq(lookup_verdict("a@cmd.test", &l), CORE_V_NONE);
+	/* while a readable closed list still refuses the unlisted */
+	cr_assert_eq(core_check_recipient("nobody@list.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_INVALID);
+	/* still unreadable at a reload: still nothing to go by */
+	kill(getpid(), SIGHUP);
+	spin(100);
+	cr_assert_eq(stat_value("list_errors"), 2);
+	cr_assert(dt_flags("cmd.test") & DT_F_LIST_PARTIAL);
+	cr_assert_eq(core_check_recipient("a@cmd.test", &c, NULL, NULL, NULL), 0);
+	cr_assert_eq(c.verdict, CORE_V_NONE);
+}
+
+Test(daemon, list_command_output_is_the_list)
+{
+	write_conf("[domain cmd.test]\nmode = list\n"
+		   "list_command = printf 'ann@cmd.test OK\\nben@cmd.test\\n'\n");
+	start();
+	cr_assert(table_has("ann@cmd.test", RT_VALID));
+	cr_assert(table_has("ben@cmd.test", RT_VALID));
+	cr_assert_not(dt_flags("cmd.test") & DT_F_LIST_PARTIAL);
+	struct core_lookup l;
+	cr_assert_eq(lookup_verdict("cid@cmd.test", &l), CORE_V_INVALID);
+}
+
+/* A reload that changes a tenth of a list: the addresses listed before and
+ * after are never out of the table (a reader in another process checks them
+ * all the while), added ones appear, removed ones go. */
+Test(daemon, list_reload_never_drops_a_listed_address, .timeout = 120)
+{
+	const int n = 100000;
+	FILE *f = fopen(list, "w");
+	for (int i = 0; i < n; i++)
+		fprintf(f, "u%d@list.test\n", i);
+	fclose(f);
+	start();
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	uint64_t *shared_rounds = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(shared_rounds, MAP_FAILED);
+	*shared_rounds = 0;
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK); /* the reader polls it between rounds */
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* reader: keys of the addresses kept by the reload (i % 10 != 0) */
+		struct shm_map m;
+		char err[256];
+		if (shm_attach_reader(shm, &m, err, sizeof(err)))
+			_exit(2);
+		struct rtable_reader rd;
+		rtable_reader_init(&rd, &m, shm_lcore_at(&m, 0));
+		rtable_reader_online(&rd, (uint32_t)getpid(), 0);
+		uint64_t misses = 0, rounds = 0;
+		char c;
+		close(pfd[1]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		for (;;) {
+			ssize_t rr = read(pfd[0], &c, 1);
+			if (rr == 0 || (rr == 1 && c == 'q'))
+				break; /* told to stop, or the test is gone */
+			for (int i = 1; i < n; i++) {
+				if (i % 10 == 0)
+					continue;
+				char a[32];
+				int len = snprintf(a, sizeof(a), "u%d@list.test", i);
+				struct rg_key128 k;
+				khash128(shm_hdr(&m)->hash_key, a, (size_t)len, &k);
+				struct rtable_val v;
+				misses += !rtable_lookup(&rd, &k, &v);
+				if ((i & 255) == 0)
+					rtable_quiescent(&rd, 1);
+			}
+			rounds++;
+			__atomic_store_n(shared_rounds, rounds, __ATOMIC_RELEASE);
+			rtable_quiescent(&rd, 1);
+		}
+		rtable_reader_offline(&rd);
+		_exit(misses ? 1 : rounds >= 2 ? 0 : 3);
+	}
+	close(pfd[0]);
+	/* the reader has gone through the list once before the reload ... */
+	for (int i = 0; i < 600 && __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE) < 1; i++)
+		spin(100);
+	f = fopen(list, "w");
+	for (int i = 0; i < n; i++)
+		if (i % 10)
+			fprintf(f, "u%d@list.test\n", i);
+		else
+			fprintf(f, "new%d@list.test\n", i);
+	fclose(f);
+	uint64_t r0 = __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE);
+	kill(getpid(), SIGHUP);
+	spin(100);
+	/* ... and once more wholly after it (so it also read during it) */
+	for (int i = 0; i < 600 && __atomic_load_n(shared_rounds, __ATOMIC_ACQUIRE) < r0 + 2; i++)
+		spin(100);
+	cr_assert_eq(write(pfd[1], "q", 1), 1);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert(WIFEXITED(st), "reader died");
+	cr_assert_eq(WEXITSTATUS(st), 0, "reader: %s",
+		     WEXITSTATUS(st) == 1 ? "a listed address was missing" : "too few rounds");
+	cr_assert(table_has("new0@list.test", RT_VALID));
+	cr_assert(table_has("new99990@list.test", RT_VALID));
+	cr_assert_not(table_has("u0@list.test", RT_VALID));
+	cr_assert_not(table_has("u99990@list.test", RT_VALID));
+	cr_assert(table_has("u99999@list.test", RT_VALID));
+}
+
+/* A data plane that stops passing quiescent points (stopped, not dead) holds
+ * the old table: the list cannot grow into a new one, so it is published in
+ * part, its domain fails safe; once the reader is gone the list is published
+ * again (list_retry) and the flag clears. */
+Test(daemon, stuck_reader_list_retried, .timeout = 60)
+{
+	/* create the file, then a reader attaches and goes online */
+	start();
+	daemon_fini();
+	int go[2], ready[2];
+	cr_assert_eq(pipe(go), 0);
+	cr_assert_eq(pipe(ready), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct shm_map m;
+		char err[256], c;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (shm_attach_reader(shm, &m, err, sizeof(err)))
+			_exit(2);
+		struct rtable_reader rd;
+		rtable_reader_init(&rd, &m, shm_lcore_at(&m, 0));
+		rtable_reader_online(&rd, (uint32_t)getpid(), 0);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(3);
+		/* never quiescent again until told to go */
+		if (read(go[0], &c, 1) != 1)
+			_exit(4);
+		_exit(0);
+	}
+	char c;
+	cr_assert_eq(read(ready[0], &c, 1), 1);
+	FILE *f = fopen(list, "w");
+	for (int i = 0; i < 100000; i++)
+		fprintf(f, "s%d@list.test\n", i);
+	fclose(f);
+	global_extra = "list_retry = 1s";
+	write_conf("");
+	start();
+	global_extra = "";
+	cr_assert(dt_flags("list.test") & DT_F_LIST_PARTIAL, "the list could not grow the table");
+	cr_assert_gt(stat_value("stalls"), 0, "refused because the reader held the table");
+	struct core_domain_info d = {.name = "list.test"};
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert_gt(d.list_unpublished, 0);
+	/* the reader goes away: the next try publishes the whole list */
+	cr_assert_eq(write(go[1], "g", 1), 1);
+	waitpid(pid, NULL, 0);
+	for (int i = 0; i < 60 && (dt_flags("list.test") & DT_F_LIST_PARTIAL); i++)
+		spin(100);
+	cr_assert_not(dt_flags("list.test") & DT_F_LIST_PARTIAL, "published whole on a retry");
+	cr_assert_eq(core_domains_foreach(find_dom, &d), 1);
+	cr_assert_eq(d.list_unpublished, 0);
+	for (int i = 0; i < 100000; i += 7919) {
+		char a[32];
+		snprintf(a, sizeof(a), "s%d@list.test", i);
+		cr_assert(table_has(a, RT_VALID), "%s", a);
+	}
 }

@@ -36,12 +36,14 @@ static void preload(struct tb *t)
 	tb_domain(t, "example.com", DT_MODE_CALLOUT, DT_MISS_PASS, 0, 0);
 	tb_domain(t, "defer.test", DT_MODE_CALLOUT, DT_MISS_DEFER, 0, 0);
 	tb_domain(t, "closed.test", DT_MODE_LIST, DT_MISS_PASS, 0, 0);
+	tb_domain(t, "partial.test", DT_MODE_LIST, DT_MISS_PASS, DT_F_LIST_PARTIAL, 0);
 	tb_domain(t, "harvest.test", DT_MODE_CALLOUT, DT_MISS_PASS, 0, 3);
 	tb_verdict(t, "good@example.com", 1);
 	tb_verdict(t, "bad1@example.com", 0);
 	tb_verdict(t, "bad2@example.com", 0);
 	tb_verdict(t, "bad3@example.com", 0);
 	tb_verdict(t, "ok@closed.test", 1);
+	tb_verdict(t, "ok@partial.test", 1);
 	for (int i = 0; i < 5; i++) {
 		char a[64];
 		snprintf(a, sizeof(a), "h%d@harvest.test", i);
@@ -407,6 +409,13 @@ static const struct sess_case sess_cases[] = {
 	 GREETING EHLO_REPLY OK_MAIL R550("no@closed.test") OK_RCPT OK_RCPT OK_RCPT
 		 "221 2.0.0 Bye\r\n",
 	 STAT_RCPT_UNMANAGED},
+	{"closed list not published whole: a miss passes (the destination decides)",
+	 {"MAIL FROM:<s@x.test>\r\nRCPT TO:<no@partial.test>\r\nRCPT TO:<ok@partial.test>\r\n",
+	  "QUIT\r\n"},
+	 "EHLO client.test\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<no@partial.test>\r\n"
+	 "RCPT TO:<ok@partial.test>\r\nQUIT\r\n",
+	 GREETING EHLO_REPLY OK_MAIL OK_RCPT OK_RCPT "221 2.0.0 Bye\r\n",
+	 STAT_RCPT_MISS},
 	{"answer right after a multi-line reply",
 	 {"RSET\r\nEHLO again.test\r\nRCPT TO:<bad1@example.com>\r\nEHLO third.test\r\n"
 	  "RCPT TO:<bad2@example.com>\r\n",

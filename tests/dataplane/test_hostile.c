@@ -552,3 +552,48 @@ Test(hostile, bad_ipv4_header_checksum_is_never_repaired)
 	never_reached(&T, "bad2@");
 	all_acked(&T);
 }
+
+Test(hostile, reordered_segments_with_older_timestamps_are_accepted)
+{
+	/* two segments sent one after the other arrive swapped: the second
+	 * (newer timestamp) first.  PAWS's TS.Recent moves only with in-order
+	 * segments (RFC 7323 4.3), so the first is still acceptable. */
+	uint8_t buf[TB_FRAME_MAX];
+	static const char a[] = "RCPT TO:<good@example.com>\r\n", b[] = "RCPT TO:<bad1@example.com>\r\n";
+	ehlo(&T);
+	uint32_t off = T.cli.tx_len;
+	tb_stage(&T, &T.cli, a, 28);
+	tb_stage(&T, &T.cli, b, 28);
+	uint32_t ts = T.cli.tsval;
+	T.cli.tsval = ts + 2;
+	uint16_t n = tb_build(&T, &T.cli, &T.srv, buf, T.cli.isn + 1 + off + 28, T.cli.rcv_nxt,
+			      PKT_TH_ACK | PKT_TH_PSH, (const uint8_t *)b, 28, NULL, 0);
+	tb_inject(&T, &T.cli, buf, n);
+	tb_pump(&T);
+	T.cli.tsval = ts + 1;
+	n = tb_build(&T, &T.cli, &T.srv, buf, T.cli.isn + 1 + off, T.cli.rcv_nxt,
+		     PKT_TH_ACK | PKT_TH_PSH, (const uint8_t *)a, 28, NULL, 0);
+	tb_inject(&T, &T.cli, buf, n);
+	T.cli.tsval = ts + 2;
+	tb_pump(&T);
+	no_errors(&T);
+	cr_assert_eq(tb_stat(&T, STAT_SEG_UNACCEPTABLE), 0);
+	never_reached(&T, "bad1@");
+	cr_assert_not_null(strstr(tb_rx_str(&T.srv), "RCPT TO:<good@example.com>\r\n"));
+	all_acked(&T);
+}
+
+Test(hostile, bytes_held_before_a_starttls_220_pass_once_it_comes)
+{
+	/* a client that does not wait for the 220: what it sent meanwhile is
+	 * held, then passes as the opaque stream it has become */
+	ehlo(&T);
+	tb_send(&T, &T.cli, "STARTTLS\r\n\x16\x03\x01\x00\x05hello", 20);
+	tb_pump(&T);
+	tb_send(&T, &T.cli, "\x16\x03\x03more", 7);
+	tb_pump(&T);
+	cr_assert_eq(tb_recover(&T, 8), 0, "not everything was acknowledged");
+	no_errors(&T);
+	cr_assert_eq(T.srv.rx_len, 18 + 27 + 27, "%u bytes reached the server", T.srv.rx_len);
+	cr_assert(memcmp(T.srv.rx + 45 + 10, "\x16\x03\x01\x00\x05hello\x16\x03\x03more", 17) == 0);
+}
