@@ -231,4 +231,12 @@ static inline int xt_xsk_open(struct xt_xsk *x, const char *ifname)
 	return xsk_socket__fd(x->xsk);
 }
 
+static inline void xt_xsk_close(struct xt_xsk *x)
+{
+	xsk_socket__delete(x->xsk);
+	xsk_umem__delete(x->umem);
+	munmap(x->area, XT_UMEM_SIZE);
+	memset(x, 0, sizeof(*x));
+}
+
 #endif
