@@ -37,6 +37,9 @@ enum dtable_flags {
 	DT_F_LIST_PARTIAL = 1u << 5,	/* closed list not published whole (table
 					 * at its maximum, file unreadable): a miss
 					 * is unknown, not invalid, and passes */
+	DT_F_WARN = 1u << 8,		/* dry run: every RCPT is forwarded; what would
+					 * have been refused is reported (MSG_EV_WARN) */
+	DT_F_REJECT_450 = 1u << 9,	/* invalid recipients get 450 4.1.1, not 550 5.1.1 */
 };
 
 struct dtable_ent {

@@ -29,6 +29,8 @@ enum msg_event_type {
 	MSG_EV_HARVEST = 3,	/* source over the invalid-recipient threshold */
 	MSG_EV_FAILOPEN = 4,	/* the data plane stopped parsing a session (code:
 				 * enum msg_failopen); its bytes pass unchecked */
+	MSG_EV_WARN = 5,	/* DT_F_WARN: forwarded; code and count (the MSG_EV_REJECT or
+				 * MSG_EV_DEFER it stands for) say what it would have been */
 };
 
 /* Why a session was turned to plain forwarding (MSG_EV_FAILOPEN's code). */

@@ -17,9 +17,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -31,6 +36,7 @@
 #include "dtable.h"
 #include "khash.h"
 #include "log.h"
+#include "text.h"
 
 enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD };
 
@@ -41,6 +47,7 @@ struct callout_pend {
 	uint64_t hash;
 	uint8_t state;
 	uint8_t flags;
+	uint8_t retries;		/* "too many recipients" refusals so far */
 	bool hashed;
 	uint16_t len;
 	uint64_t queued_ms;
@@ -59,6 +66,8 @@ enum sess_state {
 	S_SWALLOW,	/* pipelined RCPT replies after a failed MAIL */
 	S_RSET,
 	S_QUIT,
+	S_STARTTLS,	/* STARTTLS sent, waiting for its 220 */
+	S_TLS,		/* TLS handshake running */
 };
 
 struct sess {
@@ -80,6 +89,7 @@ struct sess {
 	unsigned cap, ntx, next_reply, nsent, swallow;
 	struct callout_pend *retry_head, *retry_tail; /* 452'd, back to the queue in order */
 	uint32_t rcpts_total, transactions;
+	unsigned tx_asked, tx_retried;	/* this transaction: RCPTs, 452 4.5.3 answers */
 	/* reply being parsed */
 	char rbuf[CALLOUT_RBUF];
 	size_t rlen;
@@ -89,7 +99,12 @@ struct sess {
 	size_t rtext_len;
 	char rfirst[256];		/* first line, for reports */
 	bool saw_pipelining, saw_smtputf8;	/* EHLO keywords seen */
+	uint16_t greet5xx;			/* a destination refused us at greeting */
+	char greet5xx_text[256];
 	bool smtputf8;				/* the server takes UTF-8 addresses */
+	bool saw_starttls;			/* EHLO offered STARTTLS */
+	SSL *ssl;				/* TLS after STARTTLS, else NULL */
+	bool tls_on, tls_want_write;
 	/* output */
 	char *wbuf;
 	size_t wlen, woff, wcap;
@@ -114,9 +129,13 @@ static struct {
 	struct sess *graveyard;		/* closed sessions, freed by callout_tick */
 	uint32_t nsessions, nqueued, ninflight;
 	uint32_t queue_max;
+	uint32_t dns_timeout_ms, mx_min_ttl;	/* from the configuration */
 	uint64_t last_sweep_ms;
 	uint64_t st[CALLOUT_ST__COUNT];
 	char hostname[256];
+	SSL_CTX *ssl_ctx;		/* STARTTLS on callouts; NULL = unavailable */
+	struct sockaddr_storage own[CALLOUT_OWN_MAX];	/* this host's addresses */
+	unsigned nown;
 	bool inited;
 } co;
 
@@ -323,6 +342,7 @@ static void finish(struct callout_pend *p, int verdict, uint16_t code, const cha
 		.dest = dest ? dest : "",
 		.flags = p->flags,
 		.waiters = p->waiters,
+		.backup = s && s->tgt.backup,
 		.transcript = (s && s->verify) ? s->tbuf : NULL,
 		.transcript_len = (s && s->verify) ? s->tlen : 0,
 		.elapsed_ms = now - p->queued_ms,
@@ -513,8 +533,11 @@ static void transcript(struct sess *s, const char *who, const char *line, size_t
 {
 	if (!s->verify || !s->tbuf)
 		return;
+	/* a destination's text goes to an operator's terminal: cleaned */
+	char safe[TEXT_CLEAN_MAX(CALLOUT_LINE_MAX)];
+	size_t sl = text_clean(safe, sizeof(safe), line, n, 0);
 	size_t room = CALLOUT_TRANSCRIPT_MAX - 1 - s->tlen;
-	size_t need = strlen(who) + n + 1;
+	size_t need = strlen(who) + sl + 1;
 	if (need > room) {
 		if (!s->tcut)
 			ST(TRANSCRIPT_CUT);
@@ -523,8 +546,8 @@ static void transcript(struct sess *s, const char *who, const char *line, size_t
 	}
 	memcpy(s->tbuf + s->tlen, who, strlen(who));
 	s->tlen += strlen(who);
-	memcpy(s->tbuf + s->tlen, line, n);
-	s->tlen += n;
+	memcpy(s->tbuf + s->tlen, safe, sl);
+	s->tlen += sl;
 	s->tbuf[s->tlen++] = '\n';
 	s->tbuf[s->tlen] = 0;
 }
@@ -554,7 +577,8 @@ static void sess_close(struct sess *s, bool ok);
 
 static void set_events(struct sess *s)
 {
-	bool out = s->woff < s->wlen || s->state == S_CONNECT;
+	bool out = s->woff < s->wlen || s->state == S_CONNECT ||
+		   (s->state == S_TLS && s->tls_want_write);
 	if (out != s->want_out) {
 		daemon_mod_fd(s->fd, EPOLLIN | (out ? EPOLLOUT : 0));
 		s->want_out = out;
@@ -564,7 +588,20 @@ static void set_events(struct sess *s)
 static int flush_out(struct sess *s)
 {
 	while (s->woff < s->wlen) {
-		ssize_t n = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+		ssize_t n;
+		if (s->tls_on) {
+			int w = SSL_write(s->ssl, s->wbuf + s->woff, (int)(s->wlen - s->woff));
+			if (w <= 0) {
+				int e = SSL_get_error(s->ssl, w);
+				ERR_clear_error();
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+					break;
+				return -EIO;
+			}
+			n = w;
+		} else {
+			n = send(s->fd, s->wbuf + s->woff, s->wlen - s->woff, MSG_NOSIGNAL);
+		}
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EINTR)
 				break;
@@ -672,6 +709,52 @@ static void sess_success(struct sess *s)
 
 static int connect_next(struct sess *s);
 
+/* Destinations of the best MX preference (all of an explicit list). */
+static unsigned primaries(const struct callout_dom *d)
+{
+	unsigned np = 0;
+	while (np < d->dest.n && !d->dest.t[np].backup)
+		np++;
+	return np ? np : d->dest.n;
+}
+
+/* Whether sa is an address of one of this host's (non-loopback)
+ * interfaces, as read at the last configure. */
+static bool own_address(const struct sockaddr_storage *sa)
+{
+	for (unsigned i = 0; i < co.nown; i++) {
+		if (co.own[i].ss_family != sa->ss_family)
+			continue;
+		if (sa->ss_family == AF_INET &&
+		    !memcmp(&((const struct sockaddr_in *)sa)->sin_addr,
+			    &((const struct sockaddr_in *)&co.own[i])->sin_addr, 4))
+			return true;
+		if (sa->ss_family == AF_INET6 &&
+		    !memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr,
+			    &((const struct sockaddr_in6 *)&co.own[i])->sin6_addr, 16))
+			return true;
+	}
+	return false;
+}
+
+static void read_own_addresses(void)
+{
+	struct ifaddrs *ifa = NULL;
+	co.nown = 0;
+	if (getifaddrs(&ifa))
+		return;
+	for (struct ifaddrs *i = ifa; i && co.nown < CALLOUT_OWN_MAX; i = i->ifa_next) {
+		if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		memset(&co.own[co.nown], 0, sizeof(co.own[0]));
+		memcpy(&co.own[co.nown++], i->ifa_addr,
+		       i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6));
+	}
+	freeifaddrs(ifa);
+}
+
 /* The session ended without finishing its work. */
 static void sess_fail(struct sess *s, int verdict, uint16_t code, const char *why)
 {
@@ -751,6 +834,20 @@ static int send_rcpt(struct sess *s, unsigned i)
 {
 	ST(RCPT_SENT);
 	return cmd(s, "RCPT TO:<", s->tx[i]->addr, ">");
+}
+
+/* The probe's sender: mail_from, its local part suffixed "-N" with N
+ * changing every mail_from_rotate seconds (Postfix's
+ * address_verify_sender_ttl: a destination that learns the sender cannot
+ * whitelist or blacklist it for long). */
+static const char *probe_sender(const struct callout_dom *d, char *buf, size_t n)
+{
+	const char *mf = d->cfg.mail_from, *at = strrchr(mf, '@');
+	if (!d->cfg.mail_from_rotate || !at)
+		return mf;
+	snprintf(buf, n, "%.*s-%llu%s", (int)(at - mf), mf,
+		 (unsigned long long)(daemon_wall_s() / d->cfg.mail_from_rotate), at);
+	return buf;
 }
 
 /* Take a batch from the queue and send MAIL (+ RCPTs when pipelining). */
@@ -842,12 +939,16 @@ static void tx_start(struct sess *s)
 		send_quit(s);
 		return;
 	}
+	s->tx_asked = s->ntx;
+	s->tx_retried = 0;
 	ST(TRANSACTIONS);
 	if (s->transactions++)
 		ST(RSET_REUSE);
 	s->rcpts_total += s->ntx;
 	s->state = S_MAIL;
-	int r = cmd(s, "MAIL FROM:<", d->cfg.mail_from, utf8 ? "> SMTPUTF8" : ">");
+	char sender[RG_ADDR_MAX + 16];
+	int r = cmd(s, "MAIL FROM:<", probe_sender(d, sender, sizeof(sender)),
+		    utf8 ? "> SMTPUTF8" : ">");
 	if (!r && s->pipelining) {
 		for (unsigned i = 0; i < s->ntx && !r; i++)
 			r = send_rcpt(s, i);
@@ -885,6 +986,13 @@ static void requeue_retries(struct sess *s)
 static void tx_done(struct sess *s)
 {
 	struct callout_dom *d = s->dom;
+	/* a transaction that took the whole learned limit without a "too many"
+	 * doubles it, until the configured batch is back */
+	if (!s->verify && d->rcpt_limit && !s->tx_retried && s->tx_asked >= d->rcpt_limit) {
+		d->rcpt_limit *= 2;
+		if (d->rcpt_limit >= d->cfg.batch)
+			d->rcpt_limit = 0;
+	}
 	requeue_retries(s);
 	s->ntx = s->next_reply = 0;
 	if (!s->verify && d->nqueued && !callout_failing_open(d, daemon_now_ms()) &&
@@ -944,8 +1052,17 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 	enum classify_result c = classify_reply(CL_RCPT, s->rcode, enh, s->rtext, s->rtext_len,
 					       (const char(*)[12])d->cfg.invalid_codes,
 					       d->cfg.ninvalid_codes);
-	if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY))) {
+	if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY)) &&
+	    p->retries >= CALLOUT_RETRY_MAX) {
+		/* refused as "too many" even in new transactions: a destination
+		 * that says so of one address must not hold the queue forever */
+		ST(RETRY_LIMIT);
+		s->tx_retried++;
+		finish(p, CORE_V_TEMPFAIL, s->rcode, enh, s->rfirst, s->dest, s);
+	} else if (c == CL_RETRY && !(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_VERIFY))) {
 		ST(RETRY_452);
+		p->retries++;
+		s->tx_retried++;
 		unsigned accepted = i;
 		if (accepted == 0)
 			accepted = 1;
@@ -960,7 +1077,9 @@ static void on_rcpt_reply(struct sess *s, const char *enh)
 		s->retry_tail = p;
 	} else {
 		int v = result_of(c);
-		if (p->flags & CALLOUT_F_PROBE)
+		if ((p->flags & CALLOUT_F_PROBE) && s->tgt.backup)
+			d->aa_inflight = false; /* a backup MX accepts anything: no news */
+		else if (p->flags & CALLOUT_F_PROBE)
 			probe_result(s, p, v);
 		finish(p, v, s->rcode, enh, s->rfirst, s->dest, s);
 	}
@@ -998,6 +1117,141 @@ static bool has_keyword(const char *t, size_t n, const char *kw)
 	return n == m || t[m] == ' ';
 }
 
+/* The destination did not greet (4xx/5xx banner, timeout, closed): the
+ * session moves on to the next destination of the round (Postfix's
+ * smtp_skip_5xx_greeting, Exim's next host).  Only when every destination
+ * failed is the round over: unverifiable if one of them refused us with a
+ * 5xx, else temporary (a breaker failure). */
+/* ---- STARTTLS */
+
+/* After a good EHLO in plain text: send STARTTLS when offered and wanted
+ * (returns true: the session goes on from its reply), refuse to go on
+ * without it when required (true: the session ended), or false: go on in
+ * plain text. */
+static bool tls_begin(struct sess *s, bool offered)
+{
+	struct callout_dom *d = s->dom;
+	uint64_t now = daemon_now_ms();
+	if (d->cfg.tls == CONFIG_TLS_OFF)
+		return false;
+	if (offered && co.ssl_ctx &&
+	    (d->cfg.tls == CONFIG_TLS_REQUIRED || now >= d->tls_skip_until_ms)) {
+		s->state = S_STARTTLS;
+		cmd(s, "STARTTLS", "", "");
+		arm(s, d->cfg.command_timeout_ms);
+		if (flush_out(s))
+			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		return true;
+	}
+	if (d->cfg.tls != CONFIG_TLS_REQUIRED)
+		return false;
+	char why[120];
+	snprintf(why, sizeof(why), "%.60s does not offer STARTTLS (tls = required)%s", s->dest,
+		 co.ssl_ctx ? "" : ": no TLS context");
+	snprintf(d->last_error, sizeof(d->last_error), "%s", why);
+	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s", d->cfg.name, why);
+	fail_tx(s, CORE_V_UNVERIFIABLE, 0, "", why);
+	if (!s->verify)
+		mark_unverifiable(d, 0, why);
+	send_quit(s);
+	return true;
+}
+
+static void tls_step(struct sess *s);
+
+static void tls_start(struct sess *s)
+{
+	s->ssl = SSL_new(co.ssl_ctx);
+	if (!s->ssl || !SSL_set_fd(s->ssl, s->fd)) {
+		sess_fail(s, CORE_V_TEMPFAIL, 0, "TLS: out of memory");
+		return;
+	}
+	/* SNI for a destination named by host name (not an address literal) */
+	struct in6_addr a6;
+	struct in_addr a4;
+	if (inet_pton(AF_INET, s->tgt.host, &a4) != 1 && inet_pton(AF_INET6, s->tgt.host, &a6) != 1)
+		SSL_set_tlsext_host_name(s->ssl, s->tgt.host);
+	s->state = S_TLS;
+	arm(s, s->dom->cfg.command_timeout_ms);
+	tls_step(s);
+}
+
+/* Drive the handshake; when it is done, EHLO again (RFC 3207 4.2). */
+static void tls_step(struct sess *s)
+{
+	struct callout_dom *d = s->dom;
+	int r = SSL_connect(s->ssl);
+	if (r == 1) {
+		char line[160];
+		s->tls_on = true;
+		s->tls_want_write = false;
+		ST(TLS);
+		snprintf(line, sizeof(line), "TLS %s %s", SSL_get_version(s->ssl),
+			 SSL_get_cipher_name(s->ssl));
+		transcript(s, "-- ", line, strlen(line));
+		s->state = S_EHLO;
+		cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
+		arm(s, d->cfg.command_timeout_ms);
+		if (flush_out(s))
+			sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
+		return;
+	}
+	int e = SSL_get_error(s->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		s->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		set_events(s);
+		return;
+	}
+	char why[200], err[120] = "";
+	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+	ERR_clear_error();
+	snprintf(why, sizeof(why), "TLS handshake with %.60s failed: %s", s->dest,
+		 err[0] ? err : "connection closed");
+	ST(TLS_FAILED);
+	if (d->cfg.tls == CONFIG_TLS_MAY)
+		d->tls_skip_until_ms = daemon_now_ms() + CALLOUT_TLS_SKIP_MS;
+	log_kind(LOG_K_CALLOUT, LOG_WARNING, "callout: %s: %s%s", d->cfg.name, why,
+		 d->cfg.tls == CONFIG_TLS_MAY ? ": plain text for a while" : "");
+	sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+}
+
+static void round_over(struct sess *s, const char *why)
+{
+	struct callout_dom *d = s->dom;
+	if (s->greet5xx) {
+		s->ehlo_ok = true; /* the hosts answer: not a breaker failure */
+		fail_tx(s, CORE_V_UNVERIFIABLE, s->greet5xx, "", s->greet5xx_text);
+		if (!s->verify)
+			mark_unverifiable(d, s->greet5xx, s->greet5xx_text);
+		sess_close(s, false);
+		return;
+	}
+	sess_fail(s, CORE_V_TEMPFAIL, s->rcode, why);
+}
+
+static void greeting_failed(struct sess *s, const char *why)
+{
+	struct callout_dom *d = s->dom;
+	char prev[192];
+	snprintf(prev, sizeof(prev), "%s", s->dest);
+	if (connect_next(s) == 0) {
+		ST(GREETING_NEXT);
+		log_kind(LOG_K_CALLOUT, LOG_NOTICE, "callout: %s: %s did not greet (%s): trying %s",
+			 d->cfg.name, prev, why, s->dest);
+		return;
+	}
+	round_over(s, why);
+}
+
+/* Whether a 220 greeting names this host (its first word is our EHLO
+ * name): the destination is ourselves, or a box that forwards to us. */
+static bool greets_as_us(const struct sess *s)
+{
+	const char *me = s->dom->cfg.helo_name[0] ? s->dom->cfg.helo_name : co.hostname;
+	size_t n = strcspn(s->rtext, " \t"), m = strlen(me);
+	return n == m && !strncasecmp(s->rtext, me, n);
+}
+
 /* A complete reply is in s->rcode/rtext. */
 static void on_reply(struct sess *s)
 {
@@ -1009,6 +1263,19 @@ static void on_reply(struct sess *s)
 	switch (s->state) {
 	case S_GREETING:
 		c = classify_reply(CL_GREETING, s->rcode, enh, s->rtext, s->rtext_len, NULL, 0);
+		if (c == CL_OK && greets_as_us(s)) {
+			ST(LOOPS);
+			log_kind(LOG_K_CALLOUT, LOG_WARNING,
+				 "callout: %s: %s greets as this host (%s): mail loop, not asked",
+				 d->cfg.name, s->dest, s->rfirst);
+			if (!s->greet5xx) {
+				s->greet5xx = 554;
+				snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
+					 "mail loop: %.60s greets as this host", s->dest);
+			}
+			greeting_failed(s, "greets as this host");
+			return;
+		}
 		if (c == CL_OK) {
 			s->state = S_EHLO;
 			cmd(s, "EHLO ", d->cfg.helo_name[0] ? d->cfg.helo_name : co.hostname, "");
@@ -1017,15 +1284,11 @@ static void on_reply(struct sess *s)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "write failed");
 			return;
 		}
-		if (c == CL_UNVERIFIABLE) {
-			s->ehlo_ok = true; /* the host answers: not a breaker failure */
-			fail_tx(s, CORE_V_UNVERIFIABLE, s->rcode, enh, s->rfirst);
-			if (!s->verify)
-				mark_unverifiable(d, s->rcode, s->rfirst);
-			sess_close(s, false);
-			return;
+		if (c == CL_UNVERIFIABLE && !s->greet5xx) {
+			s->greet5xx = s->rcode;
+			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text), "%s", s->rfirst);
 		}
-		sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
+		greeting_failed(s, s->rfirst);
 		return;
 	case S_EHLO:
 		if (cls == 5) {
@@ -1046,6 +1309,8 @@ static void on_reply(struct sess *s)
 			s->ehlo_ok = true;
 			if (!s->verify)
 				sess_success(s);
+			if (!s->tls_on && tls_begin(s, s->state == S_EHLO && s->saw_starttls))
+				return; /* STARTTLS sent, or the session ended */
 			tx_start(s);
 			return;
 		}
@@ -1098,6 +1363,22 @@ static void on_reply(struct sess *s)
 	case S_RCPT:
 		on_rcpt_reply(s, enh);
 		return;
+	case S_STARTTLS:
+		if (cls == 2) {
+			/* anything the server sent after its 220 came before TLS: a
+			 * response injection (CVE-2011-0411 style), dropped */
+			s->rlen = 0;
+			tls_start(s);
+			return;
+		}
+		if (d->cfg.tls == CONFIG_TLS_REQUIRED) {
+			sess_fail(s, CORE_V_TEMPFAIL, s->rcode, s->rfirst);
+			return;
+		}
+		tx_start(s); /* may: go on in plain text */
+		return;
+	case S_TLS:
+		break;
 	case S_SWALLOW:
 		if (--s->swallow == 0 || s->rcode == 421) {
 			if (s->rcode == 421) {
@@ -1168,9 +1449,9 @@ static int parse_lines(struct sess *s)
 			s->rtext_len = 0;
 			s->saw_pipelining = false;
 			s->saw_smtputf8 = false;
-			size_t fl = n < sizeof(s->rfirst) - 1 ? n : sizeof(s->rfirst) - 1;
-			memcpy(s->rfirst, line, fl);
-			s->rfirst[fl] = 0;
+			s->saw_starttls = false;
+			/* kept for logs, the store and rcptctl: cleaned once here */
+			text_clean(s->rfirst, sizeof(s->rfirst), line, n, 0);
 		} else if (code != s->rcode) {
 			ST(PROTO_ERRORS);
 			sess_fail(s, CORE_V_TEMPFAIL, 0, "inconsistent multi-line reply");
@@ -1186,6 +1467,8 @@ static int parse_lines(struct sess *s)
 				s->saw_pipelining = true;
 			else if (has_keyword(text, tlen, "SMTPUTF8"))
 				s->saw_smtputf8 = true;
+			else if (has_keyword(text, tlen, "STARTTLS"))
+				s->saw_starttls = true;
 		}
 		if (s->rtext_len && s->rtext_len < sizeof(s->rtext) - 1)
 			s->rtext[s->rtext_len++] = ' ';
@@ -1205,6 +1488,8 @@ static int parse_lines(struct sess *s)
 		on_reply(s);
 		if (s->dead)
 			return -1;
+		if (s->state == S_CONNECT || s->state == S_TLS)
+			return 0; /* on to the next destination, or TLS: the rest is dropped */
 	}
 	if (off) {
 		memmove(s->rbuf, s->rbuf + off, s->rlen - off);
@@ -1226,7 +1511,7 @@ static void on_connected(struct sess *s)
 		snprintf(why, sizeof(why), "connect to %s: %s", s->dest, strerror(err ? err : errno));
 		if (connect_next(s) == 0)
 			return;
-		sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+		round_over(s, why);
 		return;
 	}
 	s->state = S_GREETING;
@@ -1237,12 +1522,15 @@ static void on_connected(struct sess *s)
 static void on_io(int fd, uint32_t events, void *arg)
 {
 	struct sess *s = arg;
-	(void)fd;
 	if (s->dead)
 		return;
 	if (s->state == S_CONNECT) {
 		if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			on_connected(s);
+		return;
+	}
+	if (s->state == S_TLS) {
+		tls_step(s);
 		return;
 	}
 	if (events & EPOLLOUT) {
@@ -1258,7 +1546,27 @@ static void on_io(int fd, uint32_t events, void *arg)
 				sess_fail(s, CORE_V_TEMPFAIL, 0, "reply line too long");
 				return;
 			}
-			ssize_t n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
+			ssize_t n;
+			if (s->tls_on) {
+				int r = SSL_read(s->ssl, s->rbuf + s->rlen,
+						 (int)(sizeof(s->rbuf) - s->rlen));
+				int e = r > 0 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, r);
+				ERR_clear_error();
+				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+					return;
+				if (e == SSL_ERROR_NONE) {
+					n = r;
+				} else if (e == SSL_ERROR_ZERO_RETURN) {
+					n = 0;
+				} else {
+					n = -1;
+					errno = e == SSL_ERROR_SYSCALL && errno ? errno : EPROTO;
+					if (errno == EAGAIN)
+						errno = EPROTO;
+				}
+			} else {
+				n = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, 0);
+			}
 			if (n < 0) {
 				if (errno == EAGAIN || errno == EINTR)
 					return;
@@ -1270,13 +1578,16 @@ static void on_io(int fd, uint32_t events, void *arg)
 			if (n == 0) {
 				if (s->state == S_QUIT)
 					sess_close(s, true);
+				else if (s->state == S_GREETING)
+					greeting_failed(s, "connection closed before the greeting");
 				else
 					sess_fail(s, CORE_V_TEMPFAIL, 0, "connection closed by server");
 				return;
 			}
 			s->rlen += (size_t)n;
-			if (parse_lines(s))
-				return;
+			if (parse_lines(s) || s->fd != fd || s->state == S_CONNECT ||
+			    s->state == S_TLS)
+				return; /* ended, moved on, or TLS starts */
 		}
 	}
 }
@@ -1289,9 +1600,20 @@ static int connect_next(struct sess *s)
 		close(s->fd);
 		s->fd = -1;
 	}
+	s->rlen = 0;
+	s->rlines = 0;
+	s->wlen = s->woff = 0;
+	if (s->ssl) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+	}
+	s->tls_on = false;
+next_target:
 	if (d->dest.n == 0 || s->tries >= d->dest.n)
 		return -EHOSTUNREACH;
-	s->target = (d->dest_cursor + s->tries) % d->dest.n;
+	/* the best-preference hosts first, rotated; backups only after them */
+	unsigned np = primaries(d);
+	s->target = s->tries < np ? (d->dest_cursor + s->tries) % np : s->tries;
 	s->tries++;
 	s->tgt = d->dest.t[s->target];
 	char ip[INET6_ADDRSTRLEN] = "?";
@@ -1300,12 +1622,45 @@ static int connect_next(struct sess *s)
 	else
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&s->tgt.sa)->sin6_addr, ip, sizeof(ip));
 	snprintf(s->dest, sizeof(s->dest), "%.60s[%s]:%u", s->tgt.host, ip, s->tgt.port);
+	if (s->tgt.from_mx && own_address(&s->tgt.sa)) {
+		/* the domain's MX is this box (an edge's MX is the edge): asking it
+		 * would ask ourselves */
+		ST(LOOPS);
+		log_kind(LOG_K_CALLOUT, LOG_WARNING,
+			 "callout: %s: MX host %s is an address of this host: mail loop, not asked",
+			 d->cfg.name, s->dest);
+		if (!s->greet5xx) {
+			s->greet5xx = 554;
+			snprintf(s->greet5xx_text, sizeof(s->greet5xx_text),
+				 "mail loop: MX host %.60s[%s] is this host", s->tgt.host, ip);
+		}
+		goto next_target;
+	}
 	snprintf(d->dest_last, sizeof(d->dest_last), "%s", s->dest);
 	int fd = socket(s->tgt.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* source_address: the one of the destination's family, if configured */
+	const struct sockaddr *src = NULL;
+	socklen_t srclen = 0;
+	if (s->tgt.sa.ss_family == AF_INET && d->cfg.source4.sin_family) {
+		src = (const struct sockaddr *)&d->cfg.source4;
+		srclen = sizeof(d->cfg.source4);
+	} else if (s->tgt.sa.ss_family == AF_INET6 && d->cfg.source6.sin6_family) {
+		src = (const struct sockaddr *)&d->cfg.source6;
+		srclen = sizeof(d->cfg.source6);
+	}
+	if (src && bind(fd, src, srclen)) {
+		int e = errno;
+		close(fd);
+		ST(CONNECT_FAILED);
+		d->connect_failures++;
+		snprintf(d->last_error, sizeof(d->last_error), "source_address: bind: %s",
+			 strerror(e));
+		return connect_next(s) == 0 ? 0 : -e;
+	}
 	if (connect(fd, (struct sockaddr *)&s->tgt.sa, s->tgt.salen) && errno != EINPROGRESS) {
 		int e = errno;
 		close(fd);
@@ -1367,6 +1722,11 @@ static void sess_close(struct sess *s, bool ok)
 		return;
 	requeue_retries(s);
 	fail_tx(s, CORE_V_TEMPFAIL, 0, "", "session ended");
+	if (s->ssl) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		s->tls_on = false;
+	}
 	if (s->fd >= 0) {
 		daemon_del_fd(s->fd);
 		close(s->fd);
@@ -1431,9 +1791,8 @@ static void on_dns(const struct dns_answer *a, void *arg)
 	}
 	d->dest_ok = true;
 	uint32_t ttl = a->ttl;
-	const struct config *cfg = core_config();
-	if (cfg && ttl < cfg->mx_min_ttl)
-		ttl = cfg->mx_min_ttl;
+	if (ttl < co.mx_min_ttl)
+		ttl = co.mx_min_ttl;
 	d->dest_expiry_ms = now + (uint64_t)ttl * 1000u;
 	d->dest_cursor = 0;
 	/* verify sessions waiting for the answer */
@@ -1450,8 +1809,7 @@ static bool dest_ready(struct callout_dom *d, uint64_t now)
 	if (d->dest_expiry_ms && now < d->dest_expiry_ms)
 		return d->dest_ok;
 	if (!d->resolving) {
-		const struct config *cfg = core_config();
-		uint32_t tmo = cfg ? cfg->dns_timeout_ms : 5000;
+		uint32_t tmo = co.dns_timeout_ms;
 		int r = dns_resolve(d->cfg.name, d->cfg.dest, d->cfg.ndest, d->cfg.mx_port, tmo, on_dns,
 				    d);
 		if (r == 0)
@@ -1483,7 +1841,7 @@ static int start_verify(struct callout_dom *d, struct callout_pend *p)
 	} else {
 		/* waits for the DNS answer (on_dns connects it); timeout applies */
 		s->deadline_ms = daemon_now_ms() + d->cfg.connect_timeout_ms +
-				 (core_config() ? core_config()->dns_timeout_ms : 5000u);
+				 co.dns_timeout_ms;
 	}
 	return 0;
 }
@@ -1535,11 +1893,11 @@ static void schedule(struct callout_dom *d, uint64_t now)
 			s->trial = true;
 			d->trial = true;
 		}
-		d->dest_cursor = (d->dest_cursor + (d->failures ? 1 : 0)) % (d->dest.n ? d->dest.n : 1);
+		d->dest_cursor = (d->dest_cursor + (d->failures ? 1 : 0)) % primaries(d);
 		if (connect_next(s)) {
 			char why[160];
 			snprintf(why, sizeof(why), "cannot connect to any destination of %.100s", d->cfg.name);
-			sess_fail(s, CORE_V_TEMPFAIL, 0, why);
+			round_over(s, why);
 			break;
 		}
 	}
@@ -1562,6 +1920,10 @@ static void timeouts(uint64_t now)
 			s->dom->connect_failures++;
 			if (now < s->end_ms && connect_next(s) == 0)
 				continue;
+		}
+		if (s->state == S_GREETING && now < s->end_ms) {
+			greeting_failed(s, why);
+			continue;
 		}
 		if (s->state == S_QUIT) {
 			sess_close(s, true);
@@ -1653,6 +2015,19 @@ int callout_init(const struct callout_hooks *h)
 	if (gethostname(co.hostname, sizeof(co.hostname) - 1) || !co.hostname[0])
 		snprintf(co.hostname, sizeof(co.hostname), "localhost");
 	co.queue_max = 200000;
+	co.dns_timeout_ms = 5000;
+	/* a TLS write to a closed connection must not kill the process */
+	signal(SIGPIPE, SIG_IGN);
+	co.ssl_ctx = SSL_CTX_new(TLS_client_method());
+	if (co.ssl_ctx) {
+		/* encryption only (Postfix's "may"/"encrypt"): no CA store decides
+		 * whether an internal server may be asked */
+		SSL_CTX_set_verify(co.ssl_ctx, SSL_VERIFY_NONE, NULL);
+		SSL_CTX_set_mode(co.ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+						     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	} else {
+		log_msg(LOG_ERR, "callout: no TLS context: STARTTLS unavailable");
+	}
 	co.inited = true;
 	return 0;
 }
@@ -1660,6 +2035,9 @@ int callout_init(const struct callout_hooks *h)
 int callout_configure(const struct config *cfg)
 {
 	co.queue_max = cfg->queue_max;
+	co.dns_timeout_ms = cfg->dns_timeout_ms;
+	co.mx_min_ttl = cfg->mx_min_ttl;
+	read_own_addresses();
 	for (struct callout_dom *d = co.doms; d; d = d->next)
 		d->configured = false;
 	for (unsigned i = 0; i < cfg->ndom; i++) {
@@ -1713,5 +2091,7 @@ void callout_shutdown(void)
 		free(d);
 	}
 	free(co.tab);
+	if (co.ssl_ctx)
+		SSL_CTX_free(co.ssl_ctx);
 	memset(&co, 0, sizeof(co));
 }

@@ -15,7 +15,11 @@
  * detection by a random local part sent first in a session when due, and
  * "unverifiable" when the destination refuses callouts (5xx at connect,
  * EHLO/HELO or MAIL).  An address that failed temporarily is held back for
- * ttl_tempfail before it may be probed again.
+ * ttl_tempfail before it may be probed again.  STARTTLS (OpenSSL) when the
+ * destination offers it and the domain's tls is may (the default) or
+ * required; required and not offered is unverifiable.  Encryption only: the
+ * certificate is not checked (Postfix's "may" and "encrypt"); a failed
+ * handshake under may goes plain for CALLOUT_TLS_SKIP_MS.
  * Thread: main thread only.
  */
 #ifndef RG_CALLOUT_H
@@ -34,6 +38,9 @@
 #define CALLOUT_TEXT_MAX 512u		/* reply text kept for classification */
 #define CALLOUT_TRANSCRIPT_MAX 16384u	/* verify transcript */
 #define CALLOUT_MAX_SESSIONS 4096u	/* all domains */
+#define CALLOUT_RETRY_MAX 3u		/* "too many recipients" retries of one address */
+#define CALLOUT_TLS_SKIP_MS 600000u	/* tls = may: plain this long after a failed handshake */
+#define CALLOUT_OWN_MAX 64u		/* this host's addresses kept for loop detection */
 
 #define CALLOUT_STATS_LIST(X)                                                           \
 	X(SUBMITTED, "callout_submitted", "addresses submitted for a callout")          \
@@ -44,6 +51,10 @@
 	X(SESSIONS, "callout_sessions", "sessions opened")                              \
 	X(SESSIONS_FAILED, "callout_sessions_failed", "sessions that failed before MAIL") \
 	X(CONNECT_FAILED, "callout_connect_failed", "connection attempts that failed")  \
+	X(TLS, "callout_tls", "sessions that went through STARTTLS")                   \
+	X(TLS_FAILED, "callout_tls_failed", "STARTTLS handshakes that failed")          \
+	X(LOOPS, "callout_loops", "destinations refused: this host (own address or greeting name)") \
+	X(GREETING_NEXT, "callout_greeting_next", "failed greetings that moved the session to the next destination") \
 	X(TIMEOUTS, "callout_timeouts", "connect/reply timeouts")                       \
 	X(PROTO_ERRORS, "callout_proto_errors", "malformed replies")                    \
 	X(LINE_TOO_LONG, "callout_line_too_long", "reply lines over CALLOUT_LINE_MAX")  \
@@ -55,6 +66,7 @@
 	X(TEMPFAIL, "callout_tempfail", "addresses with a temporary result")            \
 	X(UNVERIFIABLE, "callout_unverifiable", "addresses whose destination refused") \
 	X(RETRY_452, "callout_retry_452", "RCPTs refused as too many, requeued")        \
+	X(RETRY_LIMIT, "callout_retry_limit", "addresses refused as too many CALLOUT_RETRY_MAX times: temporary") \
 	X(PROBES, "callout_accept_all_probes", "accept-all probes sent")                \
 	X(BREAKER_OPENED, "callout_breaker_opened", "circuit breaker openings")         \
 	X(DNS_FAILURES, "callout_dns_failures", "destination lookups that failed")        \
@@ -90,6 +102,7 @@ struct callout_result {
 	const char *reply;	/* deciding reply line or failure text */
 	const char *dest;	/* "host[ip]:port" or "" */
 	unsigned flags;		/* enum callout_flags of the submission */
+	bool backup;		/* answered by a backup MX: a 2xx says nothing */
 	struct callout_waiter *waiters; /* handed over to the hook */
 	const char *transcript;	/* CALLOUT_F_VERIFY only, else NULL */
 	size_t transcript_len;
@@ -123,6 +136,7 @@ struct callout_dom {
 	uint64_t unverifiable_until_ms;
 	uint64_t unverifiable_until_s;
 	int health;			/* enum core_health */
+	uint64_t tls_skip_until_ms;	/* tls = may: a failed handshake, plain until */
 	/* accept-all */
 	bool accept_all;
 	bool aa_known;

@@ -114,8 +114,13 @@ enum classify_result classify_reply(enum classify_stage stage, uint16_t code, co
 	if (cls == 2)
 		return CL_OK;
 	if (cls == 4) {
-		if (stage == CL_RCPT && code == 452)
-			return CL_RETRY;
+		/* 452 is also "mailbox full" (4.2.2) and "out of storage" (4.3.1):
+		 * only 4.5.3, or a bare 452 saying so, means "too many recipients" */
+		if (stage == CL_RCPT && code == 452) {
+			if (enh && enh[0])
+				return !strcmp(enh, "4.5.3") ? CL_RETRY : CL_TEMP;
+			return contains_ci(text, len, "too many recipients") ? CL_RETRY : CL_TEMP;
+		}
 		return CL_TEMP;
 	}
 	if (cls != 5)

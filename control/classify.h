@@ -10,7 +10,10 @@
  *   any other 5xx (policy 5.7.x, 5.4.1, rejections at connect, EHLO/HELO,
  *     MAIL)                   the destination is unverifiable: fail open,
  *                             never cache the address as invalid
- *   452 / 552 5.5.3 at RCPT   too many recipients: retry in a new transaction
+ *   452 4.5.3 (or a 452 without an enhanced code saying "too many
+ *     recipients"), 552 5.5.3 at RCPT
+ *                             too many recipients: retry in a new transaction
+ *   any other 452 (4.2.2 mailbox full, 4.3.1 no storage)   temporary
  * Thread: any; pure functions.
  */
 #ifndef RG_CLASSIFY_H

@@ -17,16 +17,23 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <idn2.h>
 #include <ini.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
+#include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "ctlproto.h"
 #include "dtable.h"
+#include "text.h"
 
 enum key_scope { SC_GLOBAL = 1, SC_DOMAIN = 2, SC_BOTH = 3 };
 
@@ -38,9 +45,18 @@ enum key_type {
 	KT_MS,		/* duration: N[ms|s|m] -> milliseconds */
 	KT_MODE,	/* callout | list | both */
 	KT_MISS,	/* pass | defer */
+	KT_REJCODE,	/* 550 | 450 */
+	KT_ACTION,	/* reject | warn */
+	KT_TLS,		/* may | off | required */
 	KT_FACILITY,	/* mail, daemon, local0..7 */
 	KT_DESTS,	/* host[:port][, host[:port]...] | mx */
-	KT_UIDS,	/* uid[, uid...] (numbers or user names) */
+	KT_IDS,		/* uid | user | @gid | @group [, ...] */
+	KT_OCTAL,	/* file mode, octal */
+	KT_GROUP,	/* group name or number; "" = -1 */
+	KT_CIDRS,	/* prefix[, prefix...] */
+	KT_MAILBOX,	/* local@domain or <local@domain>, RFC 5321; "" = <> */
+	KT_HOSTNAME,	/* a host name for EHLO; "" = the system's */
+	KT_SOURCE,	/* up to one IPv4 and one IPv6 address */
 	KT_CODES,	/* x.y.z[, x.y.z...] */
 	KT_PORT,	/* 1..65535 */
 };
@@ -84,8 +100,12 @@ static const struct config_key config_keys[] = {
 	/* control socket */
 	{"control_socket", SC_GLOBAL, KT_STR, G(control_socket), "/run/rcptgate/rcptgated.sock",
 	 0, 0, "rcptctl's Unix socket"},
-	{"control_uids", SC_GLOBAL, KT_UIDS, G(control_uids), "0", 0, 0,
-	 "uids allowed on the control socket"},
+	{"control_admins", SC_GLOBAL, KT_IDS, G(control_admins), "0", 0, 0,
+	 "uids/@groups allowed every control verb (root always is)"},
+	{"control_uids", SC_GLOBAL, KT_IDS, G(control_admins), "0", 0, 0,
+	 "older name of control_admins"},
+	{"control_readers", SC_GLOBAL, KT_IDS, G(control_readers), "", 0, 0,
+	 "uids/@groups allowed the read-only verbs (status, stats, lookup, domains, blocks)"},
 	{"control_max_clients", SC_GLOBAL, KT_U32, G(control_max_clients), "16", 1, 1024,
 	 "concurrent control connections"},
 	/* policy service */
@@ -95,6 +115,12 @@ static const struct config_key config_keys[] = {
 	 "how long the policy service waits for a callout"},
 	{"policy_max_clients", SC_GLOBAL, KT_U32, G(policy_max_clients), "256", 1, 4096,
 	 "concurrent policy connections"},
+	{"policy_socket_mode", SC_GLOBAL, KT_OCTAL, G(policy_socket_mode), "0660", 0, 0777,
+	 "file mode of a Unix policy socket"},
+	{"policy_socket_group", SC_GLOBAL, KT_GROUP, G(policy_socket_gid), "", 0, 0,
+	 "group of a Unix policy socket (e.g. postfix); empty = the daemon's"},
+	{"policy_allow", SC_GLOBAL, KT_CIDRS, G(policy_allow), "127.0.0.0/8, ::1/128", 0, 0,
+	 "client prefixes allowed on a TCP policy listener"},
 	/* xdp */
 	{"xdp_pin_dir", SC_GLOBAL, KT_STR, G(xdp_pin_dir), "/sys/fs/bpf/rcptgate", 0, 0,
 	 "bpffs directory of the XDP program's pinned maps"},
@@ -139,11 +165,21 @@ static const struct config_key config_keys[] = {
 	 "command (/bin/sh -c) whose output is the list, instead of a file"},
 	{"miss_policy", SC_BOTH, KT_MISS, D(miss_policy), "pass", 0, 0,
 	 "unknown recipient while verifying: pass | defer"},
+	{"reject_code", SC_BOTH, KT_REJCODE, D(reject_code), "550", 0, 0,
+	 "reply to an invalid recipient: 550 (5.1.1) or 450 (4.1.1, the sender retries)"},
+	{"action", SC_BOTH, KT_ACTION, D(action), "reject", 0, 0,
+	 "reject | warn: forward everything, log what would have been refused"},
 	{"case_sensitive", SC_BOTH, KT_BOOL, D(case_sensitive), "no", 0, 0,
 	 "local parts compared as written"},
-	{"mail_from", SC_BOTH, KT_STR, D(mail_from), "", 0, 0,
-	 "probe sender; empty = the null path <>"},
-	{"helo_name", SC_BOTH, KT_STR, D(helo_name), "", 0, 0,
+	{"mail_from", SC_BOTH, KT_MAILBOX, D(mail_from), "", 0, 0,
+	 "probe sender (e.g. double-bounce@this-host); empty = the null path <>"},
+	{"tls", SC_BOTH, KT_TLS, D(tls), "may", 0, 0,
+	 "STARTTLS on callouts: may (when offered), off, required"},
+	{"mail_from_rotate", SC_BOTH, KT_SECS, D(mail_from_rotate), "0", 0, 365 * DAY,
+	 "change the probe sender's local part this often (local-N@domain); 0 = never"},
+	{"source_address", SC_BOTH, KT_SOURCE, D(source4), "", 0, 0,
+	 "callouts leave from this IPv4 and/or IPv6 address; empty = the kernel's choice"},
+	{"helo_name", SC_BOTH, KT_HOSTNAME, D(helo_name), "", 0, 0,
 	 "EHLO name; empty = the host name"},
 	{"harvest_threshold", SC_BOTH, KT_U32, D(harvest_threshold), "0", 0, 1000000,
 	 "invalid RCPTs per window per source; 0 = the data plane's global value"},
@@ -382,9 +418,35 @@ static int parse_dests(struct parse_ctx *p, const char *v, struct config_dom *d)
 	return 1;
 }
 
-static int parse_uids(struct parse_ctx *p, const char *v, struct config *c)
+/* A group by name or number: 0 and *gid, or -1 (message recorded). */
+static int parse_gid(struct parse_ctx *p, const char *key, const char *tok, uint32_t *gid)
 {
+	uint64_t u;
+	const char *rest;
+	if (!parse_u64(tok, &u, &rest) && !*rest && u < UINT32_MAX) {
+		*gid = (uint32_t)u;
+		return 0;
+	}
+	struct group *g = getgrnam(tok);
+	if (!g) {
+		fail(p, "%s: unknown group '%s'", key, tok);
+		return -1;
+	}
+	*gid = (uint32_t)g->gr_gid;
+	return 0;
+}
+
+/* "0, mailadm, @rcptgate, @4242": users by name or uid, groups after '@'.
+ * Names are resolved here, once: the control socket checks numbers. */
+static int parse_ids(struct parse_ctx *p, const struct config_key *k, const char *v,
+		     struct config *c)
+{
+	bool admins = k->off == offsetof(struct config, control_admins);
+	struct config_principal *out = admins ? c->control_admins : c->control_readers;
+	unsigned *nout = admins ? &c->ncontrol_admins : &c->ncontrol_readers;
 	char buf[512];
+	if (strlen(v) >= sizeof(buf))
+		return fail(p, "%s: list too long", k->name);
 	snprintf(buf, sizeof(buf), "%s", v);
 	unsigned n = 0;
 	char *save = NULL;
@@ -392,14 +454,76 @@ static int parse_uids(struct parse_ctx *p, const char *v, struct config *c)
 		uint64_t u;
 		const char *rest;
 		if (n == CONFIG_MAX_UIDS)
-			return fail(p, "more than %u uids", CONFIG_MAX_UIDS);
-		if (parse_u64(tok, &u, &rest) || *rest || u > UINT32_MAX - 1)
-			return fail(p, "bad uid '%s' (a number)", tok);
-		c->control_uids[n++] = (uint32_t)u;
+			return fail(p, "%s: more than %u entries", k->name, CONFIG_MAX_UIDS);
+		if (tok[0] == '@') {
+			if (parse_gid(p, k->name, tok + 1, &out[n].id))
+				return 0;
+			out[n++].group = true;
+			continue;
+		}
+		out[n].group = false;
+		if (!parse_u64(tok, &u, &rest) && !*rest && u < UINT32_MAX) {
+			out[n++].id = (uint32_t)u;
+			continue;
+		}
+		struct passwd *pw = getpwnam(tok);
+		if (!pw)
+			return fail(p, "%s: unknown user '%s'", k->name, tok);
+		out[n++].id = (uint32_t)pw->pw_uid;
 	}
-	if (n == 0)
-		return fail(p, "control_uids needs at least one uid");
-	c->ncontrol_uids = n;
+	*nout = n;
+	return 1;
+}
+
+static int parse_cidrs(struct parse_ctx *p, const struct config_key *k, const char *v,
+		       struct config *c)
+{
+	char buf[1024];
+	if (strlen(v) >= sizeof(buf))
+		return fail(p, "%s: list too long", k->name);
+	snprintf(buf, sizeof(buf), "%s", v);
+	unsigned n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (n == CONFIG_MAX_ALLOW)
+			return fail(p, "%s: more than %u prefixes", k->name, CONFIG_MAX_ALLOW);
+		struct config_cidr *x = &c->policy_allow[n];
+		if (ctlproto_parse_prefix(tok, &x->family, x->addr, &x->plen))
+			return fail(p, "%s: bad prefix '%s' (e.g. 198.18.0.0/15 or 2001:2::/48, no "
+				    "host bits)", k->name, tok);
+		n++;
+	}
+	c->npolicy_allow = n;
+	return 1;
+}
+
+/* The probe sender: an RFC 5321 mailbox (common/addr.h), never the null
+ * path (that is the empty value), no parameters, no source route.  Kept as
+ * written but for the brackets and a lowercased domain. */
+static int parse_mailbox(struct parse_ctx *p, const struct config_key *k, const char *v,
+			 char *dst, size_t size)
+{
+	char path[RG_PATH_MAX + 3];
+	struct addr_parsed a;
+	size_t len;
+	if (!*v) {
+		dst[0] = 0;
+		return 1;
+	}
+	len = (size_t)snprintf(path, sizeof(path), v[0] == '<' ? "%s" : "<%s>", v);
+	if (len >= sizeof(path) || addr_parse_path(path, len, &a) != ADDR_OK ||
+	    a.path_len != len || (a.flags & (ADDR_F_ROUTE | ADDR_F_POSTMASTER)) || !a.domain_len)
+		return fail(p, "%s: '%s' is not a mailbox (%s)", k->name, v,
+			    (a.flags & ADDR_F_NULL) ? "leave it empty for the null path"
+						    : "local@domain, no parameters");
+	if (a.local_len + 1 + a.domain_len >= size)
+		return fail(p, "%s: '%s' is too long", k->name, v);
+	memcpy(dst, a.local, a.local_len);
+	dst[a.local_len] = '@';
+	int dl = addr_domain_lower(&a, dst + a.local_len + 1, size - a.local_len - 1);
+	if (dl < 0)
+		return fail(p, "%s: '%s': %s", k->name, v, addr_strerror(dl));
+	dst[a.local_len + 1 + (size_t)dl] = 0;
 	return 1;
 }
 
@@ -500,14 +624,94 @@ static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, 
 		else
 			return fail(p, "miss_policy: '%s' is not pass or defer", v);
 		return 1;
+	case KT_REJCODE:
+		if (strcmp(v, "550") && strcmp(v, "450"))
+			return fail(p, "%s: '%s' is not 550 or 450", k->name, v);
+		*(uint16_t *)dst = (uint16_t)atoi(v);
+		return 1;
+	case KT_TLS:
+		if (!strcasecmp(v, "may"))
+			*dst = CONFIG_TLS_MAY;
+		else if (!strcasecmp(v, "off"))
+			*dst = CONFIG_TLS_OFF;
+		else if (!strcasecmp(v, "required"))
+			*dst = CONFIG_TLS_REQUIRED;
+		else
+			return fail(p, "%s: '%s' is not may, off or required", k->name, v);
+		return 1;
+	case KT_ACTION:
+		if (!strcasecmp(v, "reject"))
+			*dst = CONFIG_ACTION_REJECT;
+		else if (!strcasecmp(v, "warn"))
+			*dst = CONFIG_ACTION_WARN;
+		else
+			return fail(p, "%s: '%s' is not reject or warn", k->name, v);
+		return 1;
 	case KT_FACILITY:
 		if (parse_facility(v, (int *)dst))
 			return fail(p, "%s: unknown facility '%s'", k->name, v);
 		return 1;
 	case KT_DESTS:
 		return parse_dests(p, v, (struct config_dom *)base);
-	case KT_UIDS:
-		return parse_uids(p, v, (struct config *)base);
+	case KT_IDS:
+		return parse_ids(p, k, v, (struct config *)base);
+	case KT_CIDRS:
+		return parse_cidrs(p, k, v, (struct config *)base);
+	case KT_OCTAL: {
+		char *end;
+		unsigned long m = strtoul(v, &end, 8);
+		if (!*v || *end || strspn(v, "01234567") != strlen(v) || m > k->max)
+			return fail(p, "%s: '%s' is not an octal mode (e.g. 0660)", k->name, v);
+		*(uint32_t *)dst = (uint32_t)m;
+		return 1;
+	}
+	case KT_GROUP: {
+		uint32_t gid;
+		if (!*v) {
+			*(int32_t *)dst = -1;
+			return 1;
+		}
+		if (parse_gid(p, k->name, v, &gid))
+			return 0;
+		if (gid > INT32_MAX)
+			return fail(p, "%s: group id %u too large", k->name, gid);
+		*(int32_t *)dst = (int32_t)gid;
+		return 1;
+	}
+	case KT_MAILBOX:
+		return parse_mailbox(p, k, v, (char *)dst, k->size);
+	case KT_SOURCE: {
+		struct config_dom *dm = (struct config_dom *)base;
+		char buf[256], *save = NULL;
+		memset(&dm->source4, 0, sizeof(dm->source4));
+		memset(&dm->source6, 0, sizeof(dm->source6));
+		if (strlen(v) >= sizeof(buf))
+			return fail(p, "%s: value too long", k->name);
+		snprintf(buf, sizeof(buf), "%s", v);
+		for (char *t = strtok_r(buf, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+			struct in_addr a4;
+			struct in6_addr a6;
+			if (inet_pton(AF_INET, t, &a4) == 1 && !dm->source4.sin_family) {
+				dm->source4.sin_family = AF_INET;
+				dm->source4.sin_addr = a4;
+			} else if (inet_pton(AF_INET6, t, &a6) == 1 && !dm->source6.sin6_family) {
+				dm->source6.sin6_family = AF_INET6;
+				dm->source6.sin6_addr = a6;
+			} else if (inet_pton(AF_INET, t, &a4) == 1 || inet_pton(AF_INET6, t, &a6) == 1) {
+				return fail(p, "%s: at most one IPv4 and one IPv6 address", k->name);
+			} else {
+				return fail(p, "%s: '%s' is not an IPv4 or IPv6 address", k->name, t);
+			}
+		}
+		return 1;
+	}
+	case KT_HOSTNAME:
+		if (*v && (!valid_hostname(v) || strchr(v, ':')))
+			return fail(p, "%s: '%s' is not a host name", k->name, v);
+		if (strlen(v) >= k->size)
+			return fail(p, "%s: value longer than %zu characters", k->name, k->size - 1);
+		memcpy(dst, v, strlen(v) + 1);
+		return 1;
 	case KT_CODES:
 		return parse_codes(p, v, (struct config_dom *)base);
 	}
@@ -529,6 +733,43 @@ static int valid_domain_name(const char *s)
 	return 1;
 }
 
+/* The managed name of a "[domain NAME]" header: lowercased; a name in UTF-8
+ * converted to its A-labels (IDNA2008, libidn2: nontransitional, NFC), as
+ * the data plane and DNS see it.  Returns 1, or 0 with the message recorded. */
+static int section_domain(struct parse_ctx *p, const char *section, char *name)
+{
+	const char *s = section + 6;
+	bool utf8 = false;
+	while (isspace((unsigned char)*s))
+		s++;
+	size_t len = strlen(s);
+	if (len > RG_DOMAIN_MAX)
+		return fail(p, "domain name too long");
+	for (size_t i = 0; i <= len; i++) {
+		name[i] = (char)tolower((unsigned char)s[i]);
+		utf8 |= (unsigned char)s[i] >= 0x80;
+	}
+	if (utf8) {
+		char *ace = NULL;
+		int rc = idn2_to_ascii_8z(name, &ace, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+		if (rc != IDN2_OK) {
+			char shown[TEXT_CLEAN_MAX(RG_DOMAIN_MAX)];
+			text_clean(shown, sizeof(shown), name, strlen(name), 0);
+			return fail(p, "bad domain name '%s': not a valid international domain name "
+				    "(%s)", shown, idn2_strerror(rc));
+		}
+		if (strlen(ace) > RG_DOMAIN_MAX) {
+			idn2_free(ace);
+			return fail(p, "domain name too long once converted to A-labels");
+		}
+		snprintf(name, RG_DOMAIN_MAX + 1, "%s", ace);
+		idn2_free(ace);
+	}
+	if (!valid_domain_name(name))
+		return fail(p, "bad domain name '%s'", name);
+	return 1;
+}
+
 /* Register a section header (pre-pass over the text, so that a [domain NAME]
  * section with no keys still defines the domain). */
 static int add_section(struct parse_ctx *p, const char *section)
@@ -538,16 +779,9 @@ static int add_section(struct parse_ctx *p, const char *section)
 	if (strncmp(section, "domain", 6) || !isspace((unsigned char)section[6]))
 		return fail(p, "unknown section [%s] (expected [global] or [domain NAME])", section);
 	char name[RG_DOMAIN_MAX + 1];
-	const char *s = section + 6;
-	while (isspace((unsigned char)*s))
-		s++;
-	size_t len = strlen(s);
-	if (len > RG_DOMAIN_MAX)
-		return fail(p, "domain name too long");
-	for (size_t i = 0; i <= len; i++)
-		name[i] = (char)tolower((unsigned char)s[i]);
-	if (!valid_domain_name(name))
-		return fail(p, "bad domain name '%s'", name);
+	if (!section_domain(p, section, name))
+		return 0;
+	size_t len = strlen(name);
 	struct config *c = p->cfg;
 	for (unsigned i = 0; i < c->ndom; i++)
 		if (!strcmp(c->dom[i].name, name))
@@ -568,19 +802,42 @@ static int add_section(struct parse_ctx *p, const char *section)
 	return 1;
 }
 
-/* Pre-pass: every "[...]" line, in order.  Returns 0 or the failing line. */
-static int scan_sections(struct parse_ctx *p, const char *text)
+/* Keys that set the same field (control_uids, control_admins) are one key. */
+static size_t key_canon(const struct config_key *k)
 {
-	int line = 0;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (config_keys[i].off == k->off &&
+		    (config_keys[i].scope == SC_GLOBAL) == (k->scope == SC_GLOBAL))
+			return i;
+	return (size_t)(k - config_keys);
+}
+
+/* Pre-pass over the text, line by line, for what inih cannot tell: a line
+ * too long for its buffer (it would split it and blame the next line), a
+ * key given twice in one section (it would let the last win), and every
+ * "[...]" header in order.  Returns 0 or the failing line. */
+static int scan_lines(struct parse_ctx *p, const char *text)
+{
+	int line = 0, in_global = 0, in_section = 0;
+	int first[NKEYS], gfirst[NKEYS];
+	const char *fname[NKEYS], *gname[NKEYS];
+	memset(first, 0, sizeof(first));
+	memset(gfirst, 0, sizeof(gfirst));
+	if (!strncmp(text, "\xEF\xBB\xBF", 3))
+		text += 3; /* a UTF-8 BOM, as inih skips it */
 	for (const char *s = text; *s;) {
 		const char *eol = strchr(s, '\n');
 		size_t n = eol ? (size_t)(eol - s) : strlen(s);
 		line++;
-		const char *q = s;
-		while (q < s + n && isspace((unsigned char)*q))
+		if (n > CONFIG_LINE_MAX + (n && s[n - 1] == '\r' ? 1u : 0u)) {
+			fail(p, "line longer than %u characters", CONFIG_LINE_MAX);
+			return line;
+		}
+		const char *q = s, *end = s + n;
+		while (q < end && isspace((unsigned char)*q))
 			q++;
-		if (q < s + n && *q == '[') {
-			const char *close = memchr(q, ']', (size_t)(s + n - q));
+		if (q < end && *q == '[') {
+			const char *close = memchr(q, ']', (size_t)(end - q));
 			if (close) {
 				char sec[300];
 				size_t len = (size_t)(close - q - 1);
@@ -588,8 +845,40 @@ static int scan_sections(struct parse_ctx *p, const char *text)
 					len = sizeof(sec) - 1;
 				memcpy(sec, q + 1, len);
 				sec[len] = 0;
-				if (!add_section(p, trim(sec)))
+				char *t = trim(sec);
+				if (!add_section(p, t))
 					return line;
+				in_global = !strcmp(t, "global");
+				in_section = 1;
+				memset(first, 0, sizeof(first));
+			}
+		} else if (q < end && *q != ';' && *q != '#') {
+			const char *d = q;
+			while (d < end && *d != '=' && *d != ':')
+				d++;
+			char name[64];
+			size_t nl = (size_t)(d - q);
+			while (nl && isspace((unsigned char)q[nl - 1]))
+				nl--;
+			if (in_section && d < end && nl && nl < sizeof(name)) {
+				memcpy(name, q, nl);
+				name[nl] = 0;
+				const struct config_key *k = key_find(name);
+				if (k) {
+					size_t c = key_canon(k);
+					int *f = in_global ? gfirst : first;
+					const char **fn = in_global ? gname : fname;
+					if (f[c]) {
+						fail(p, "%s given twice in [%s%s] (first at line %d%s%s)",
+						     config_keys[c].name, in_global ? "" : "domain ",
+						     in_global ? "global" : p->cfg->dom[p->cfg->ndom - 1].name,
+						     f[c], strcmp(fn[c], k->name) ? ", as " : "",
+						     strcmp(fn[c], k->name) ? fn[c] : "");
+						return line;
+					}
+					f[c] = line;
+					fn[c] = k->name;
+				}
 			}
 		}
 		s = eol ? eol + 1 : s + n;
@@ -608,12 +897,9 @@ static int enter_section(struct parse_ctx *p, const char *section)
 	if (p->in_global)
 		return 1;
 	char name[RG_DOMAIN_MAX + 1];
-	const char *s = section + 6;
-	while (isspace((unsigned char)*s))
-		s++;
-	snprintf(name, sizeof(name), "%s", s);
-	for (char *q = name; *q; q++)
-		*q = (char)tolower((unsigned char)*q);
+	if (!strncmp(section, "domain", 6) && isspace((unsigned char)section[6]) &&
+	    !section_domain(p, section, name))
+		return 0;
 	for (unsigned i = 0; i < p->cfg->ndom; i++)
 		if (!strcmp(p->cfg->dom[i].name, name)) {
 			p->cur = &p->cfg->dom[i];
@@ -682,6 +968,8 @@ static void inherit(struct config *c)
 				dom->ndest = c->defaults.ndest;
 			if (k->type == KT_CODES)
 				dom->ninvalid_codes = c->defaults.ninvalid_codes;
+			if (k->type == KT_SOURCE)
+				dom->source6 = c->defaults.source6;
 		}
 	}
 }
@@ -725,15 +1013,25 @@ static int validate(struct config *c, char *err, size_t errlen)
 				 dom->name);
 			return -EINVAL;
 		}
+		if (dom->mail_from_rotate) {
+			const char *at = strrchr(dom->mail_from, '@');
+			if (!at) {
+				snprintf(err, errlen, "%s: [domain %s]: mail_from_rotate needs mail_from", f,
+					 dom->name);
+				return -EINVAL;
+			}
+			/* "-" and up to 10 digits are appended to the local part */
+			if (dom->mail_from[0] == '"' || at - dom->mail_from + 11 > RG_LOCAL_MAX) {
+				snprintf(err, errlen, "%s: [domain %s]: mail_from_rotate needs a mail_from "
+					 "whose local part is a dot-atom of at most %u characters", f,
+					 dom->name, RG_LOCAL_MAX - 11);
+				return -EINVAL;
+			}
+		}
 		if (dom->list[0] && access(dom->list, R_OK)) {
 			snprintf(err, errlen, "%s: [domain %s]: list %s: %s", f, dom->name, dom->list,
 				 strerror(errno));
 			return -errno;
-		}
-		if (dom->mail_from[0] && !strchr(dom->mail_from, '@')) {
-			snprintf(err, errlen, "%s: [domain %s]: mail_from must be local@domain or empty", f,
-				 dom->name);
-			return -EINVAL;
 		}
 	}
 	if (c->dns_server[0]) {
@@ -765,7 +1063,7 @@ static int load(const char *name, const char *text, struct config *out, char *er
 	apply_defaults(out);
 	struct parse_ctx p = {.fname = name, .cfg = out};
 	p.section[0] = 0;
-	int line = scan_sections(&p, text);
+	int line = scan_lines(&p, text);
 	if (!line)
 		line = ini_parse_string(text, handler, &p);
 	if (line < 0) {

@@ -16,19 +16,47 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <netinet/in.h>
+
 #include "shm.h"
 
 #define CONFIG_MAX_DOMAINS 4096u
 #define CONFIG_MAX_DESTS 8u	/* host:port entries per domain */
-#define CONFIG_MAX_UIDS 16u	/* control_uids entries */
+#define CONFIG_MAX_UIDS 16u	/* control_admins / control_readers entries */
+#define CONFIG_MAX_ALLOW 32u	/* policy_allow prefixes */
+#define CONFIG_LINE_MAX 197u	/* characters of one line (inih's 200-octet buffer) */
 #define CONFIG_MAX_CODES 8u	/* invalid_codes entries */
 #define CONFIG_PATH_MAX 256u
 #define CONFIG_HOST_MAX 256u
 #define CONFIG_CMD_MAX 1024u
 
+/* A uid, or a group (gid) whose members (primary or supplementary) match. */
+struct config_principal {
+	uint32_t id;
+	bool group;
+};
+
+struct config_cidr {
+	int family;		/* AF_INET or AF_INET6 */
+	unsigned plen;
+	uint8_t addr[16];
+};
+
 struct config_dest {
 	char host[CONFIG_HOST_MAX];	/* name or address literal (no brackets) */
 	uint16_t port;
+};
+
+enum config_tls {
+	CONFIG_TLS_MAY = 0,		/* STARTTLS when offered (opportunistic) */
+	CONFIG_TLS_OFF = 1,		/* never */
+	CONFIG_TLS_REQUIRED = 2,	/* never without: a destination not offering it
+					 * is unverifiable */
+};
+
+enum config_action {
+	CONFIG_ACTION_REJECT = 0,	/* refuse invalid recipients */
+	CONFIG_ACTION_WARN = 1,		/* dry run: forward, log what would be refused */
 };
 
 /* Per-domain settings; [global] holds the defaults every domain inherits. */
@@ -40,11 +68,19 @@ struct config_dom {
 	uint16_t mx_port;		/* port used for MX-derived hosts */
 	uint8_t mode;			/* enum dtable_mode */
 	uint8_t miss_policy;		/* enum dtable_miss */
+	uint8_t action;			/* enum config_action */
+	uint8_t tls;			/* enum config_tls (callouts) */
+	uint16_t reject_code;		/* 550 or 450 for an invalid recipient */
 	bool case_sensitive;
 	char list[CONFIG_PATH_MAX];	/* static valid-recipient list, "" = none */
 	char list_command[CONFIG_CMD_MAX]; /* /bin/sh command printing the list, "" = none */
-	char mail_from[RG_ADDR_MAX + 1];/* probe sender, "" = the null path <> */
+	char mail_from[RG_ADDR_MAX + 1];/* probe sender "local@domain" (checked as an
+					 * RFC 5321 path), "" = the null path <> */
+	uint32_t mail_from_rotate;	/* s: "local-N@domain", N = time / this; 0 = off */
 	char helo_name[CONFIG_HOST_MAX];
+	/* callouts leave from these (0.0.0.0 / :: family unset = the kernel's) */
+	struct sockaddr_in source4;
+	struct sockaddr_in6 source6;
 	uint32_t harvest_threshold;	/* published in the domain table; 0 = global */
 
 	/* callout sessions */
@@ -99,14 +135,22 @@ struct config {
 
 	/* control socket (ctl module) */
 	char control_socket[CONFIG_PATH_MAX];
-	uint32_t control_uids[CONFIG_MAX_UIDS];
-	unsigned ncontrol_uids;
+	/* every verb (root always); control_uids is an older name of it */
+	struct config_principal control_admins[CONFIG_MAX_UIDS];
+	unsigned ncontrol_admins;
+	/* the read-only verbs: status, stats, lookup, domains, blocks */
+	struct config_principal control_readers[CONFIG_MAX_UIDS];
+	unsigned ncontrol_readers;
 	uint32_t control_max_clients;
 
 	/* policy service (policy module); "" = off; "host:port" or a unix path */
 	char policy_listen[CONFIG_PATH_MAX];
 	uint32_t policy_timeout_ms;	/* wait for a callout before answering */
 	uint32_t policy_max_clients;
+	uint32_t policy_socket_mode;	/* Unix listener's file mode */
+	int32_t policy_socket_gid;	/* ... and group; -1 = the daemon's */
+	struct config_cidr policy_allow[CONFIG_MAX_ALLOW]; /* TCP clients allowed */
+	unsigned npolicy_allow;
 
 	/* XDP maps and blocking (xdp module) */
 	char xdp_pin_dir[CONFIG_PATH_MAX];

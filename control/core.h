@@ -20,34 +20,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "loop.h"
 #include "msg.h"
 #include "shm.h"
 
 /* ---------------------------------------------------------------------- */
-/* Event loop (daemon.c).                                                  */
-
-/* events are EPOLLIN / EPOLLOUT / ...; the callback gets what epoll reported. */
-typedef void (*daemon_fd_cb)(int fd, uint32_t events, void *arg);
-typedef void (*daemon_timer_cb)(void *arg);
-
-/* Register fd with the loop (level-triggered).  0 or -errno. */
-int daemon_add_fd(int fd, uint32_t events, daemon_fd_cb cb, void *arg);
-/* Change the events watched for fd.  0 or -errno. */
-int daemon_mod_fd(int fd, uint32_t events);
-/* Unregister fd (call before close()).  0 or -errno. */
-int daemon_del_fd(int fd);
-
-/* A timer firing after delay_ms, then every interval_ms when interval_ms > 0.
- * Returns an id > 0, or 0 when out of memory. */
-uint64_t daemon_timer_add(uint64_t delay_ms, uint64_t interval_ms, daemon_timer_cb cb,
-			  void *arg);
-/* Cancel a timer (a no-op for an id that already fired or is unknown). */
-void daemon_timer_cancel(uint64_t id);
-
-/* CLOCK_MONOTONIC milliseconds, as the loop saw it at the start of this turn. */
-uint64_t daemon_now_ms(void);
-/* CLOCK_REALTIME seconds, same turn. */
-uint64_t daemon_wall_s(void);
+/* Event loop: loop.h (daemon_add_fd, daemon_timer_add, daemon_now_ms ...). */
 
 /* The configuration in force (replaced on reload: do not keep the pointer
  * across a return to the loop; modules get the new one through *_reload()). */
@@ -237,6 +215,8 @@ struct core_check {
 	uint8_t miss_policy;		/* the domain's enum dtable_miss (managed only) */
 	bool failopen;			/* domain failing open (breaker/unverifiable) */
 	bool from_cache;		/* answered without a callout */
+	bool warn;			/* the domain's action is warn (dry run) */
+	uint16_t reject_code;		/* 550, or 450 (reject_code) */
 };
 typedef void (*core_check_cb)(const struct core_check *res, void *arg);
 
@@ -269,6 +249,18 @@ void core_set_harvest_hook(core_harvest_fn fn, void *arg);
  * at start-up (err says why); from *_reload it is logged and the module keeps
  * its previous settings.                                                   */
 
+/* A service as the daemon drives it: started in table order after the
+ * core, reloaded after each good reload, its counters listed by `stats`,
+ * stopped in reverse order.  The table is control/services.h (main.c's);
+ * the daemon knows the services only through it. */
+struct core_service {
+	const char *name;
+	int (*start)(const struct config *cfg, char *err, size_t errlen);
+	int (*reload)(const struct config *cfg, char *err, size_t errlen);
+	void (*stop)(void);
+	void (*stats)(core_stat_fn fn, void *arg);
+};
+
 int ctl_start(const struct config *cfg, char *err, size_t errlen);
 int ctl_reload(const struct config *cfg, char *err, size_t errlen);
 void ctl_stop(void);
@@ -280,6 +272,9 @@ void policy_stop(void);
 int xdp_start(const struct config *cfg, char *err, size_t errlen);
 int xdp_reload(const struct config *cfg, char *err, size_t errlen);
 void xdp_stop(void);
+/* Counters for `rcptctl stats` (groups "ctl", "policy"). */
+void ctl_stats_foreach(core_stat_fn fn, void *arg);
+void policy_stats_foreach(core_stat_fn fn, void *arg);
 /* Counters for `rcptctl stats` (group "xdp"). */
 void xdp_stats_foreach(core_stat_fn fn, void *arg);
 

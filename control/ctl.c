@@ -10,6 +10,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include "ctl.h"
 #include "ctlproto.h"
 #include "dtable.h"
+#include "listen.h"
 #include "log.h"
 #ifdef RG_HAVE_XDP
 #include "xdp.h"
@@ -56,6 +59,7 @@ struct ctl_conn {
 	int fd;			/* -1 = free slot */
 	uid_t uid;
 	pid_t pid;
+	bool admin;		/* may use state-changing verbs */
 	enum conn_state state;
 	uint64_t last_ms;	/* last progress (read, write, answer) */
 	uint64_t verify_id;	/* core_verify() id while CS_WAIT */
@@ -67,9 +71,10 @@ struct ctl_conn {
 
 static struct {
 	int lfd;
+	struct listen_state lls;	/* lfd's accept state (pauses) */
 	char path[CONFIG_PATH_MAX];
-	uint32_t uids[CONFIG_MAX_UIDS];
-	unsigned nuids;
+	struct config_principal admins[CONFIG_MAX_UIDS], readers[CONFIG_MAX_UIDS];
+	unsigned nadmins, nreaders;
 	unsigned max_per_uid;
 	uint64_t sweep_timer;
 	struct ctl_conn conn[CTL_CONN_MAX];
@@ -739,6 +744,18 @@ static void conn_dispatch(struct ctl_conn *c, size_t flen, const struct ctlproto
 		refuse(c, rc, where);
 		return;
 	}
+	if (!c->admin && !ctl_verb_readonly(req.verb)) {
+		ctl.st[CTL_ST_VERB_DENIED]++;
+		log_kind(LOG_K_CLIENT, LOG_WARNING,
+			 "control: refused %s to uid %u (pid %d): not in control_admins",
+			 ctlproto_verb_name(req.verb), (unsigned)c->uid, (int)c->pid);
+		memmove(c->in, c->in + flen, c->inlen - flen);
+		c->inlen -= flen;
+		snprintf(err, sizeof(err), "%s changes state: uid %u is not in control_admins",
+			 ctlproto_verb_name(req.verb), (unsigned)c->uid);
+		conn_error(c, CTLS_DENIED, err, false);
+		return;
+	}
 	jb_begin(&c->out, CTLS_OK);
 	rc = verb_table[req.verb](c, &req, err, sizeof(err));
 	/* the frame is used up (values were only read during the call) */
@@ -846,24 +863,67 @@ static void conn_io(int fd, uint32_t events, void *arg)
 /* ---------------------------------------------------------------------- */
 /* accepting                                                               */
 
-int ctl_uid_allowed(const struct config *cfg, uid_t uid)
+bool ctl_verb_readonly(unsigned verb)
 {
-	if (uid == 0)
-		return 1;
-	for (unsigned i = 0; i < cfg->ncontrol_uids; i++)
-		if (cfg->control_uids[i] == uid)
-			return 1;
-	return 0;
+	switch (verb) {
+	case CTLV_STATUS:
+	case CTLV_STATS:
+	case CTLV_LOOKUP:
+	case CTLV_DOMAINS:
+	case CTLV_BLOCKS:
+		return true;
+	default:
+		return false; /* verify too: it probes a destination and stores */
+	}
 }
 
-static int uid_allowed(uid_t uid)
+/* Whether uid/gid is one of list: a uid entry by number, a group entry by
+ * the primary gid or, for a uid with a passwd entry, its group list. */
+static bool principal_match(const struct config_principal *list, unsigned n, uid_t uid,
+			    gid_t gid)
 {
-	if (uid == 0)
-		return 1;
-	for (unsigned i = 0; i < ctl.nuids; i++)
-		if (ctl.uids[i] == uid)
-			return 1;
-	return 0;
+	bool groups_read = false;
+	gid_t groups[64];
+	int ngroups = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!list[i].group) {
+			if (list[i].id == uid)
+				return true;
+			continue;
+		}
+		if (list[i].id == gid)
+			return true;
+		if (!groups_read) {
+			struct passwd *pw = getpwuid(uid);
+			groups_read = true;
+			ngroups = (int)(sizeof(groups) / sizeof(groups[0]));
+			if (!pw || getgrouplist(pw->pw_name, pw->pw_gid, groups, &ngroups) < 0)
+				ngroups = 0;
+		}
+		for (int g = 0; g < ngroups; g++)
+			if (groups[g] == list[i].id)
+				return true;
+	}
+	return false;
+}
+
+enum ctl_role ctl_role(const struct config *cfg, uid_t uid, gid_t gid)
+{
+	if (uid == 0 || principal_match(cfg->control_admins, cfg->ncontrol_admins, uid, gid))
+		return CTL_ROLE_ADMIN;
+	if (principal_match(cfg->control_readers, cfg->ncontrol_readers, uid, gid))
+		return CTL_ROLE_READER;
+	return CTL_ROLE_NONE;
+}
+
+static enum ctl_role role_of(uid_t uid, gid_t gid)
+{
+	if (uid == 0 || principal_match(ctl.admins, ctl.nadmins, uid, gid))
+		return CTL_ROLE_ADMIN;
+	if (principal_match(ctl.readers, ctl.nreaders, uid, gid))
+		return CTL_ROLE_READER;
+	return CTL_ROLE_NONE;
 }
 
 /* Best effort: one error frame on a socket about to be closed.  The frame
@@ -889,7 +949,8 @@ static void ctl_accept(int lfd, uint32_t events, void *arg)
 
 	(void)events;
 	(void)arg;
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	(void)lfd;
+	fd = listen_accept(&ctl.lls, NULL, NULL);
 	if (fd < 0)
 		return;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
@@ -897,10 +958,12 @@ static void ctl_accept(int lfd, uint32_t events, void *arg)
 		refuse_fd(fd, CTLS_DENIED, "peer credentials unavailable");
 		return;
 	}
-	if (!uid_allowed(cred.uid)) {
+	enum ctl_role role = role_of(cred.uid, cred.gid);
+	if (role == CTL_ROLE_NONE) {
 		ctl.st[CTL_ST_DENIED]++;
-		log_msg(LOG_WARNING, "control: refused uid %u (pid %d): not in control_uids",
-		       (unsigned)cred.uid, (int)cred.pid);
+		log_kind(LOG_K_CLIENT, LOG_WARNING,
+			 "control: refused uid %u (pid %d): not in control_admins or control_readers",
+			 (unsigned)cred.uid, (int)cred.pid);
 		snprintf(msg, sizeof(msg), "uid %u may not use the control socket",
 			 (unsigned)cred.uid);
 		refuse_fd(fd, CTLS_DENIED, msg);
@@ -922,6 +985,7 @@ static void ctl_accept(int lfd, uint32_t events, void *arg)
 	c->fd = fd;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
+	c->admin = role == CTL_ROLE_ADMIN;
 	c->state = CS_READ;
 	c->last_ms = daemon_now_ms();
 	if (daemon_add_fd(fd, EPOLLIN, conn_io, c) < 0) {
@@ -1009,8 +1073,11 @@ static int listen_at(const char *path, char *err, size_t errlen)
 
 static void apply_limits(const struct config *cfg)
 {
-	ctl.nuids = cfg->ncontrol_uids < CONFIG_MAX_UIDS ? cfg->ncontrol_uids : CONFIG_MAX_UIDS;
-	memcpy(ctl.uids, cfg->control_uids, ctl.nuids * sizeof(ctl.uids[0]));
+	ctl.nadmins = cfg->ncontrol_admins < CONFIG_MAX_UIDS ? cfg->ncontrol_admins : CONFIG_MAX_UIDS;
+	memcpy(ctl.admins, cfg->control_admins, ctl.nadmins * sizeof(ctl.admins[0]));
+	ctl.nreaders = cfg->ncontrol_readers < CONFIG_MAX_UIDS ? cfg->ncontrol_readers
+							       : CONFIG_MAX_UIDS;
+	memcpy(ctl.readers, cfg->control_readers, ctl.nreaders * sizeof(ctl.readers[0]));
 	ctl.max_per_uid = cfg->control_max_clients ? cfg->control_max_clients
 						   : CTL_DEF_MAX_PER_UID;
 	if (ctl.max_per_uid > CTL_CONN_MAX)
@@ -1050,6 +1117,7 @@ int ctl_start(const struct config *cfg, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	ctl.lfd = fd;
+	ctl.lls = (struct listen_state){.fd = fd};
 	snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control_socket);
 	apply_limits(cfg);
 	ctl.started = true;
@@ -1070,10 +1138,12 @@ int ctl_reload(const struct config *cfg, char *err, size_t errlen)
 			snprintf(err, errlen, "control socket: event loop registration failed");
 			return -EIO;
 		}
+		listen_forget(&ctl.lls);
 		daemon_del_fd(ctl.lfd);
 		close(ctl.lfd);
 		unlink(ctl.path);
 		ctl.lfd = fd;
+		ctl.lls = (struct listen_state){.fd = fd};
 		snprintf(ctl.path, sizeof(ctl.path), "%s", cfg->control_socket);
 	}
 	/* admitted connections stay; the new uid list applies to new ones */
@@ -1088,6 +1158,7 @@ void ctl_stop(void)
 	for (unsigned i = 0; i < CTL_CONN_MAX; i++)
 		conn_close(&ctl.conn[i]);
 	daemon_timer_cancel(ctl.sweep_timer);
+	listen_forget(&ctl.lls);
 	daemon_del_fd(ctl.lfd);
 	close(ctl.lfd);
 	unlink(ctl.path);

@@ -2,8 +2,13 @@
  * ctl.h — rcptgated's control socket: a Unix stream socket (mode 0660) that
  * speaks ctlproto.h to rcptctl and answers each verb through core.h.
  *
- * Who may talk: the peer's uid (SO_PEERCRED) must be root or listed in
- * control_uids; anyone else gets a "denied" answer and is disconnected.
+ * Who may talk: the peer's credentials (SO_PEERCRED) give it a role.  Root,
+ * and uids or groups in control_admins (control_uids is its older name), may
+ * use every verb; those in control_readers only the read-only ones (status,
+ * stats, lookup, domains, blocks): any other verb is answered "denied" and
+ * the connection stays.  A group matches the peer's primary group or, for a
+ * uid with a passwd entry, its supplementary groups.  Anyone else gets a
+ * "denied" answer and is disconnected.  Refusals are logged rate-limited.
  * Limits (each enforced and counted, see ctl_stats_foreach()):
  *   CTL_CONN_MAX connections in all, control_max_clients per uid;
  *   one request in flight per connection, its frame bounded by
@@ -19,6 +24,7 @@
 #ifndef RG_CTL_H
 #define RG_CTL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -34,6 +40,7 @@
 #define CTL_STATS_LIST(X)                                                        \
 	X(ACCEPTED, "accepted", "connections accepted and admitted")             \
 	X(DENIED, "denied", "connections refused: uid not allowed")              \
+	X(VERB_DENIED, "verb_denied", "state-changing verbs refused to a reader") \
 	X(BUSY, "busy", "connections refused: too many (per uid or in all)")     \
 	X(REQUESTS, "requests", "requests answered")                             \
 	X(BADREQ, "badreq", "malformed requests (connection closed)")           \
@@ -60,7 +67,12 @@ uint64_t ctl_stat(enum ctl_stat_id id);
 /* Connections open now (tests). */
 unsigned ctl_conns_open(void);
 
-/* Whether uid may use the socket under cfg (root always may). */
-int ctl_uid_allowed(const struct config *cfg, uid_t uid);
+enum ctl_role { CTL_ROLE_NONE = 0, CTL_ROLE_READER, CTL_ROLE_ADMIN };
+
+/* The role of a peer with uid and primary gid under cfg (root: admin). */
+enum ctl_role ctl_role(const struct config *cfg, uid_t uid, gid_t gid);
+
+/* Whether the verb only reads (allowed to readers). */
+bool ctl_verb_readonly(unsigned verb);
 
 #endif

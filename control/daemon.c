@@ -1,13 +1,14 @@
 /*
- * daemon.c — rcptgated's core: the single epoll event loop (fds, timers,
- * signals), and everything that decides and keeps verdicts: the miss and
- * event rings drained every turn, callout results turned into stored and
- * published verdicts, static lists, background refresh, the control verbs
- * (core.h) and reload.
+ * daemon.c — rcptgated's core: everything that decides and keeps verdicts:
+ * the miss and event rings drained every turn, callout results turned into
+ * stored and published verdicts, static lists, background refresh, the
+ * control verbs (core.h), signals and reload.  The event loop is loop.c;
+ * the services (control socket, policy service, XDP) come in through the
+ * table daemon_opts carries (services.h).
  *
  * Order of a loop turn: wait for events (bounded by the next timer and the
- * ring poll interval), dispatch them, run due timers, drain the rings, run
- * the callout scheduler, then make the turn's verdicts durable
+ * ring poll interval), dispatch them, run due timers (loop.c), then this
+ * file's turn hook: the callout scheduler, the rings, the turn's verdicts made durable
  * (store_commit) and only after that publish them into the shared table:
  * a verdict the data plane has seen is always one a restart will find.
  * Thread: main thread only.
@@ -29,6 +30,8 @@
 #include "callout.h"
 #include "dns.h"
 #include "dtable.h"
+#include "listen.h"
+#include "loop.h"
 #include "log.h"
 #include "publish.h"
 #include "rings.h"
@@ -37,11 +40,8 @@
 #include "store.h"
 #include "ttl.h"
 #include "list.h"
-#include "ctl.h"
-#include "policy.h"
 
 #define DAEMON_VERSION "0.1.0"
-#define DAEMON_MAX_EVENTS 256
 #define RING_POLL_ACTIVE_MS 2	/* ring poll interval while records flow */
 #define RING_POLL_IDLE_MS 10	/* ... and after a quiet second */
 #define RING_BUDGET 512u	/* records per ring per turn */
@@ -59,10 +59,12 @@
 	X(MISS_BAD, "miss_bad", "misses whose address did not parse")                   \
 	X(EVENTS, "events", "event records drained")                                    \
 	X(HARVEST, "harvest_events", "harvest reports")                                 \
+	X(WARNINGS, "warnings", "refusals not made (action = warn): forwarded and logged") \
 	X(RING_BAD, "ring_bad_records", "malformed ring records skipped")               \
 	X(STORED, "verdicts_stored", "verdicts written to the store")                   \
 	X(KEPT, "verdicts_kept", "failed probes that left a cached verdict in place")   \
 	X(STORE_ERRORS, "store_errors", "store writes or commits that failed")          \
+	X(NOT_DURABLE, "verdicts_not_durable", "verdicts not published: their store transaction failed") \
 	X(PUBLISHED, "verdicts_published", "verdicts written to the shared table")      \
 	X(PUBLISH_ERRORS, "publish_errors", "table writes that failed (table full)")    \
 	X(REFRESHES, "refreshes", "background re-checks started")                       \
@@ -96,22 +98,6 @@ static const char *const cs_helps[] = {
 #undef CS_HELP
 };
 
-/* ---- event loop state */
-
-struct fd_slot {
-	daemon_fd_cb cb;
-	void *arg;
-	uint32_t gen;
-	bool used;
-};
-
-struct timer {
-	uint64_t id, when, interval;
-	daemon_timer_cb cb;
-	void *arg;
-	bool active;
-};
-
 /* a waiter for a callout result: verify or policy check */
 enum { W_CHECK = 1, W_VERIFY = 2 };
 struct waiter {
@@ -143,17 +129,12 @@ struct pubq_ent {
 	bool del;
 	uint8_t verdict, source, flags;
 	uint64_t expiry;
+	uint64_t txn;		/* store transaction that holds it */
 };
 
 static struct {
-	/* loop */
-	int epfd, sigfd;
-	struct fd_slot *fds;
-	size_t nfds;
-	uint32_t fd_gen;
-	struct timer *timers;
-	size_t ntimers, timers_cap;
-	uint64_t next_timer_id;
+	/* loop: the clock as this daemon's turn last saw it (loop.c has its own) */
+	int sigfd;
 	uint64_t now_ms, wall_s;
 	bool loop_ready, stop;
 	uint64_t last_ring_ms;
@@ -177,12 +158,14 @@ static struct {
 	void *harvest_arg;
 	bool log_stderr_forced;
 	char config_path[CONFIG_PATH_MAX];
-} dm = {.epfd = -1, .sigfd = -1};
+	const struct core_service *services;
+	unsigned nservices, nstarted;
+} dm = {.sigfd = -1};
 
 #define CS(x) (dm.st[CS_##x]++)
 
 /* ---------------------------------------------------------------------- */
-/* clocks */
+/* the loop (loop.c) and this daemon's turn */
 
 static uint64_t mono_ms(void)
 {
@@ -193,160 +176,33 @@ static uint64_t mono_ms(void)
 
 static void clock_update(void)
 {
-	dm.now_ms = mono_ms();
-	dm.wall_s = (uint64_t)time(NULL);
+	dm.now_ms = loop_now_ms();
+	dm.wall_s = loop_wall_s();
 }
 
-uint64_t daemon_now_ms(void)
+static void core_turn(void);
+
+/* After every loop turn: the callout scheduler, then the rings, the store
+ * commit and the publication (core_turn). */
+static void daemon_turn(void *arg)
 {
-	if (!dm.now_ms)
-		clock_update();
-	return dm.now_ms;
+	(void)arg;
+	clock_update();
+	callout_tick(dm.now_ms);
+	core_turn();
 }
-
-uint64_t daemon_wall_s(void)
-{
-	if (!dm.wall_s)
-		clock_update();
-	return dm.wall_s;
-}
-
-/* ---------------------------------------------------------------------- */
-/* fds */
-
-int daemon_add_fd(int fd, uint32_t events, daemon_fd_cb cb, void *arg)
-{
-	if (fd < 0 || !cb)
-		return -EINVAL;
-	if (dm.epfd < 0)
-		return -ENOTCONN;
-	if ((size_t)fd >= dm.nfds) {
-		size_t n = dm.nfds ? dm.nfds : 64;
-		while (n <= (size_t)fd)
-			n *= 2;
-		struct fd_slot *ns = realloc(dm.fds, n * sizeof(*ns));
-		if (!ns)
-			return -ENOMEM;
-		memset(ns + dm.nfds, 0, (n - dm.nfds) * sizeof(*ns));
-		dm.fds = ns;
-		dm.nfds = n;
-	}
-	if (dm.fds[fd].used)
-		return -EEXIST;
-	uint32_t gen = ++dm.fd_gen;
-	struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd};
-	if (epoll_ctl(dm.epfd, EPOLL_CTL_ADD, fd, &ev))
-		return -errno;
-	dm.fds[fd] = (struct fd_slot){.cb = cb, .arg = arg, .gen = gen, .used = true};
-	return 0;
-}
-
-int daemon_mod_fd(int fd, uint32_t events)
-{
-	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
-		return -ENOENT;
-	struct epoll_event ev = {.events = events,
-				 .data.u64 = (uint64_t)dm.fds[fd].gen << 32 | (uint32_t)fd};
-	return epoll_ctl(dm.epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
-}
-
-int daemon_del_fd(int fd)
-{
-	if (fd < 0 || (size_t)fd >= dm.nfds || !dm.fds[fd].used)
-		return -ENOENT;
-	epoll_ctl(dm.epfd, EPOLL_CTL_DEL, fd, NULL);
-	dm.fds[fd].used = false;
-	dm.fds[fd].gen = 0;
-	return 0;
-}
-
-/* ---------------------------------------------------------------------- */
-/* timers */
-
-uint64_t daemon_timer_add(uint64_t delay_ms, uint64_t interval_ms, daemon_timer_cb cb, void *arg)
-{
-	if (!cb)
-		return 0;
-	size_t slot = dm.ntimers;
-	for (size_t i = 0; i < dm.ntimers; i++)
-		if (!dm.timers[i].active) {
-			slot = i;
-			break;
-		}
-	if (slot == dm.ntimers) {
-		if (dm.ntimers == dm.timers_cap) {
-			size_t n = dm.timers_cap ? dm.timers_cap * 2 : 16;
-			struct timer *nt = realloc(dm.timers, n * sizeof(*nt));
-			if (!nt)
-				return 0;
-			dm.timers = nt;
-			dm.timers_cap = n;
-		}
-		dm.ntimers++;
-	}
-	uint64_t id = ++dm.next_timer_id;
-	dm.timers[slot] = (struct timer){.id = id, .when = daemon_now_ms() + delay_ms,
-					 .interval = interval_ms, .cb = cb, .arg = arg,
-					 .active = true};
-	return id;
-}
-
-void daemon_timer_cancel(uint64_t id)
-{
-	for (size_t i = 0; i < dm.ntimers; i++)
-		if (dm.timers[i].active && dm.timers[i].id == id) {
-			dm.timers[i].active = false;
-			return;
-		}
-}
-
-static void run_timers(void)
-{
-	uint64_t now = dm.now_ms;
-	size_t n = dm.ntimers; /* timers added by callbacks wait for the next turn */
-	for (size_t i = 0; i < n; i++) {
-		struct timer *t = &dm.timers[i];
-		if (!t->active || t->when > now)
-			continue;
-		daemon_timer_cb cb = t->cb;
-		void *arg = t->arg;
-		if (t->interval)
-			t->when = now + t->interval;
-		else
-			t->active = false;
-		cb(arg);
-		/* the array may have moved */
-	}
-	while (dm.ntimers && !dm.timers[dm.ntimers - 1].active)
-		dm.ntimers--;
-}
-
-static int next_timeout(int max_ms)
-{
-	uint64_t now = daemon_now_ms();
-	int t = max_ms;
-	for (size_t i = 0; i < dm.ntimers; i++) {
-		if (!dm.timers[i].active)
-			continue;
-		int64_t d = (int64_t)dm.timers[i].when - (int64_t)now;
-		if (d < 0)
-			d = 0;
-		if (t < 0 || d < t)
-			t = (int)d;
-	}
-	return t;
-}
-
-/* ---------------------------------------------------------------------- */
-/* the loop */
 
 int daemon_loop_init(void)
 {
 	if (dm.loop_ready)
 		return 0;
-	dm.epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (dm.epfd < 0)
-		return -errno;
+	int r = loop_init();
+	if (r)
+		return r;
+	if ((r = loop_on_turn(daemon_turn, NULL))) {
+		loop_fini();
+		return r;
+	}
 	dm.loop_ready = true;
 	clock_update();
 	return 0;
@@ -354,44 +210,13 @@ int daemon_loop_init(void)
 
 void daemon_loop_fini(void)
 {
-	if (dm.epfd >= 0)
-		close(dm.epfd);
-	dm.epfd = -1;
-	free(dm.fds);
-	dm.fds = NULL;
-	dm.nfds = 0;
-	free(dm.timers);
-	dm.timers = NULL;
-	dm.ntimers = dm.timers_cap = 0;
+	loop_fini();
 	dm.loop_ready = false;
 }
 
-static void core_turn(void);
-
 int daemon_loop_once(int timeout_ms)
 {
-	struct epoll_event evs[DAEMON_MAX_EVENTS];
-	clock_update();
-	int tmo = next_timeout(timeout_ms);
-	int n = epoll_wait(dm.epfd, evs, DAEMON_MAX_EVENTS, tmo);
-	if (n < 0) {
-		if (errno != EINTR)
-			return -errno;
-		n = 0;
-	}
-	clock_update();
-	for (int i = 0; i < n; i++) {
-		int fd = (int)(uint32_t)evs[i].data.u64;
-		uint32_t gen = (uint32_t)(evs[i].data.u64 >> 32);
-		/* skip fds closed (or re-used) by an earlier callback of this batch */
-		if ((size_t)fd >= dm.nfds || !dm.fds[fd].used || dm.fds[fd].gen != gen)
-			continue;
-		dm.fds[fd].cb(fd, evs[i].events, dm.fds[fd].arg);
-	}
-	run_timers();
-	callout_tick(dm.now_ms);
-	core_turn();
-	return n;
+	return loop_once(timeout_ms);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -445,6 +270,7 @@ static int pubq_add(const char *addr, size_t len, bool del, uint8_t verdict, uin
 	e->source = source;
 	e->flags = flags;
 	e->expiry = expiry;
+	e->txn = store_txn(dm.store);
 	return 0;
 }
 
@@ -459,6 +285,14 @@ static void pubq_flush(void)
 	}
 	for (size_t i = 0; i < dm.npq; i++) {
 		struct pubq_ent *e = &dm.pq[i];
+		/* only what a restart will find goes to the table (a failed write
+		 * aborts the whole transaction, earlier verdicts of it included);
+		 * an entry whose transaction id was never used was read from
+		 * committed data (a cached verdict put back) */
+		if (dm.store && e->txn != store_txn(dm.store) && !store_durable(dm.store, e->txn)) {
+			CS(NOT_DURABLE);
+			continue;
+		}
 		int r = e->del ? publish_del(&dm.pub, e->addr, e->len)
 			       : put_retry(e->addr, e->len, e->verdict, e->source, e->flags, e->expiry);
 		if (!e->del) {
@@ -803,6 +637,10 @@ static void domain_publish(const struct config_dom *c)
 	info.flags = 0;
 	if (c->case_sensitive)
 		info.flags |= DT_F_CASE_SENSITIVE;
+	if (c->action == CONFIG_ACTION_WARN)
+		info.flags |= DT_F_WARN;
+	if (c->reject_code == 450)
+		info.flags |= DT_F_REJECT_450;
 	if (d && d->accept_all)
 		info.flags |= DT_F_ACCEPT_ALL;
 	if (d && callout_failing_open(d, daemon_now_ms()))
@@ -892,8 +730,11 @@ static void on_result(const struct callout_result *r, void *arg)
 		/* a verdict set by hand or from a list is replaced only by verify */
 		bool protect = have && old.source != RT_SRC_CALLOUT &&
 			       !(r->flags & CALLOUT_F_VERIFY) && ttl_live(&old, now);
-		/* on an accept-all destination a 2xx says nothing about the address */
-		enum ttl_outcome o = (protect || r->verdict == CORE_V_ACCEPT_ALL) ?
+		/* on an accept-all destination, or from a backup MX (store and
+		 * forward: it takes everything), a 2xx says nothing about the address */
+		bool says_nothing = r->verdict == CORE_V_ACCEPT_ALL ||
+				    (r->backup && r->verdict == CORE_V_VALID);
+		enum ttl_outcome o = (protect || says_nothing) ?
 					     TTL_NONE :
 					     ttl_apply(dc, have ? &old : NULL, r->verdict, now, &rec);
 		if (o == TTL_STORE) {
@@ -908,7 +749,9 @@ static void on_result(const struct callout_result *r, void *arg)
 	}
 	if (!dm.cfg || dm.cfg->log_callouts)
 		log_kind(LOG_K_CALLOUT, LOG_INFO, "callout: <%s>: %s%s via %s in %llu ms: %s", r->addr,
-			 core_verdict_name(r->verdict), (r->flags & CALLOUT_F_REFRESH) ? " (refresh)" : "",
+			 core_verdict_name(r->verdict),
+			 (r->flags & CALLOUT_F_REFRESH) ? " (refresh)"
+			 : r->backup && r->verdict == CORE_V_VALID ? " (backup MX, not cached)" : "",
 			 r->dest[0] ? r->dest : "-", (unsigned long long)r->elapsed_ms, r->reply);
 	struct callout_waiter *cw = r->waiters;
 	while (cw) {
@@ -935,6 +778,8 @@ static void on_result(const struct callout_result *r, void *arg)
 				snprintf(c.addr, sizeof(c.addr), "%s", r->addr);
 				c.verdict = r->verdict;
 				c.miss_policy = dc ? dc->miss_policy : DT_MISS_PASS;
+				c.warn = dc && dc->action == CONFIG_ACTION_WARN;
+				c.reject_code = dc ? dc->reject_code : 550;
 				struct callout_dom *d = callout_domain(r->domain);
 				c.failopen = d && callout_failing_open(d, daemon_now_ms());
 				w->ccb(&c, w->arg);
@@ -997,6 +842,8 @@ static void on_event(const struct msg_event *ev, void *arg)
 	(void)arg;
 	CS(EVENTS);
 	log_event(ev);
+	if (ev->type == MSG_EV_WARN)
+		CS(WARNINGS);
 	if (ev->type == MSG_EV_HARVEST) {
 		CS(HARVEST);
 		if (dm.harvest_fn)
@@ -1197,46 +1044,41 @@ static void rebuild_table(void)
 		(unsigned long long)c.errors, (unsigned long long)(mono_ms() - t0));
 }
 
+/* The services (daemon_opts.services): the daemon calls them only through
+ * their table entry, never by name. */
 static int modules_start(const struct config *cfg, char *err, size_t errlen)
 {
-	int r;
-	if ((r = ctl_start(cfg, err, errlen)))
-		return r;
-	if ((r = policy_start(cfg, err, errlen)))
-		return r;
-#ifdef RG_HAVE_XDP
-	if ((r = xdp_start(cfg, err, errlen)))
-		return r;
-#endif
-	return r;
+	for (dm.nstarted = 0; dm.nstarted < dm.nservices; dm.nstarted++) {
+		int r = dm.services[dm.nstarted].start(cfg, err, errlen);
+		if (r)
+			return r;
+	}
+	return 0;
 }
 
 static void modules_reload(const struct config *cfg)
 {
 	char err[512];
-	if (ctl_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "control socket reload: %s", err);
-	if (policy_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "policy service reload: %s", err);
-#ifdef RG_HAVE_XDP
-	if (xdp_reload(cfg, err, sizeof(err)))
-		log_msg(LOG_ERR, "xdp reload: %s", err);
-#endif
+	for (unsigned i = 0; i < dm.nstarted; i++)
+		if (dm.services[i].reload(cfg, err, sizeof(err)))
+			log_msg(LOG_ERR, "%s reload: %s", dm.services[i].name, err);
 }
 
 static void modules_stop(void)
 {
-#ifdef RG_HAVE_XDP
-	xdp_stop();
-#endif
-	policy_stop();
-	ctl_stop();
+	/* a service that failed to start may hold resources: stopped too */
+	unsigned n = dm.nstarted < dm.nservices ? dm.nstarted + 1 : dm.nservices;
+	while (n > 0)
+		dm.services[--n].stop();
+	dm.nstarted = 0;
 }
 
 int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
 {
 	int r;
 	snprintf(dm.config_path, sizeof(dm.config_path), "%s", o->config_path);
+	dm.services = o->services;
+	dm.nservices = o->services ? o->nservices : 0;
 	dm.log_stderr_forced = o->log_stderr;
 	struct config *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
@@ -1476,6 +1318,10 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	   "rejection log lines suppressed by log_rate", arg);
 	fn("daemon", "log_suppressed_callout", log_suppressed(LOG_K_CALLOUT),
 	   "callout log lines suppressed by log_rate", arg);
+	fn("daemon", "log_suppressed_client", log_suppressed(LOG_K_CLIENT),
+	   "refused-client log lines suppressed by log_rate", arg);
+	fn("daemon", "listen_pauses", listen_pauses(),
+	   "accepts paused for LISTEN_PAUSE_MS: out of descriptors or memory", arg);
 	if (!dm.core_ready)
 		return;
 	const struct rtable_writer_stats *ws = &dm.pub.w.st;
@@ -1499,11 +1345,9 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (int i = 0; i < STAT__COUNT; i++)
 		fn("dataplane", stats_names[i], stats_sum(&dm.pub.map, (enum stats_id)i),
 		   stats_help[i], arg);
-	ctl_stats_foreach(fn, arg);
-	policy_stats_foreach(fn, arg);
-#ifdef RG_HAVE_XDP
-	xdp_stats_foreach(fn, arg);
-#endif
+	for (unsigned i = 0; i < dm.nstarted; i++)
+		if (dm.services[i].stats)
+			dm.services[i].stats(fn, arg);
 }
 
 int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)
@@ -1810,6 +1654,8 @@ int core_check_recipient(const char *in, struct core_check *o, core_check_cb cb,
 		return 0;
 	}
 	o->miss_policy = dc->miss_policy;
+	o->warn = dc->action == CONFIG_ACTION_WARN;
+	o->reject_code = dc->reject_code;
 	struct callout_dom *d = callout_domain(dom);
 	if (list_has(dom, o->addr)) {
 		o->verdict = CORE_V_VALID;

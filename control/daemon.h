@@ -16,6 +16,8 @@
 struct daemon_opts {
 	const char *config_path;
 	bool log_stderr;	/* force logging to stderr too */
+	const struct core_service *services;	/* started in order (services.h) */
+	unsigned nservices;
 };
 
 /* Only the event loop (epoll, timers): enough for the callout engine alone.

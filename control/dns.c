@@ -177,8 +177,15 @@ static void resolve_mx(struct dns_req *r)
 		return;
 	}
 	qsort(mx, nmx, sizeof(mx[0]), cmp_mx);
-	for (unsigned i = 0; i < nmx; i++)
+	for (unsigned i = 0; i < nmx; i++) {
+		unsigned first = a->n;
 		add_host(a, mx[i].host, r->mx_port);
+		for (unsigned k = first; k < a->n; k++) {
+			a->t[k].pref = mx[i].pref;
+			a->t[k].from_mx = true;
+			a->t[k].backup = a->t[k].pref > a->t[0].pref;
+		}
+	}
 	a->ttl = ttl < DNS_MIN_TTL ? DNS_MIN_TTL : ttl;
 	if (a->n == 0) {
 		a->err = -EHOSTUNREACH;

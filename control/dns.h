@@ -2,7 +2,8 @@
  * dns.h — resolving a domain's callout destinations without blocking the
  * event loop: MX lookup (res_nquery from libresolv, RFC 5321 5.1 ordering:
  * preference, then the implicit MX when there is none, RFC 7505 null MX
- * recognised) and host-name resolution (getaddrinfo), both run in one helper
+ * recognised, hosts of the best preference first and the others marked
+ * backup) and host-name resolution (getaddrinfo), both run in one helper
  * thread; answers come back to the loop through an eventfd.
  * Threads: dns_start/dns_resolve/callbacks in the main thread; the lookups
  * themselves in the helper thread.
@@ -24,6 +25,10 @@ struct dns_target {
 	socklen_t salen;
 	char host[CONFIG_HOST_MAX];
 	uint16_t port;
+	uint16_t pref;		/* MX preference (0 for explicit destinations) */
+	bool from_mx;		/* found by MX lookup (not configured, not implicit) */
+	bool backup;		/* an MX of higher preference than the best that
+				 * resolved: used only when all of those fail */
 };
 
 struct dns_answer {

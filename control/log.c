@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "text.h"
+
 static struct {
 	bool to_stderr;
 	uint32_t rate;
@@ -29,7 +31,7 @@ static struct {
 } lg = {.rate = 200};
 
 static const char *const kind_names[LOG_K__COUNT] = {"general", "reject", "callout",
-						      "harvest"};
+						      "harvest", "client"};
 
 static uint64_t mono_ms(void)
 {
@@ -57,13 +59,18 @@ void log_close(void)
 	closelog();
 }
 
+/* Every line is cleaned as a whole (text.h): whatever a message quotes (a
+ * destination's reply, an address, a HELO name), one call is one line and
+ * nothing in it drives a terminal. */
 static void vout(int prio, const char *fmt, va_list ap)
 {
-	char line[2048];
-	vsnprintf(line, sizeof(line), fmt, ap);
-	syslog(prio, "%s", line);
+	char line[2048], safe[TEXT_CLEAN_MAX(2048)];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	size_t len = n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+	text_clean(safe, sizeof(safe), line, len, 0);
+	syslog(prio, "%s", safe);
 	if (lg.to_stderr)
-		fprintf(stderr, "%s: %s\n", lg.ident[0] ? lg.ident : "rcptgated", line);
+		fprintf(stderr, "%s: %s\n", lg.ident[0] ? lg.ident : "rcptgated", safe);
 }
 
 void log_msg(int prio, const char *fmt, ...)
@@ -154,18 +161,25 @@ int log_format_event(const struct msg_event *ev, char *buf, size_t len)
 	char helo_field[272] = "";
 	if (helo[0])
 		snprintf(helo_field, sizeof(helo_field), " helo=<%s>", helo);
-	switch (ev->type) {
-	case MSG_EV_REJECT:
+	/* a warning (action = warn) is the refusal it stands for, logged the
+	 * way Postfix's warn_if_reject logs one */
+	unsigned type = ev->type == MSG_EV_WARN ? ev->count : ev->type;
+	const char *what = ev->type == MSG_EV_WARN ? "reject_warning" : "reject";
+	switch (type) {
+	case MSG_EV_REJECT: {
+		unsigned code = ev->code ? ev->code : 550;
 		return snprintf(buf, len,
-				"NOQUEUE: reject: RCPT from unknown[%s]: %u 5.1.1 <%s>: Recipient "
+				"NOQUEUE: %s: RCPT from unknown[%s]: %u %s <%s>: Recipient "
 				"address rejected: User unknown; from=<%s> to=<%s> proto=ESMTP%s",
-				ip, ev->code ? ev->code : 550, rcpt, from, rcpt, helo_field);
+				what, ip, code, code / 100 == 4 ? "4.1.1" : "5.1.1", rcpt, from, rcpt,
+				helo_field);
+	}
 	case MSG_EV_DEFER:
 		return snprintf(buf, len,
-				"NOQUEUE: reject: RCPT from unknown[%s]: %u 4.7.1 <%s>: Recipient "
+				"NOQUEUE: %s: RCPT from unknown[%s]: %u 4.7.1 <%s>: Recipient "
 				"address rejected: verification in progress; from=<%s> to=<%s> "
 				"proto=ESMTP%s",
-				ip, ev->code ? ev->code : 450, rcpt, from, rcpt, helo_field);
+				what, ip, ev->code ? ev->code : 450, rcpt, from, rcpt, helo_field);
 	case MSG_EV_HARVEST:
 		return snprintf(buf, len,
 				"harvest: client unknown[%s] prefix %s/%u: %u invalid recipients; "

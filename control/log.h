@@ -20,6 +20,7 @@ enum log_kind {
 	LOG_K_REJECT,		/* data-plane rejections (NOQUEUE lines) */
 	LOG_K_CALLOUT,		/* callout results */
 	LOG_K_HARVEST,		/* harvest reports */
+	LOG_K_CLIENT,		/* refused or misbehaving local clients (policy, control) */
 	LOG_K__COUNT
 };
 

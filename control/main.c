@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "services.h"
 
 #define DEFAULT_CONFIG "/etc/rcptgate/rcptgated.conf"
 
@@ -32,7 +33,8 @@ int main(int argc, char **argv)
 		{"stderr", no_argument, NULL, 'e'},	  {"defaults", no_argument, NULL, 'D'},
 		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
 	};
-	struct daemon_opts o = {.config_path = DEFAULT_CONFIG};
+	struct daemon_opts o = {.config_path = DEFAULT_CONFIG, .services = rcptgated_services,
+				.nservices = RCPTGATED_NSERVICES};
 	int test = 0, c;
 	while ((c = getopt_long(argc, argv, "c:teh", opts, NULL)) != -1) {
 		switch (c) {

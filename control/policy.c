@@ -10,6 +10,7 @@
  * it; the parser follows the house rule for network input (byte-driven
  * state machine, bounded fields, no str* on the input).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -24,6 +25,7 @@
 
 #include "core.h"
 #include "dtable.h"
+#include "listen.h"
 #include "log.h"
 #include "policy.h"
 
@@ -227,7 +229,8 @@ int policy_reply(const struct core_check *res, char *out, size_t outlen)
 
 	switch (res->verdict) {
 	case CORE_V_INVALID:
-		a = "action=" POLICY_REJECT_TEXT "\n\n";
+		a = res->reject_code == 450 ? "action=" POLICY_REJECT_450_TEXT "\n\n"
+					    : "action=" POLICY_REJECT_TEXT "\n\n";
 		break;
 	case CORE_V_NONE:
 	case CORE_V_TEMPFAIL:
@@ -239,6 +242,8 @@ int policy_reply(const struct core_check *res, char *out, size_t outlen)
 	default:
 		return policy_reply_dunno(out, outlen);
 	}
+	if (res->warn)
+		return policy_reply_dunno(out, outlen); /* dry run: the caller logs a */
 	n = snprintf(out, outlen, "%s", a);
 	return n < 0 || (size_t)n >= outlen ? -ENOSPC : n;
 }
@@ -267,6 +272,7 @@ struct pconn {
 
 struct plisten {
 	int fd;
+	struct listen_state ls;	/* accept state (pauses) */
 	bool unix_sock;
 	char path[CONFIG_PATH_MAX];
 };
@@ -278,6 +284,10 @@ static struct {
 	struct pconn *conn[POLICY_CLIENTS_HARD_MAX];
 	unsigned max_clients;
 	uint32_t timeout_ms;
+	uint32_t sock_mode;		/* Unix listeners' mode and group */
+	int32_t sock_gid;
+	struct config_cidr allow[CONFIG_MAX_ALLOW]; /* TCP clients allowed */
+	unsigned nallow;
 	uint64_t sweep_timer;
 	uint64_t st[POLICY_ST__COUNT];
 	bool started;
@@ -347,6 +357,19 @@ static void pconn_send(struct pconn *c, int len)
 
 static void pconn_answer_check(struct pconn *c)
 {
+	if (c->chk.warn) {
+		/* dry run: say what the answer would have been, answer DUNNO */
+		struct core_check real = c->chk;
+		real.warn = false;
+		int n = policy_reply(&real, c->out, sizeof(c->out));
+		if (n > 7 && (c->out[7] == '4' || c->out[7] == '5')) {
+			pol.st[POLICY_ST_WARNED]++;
+			c->out[n - 2] = 0;
+			log_kind(LOG_K_REJECT, LOG_INFO,
+				 "policy: reject_warning: <%s>: would have answered %s (action = warn)",
+				 c->chk.addr, c->out + 7);
+		}
+	}
 	pconn_send(c, policy_reply(&c->chk, c->out, sizeof(c->out)));
 }
 
@@ -469,7 +492,8 @@ static void pconn_process(struct pconn *c)
 		pol.st[POLICY_ST_SYNTAX]++;
 		break;
 	}
-	log_msg(LOG_NOTICE, "policy: closing a client connection: %s", policy_strerror(rc));
+	log_kind(LOG_K_CLIENT, LOG_NOTICE, "policy: closing a client connection: %s",
+		 policy_strerror(rc));
 	pconn_drop(c);
 }
 
@@ -544,17 +568,70 @@ static void pconn_io(int fd, uint32_t events, void *arg)
 		pconn_drop(c);
 }
 
+static bool prefix_match(const struct config_cidr *p, const uint8_t *a)
+{
+	unsigned full = p->plen / 8, rest = p->plen % 8;
+
+	if (memcmp(p->addr, a, full))
+		return false;
+	return !rest || !((p->addr[full] ^ a[full]) & (uint8_t)(0xff << (8 - rest)));
+}
+
+/* A TCP peer is served only from a prefix of policy_allow (an IPv4 peer on
+ * an IPv6 listener is matched as IPv4).  A Unix peer is the file mode's. */
+static bool peer_allowed(const struct sockaddr_storage *ss, char *ip, size_t iplen)
+{
+	uint8_t a[16];
+	int family = ss->ss_family;
+
+	if (family == AF_INET) {
+		memcpy(a, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (family == AF_INET6) {
+		const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		if (!memcmp(b, mapped, 12)) {
+			family = AF_INET;
+			memcpy(a, b + 12, 4);
+		} else {
+			memcpy(a, b, 16);
+		}
+	} else {
+		return true;
+	}
+	inet_ntop(family, a, ip, (socklen_t)iplen);
+	for (unsigned i = 0; i < pol.nallow; i++)
+		if (pol.allow[i].family == family && prefix_match(&pol.allow[i], a))
+			return true;
+	return false;
+}
+
 static void policy_accept(int lfd, uint32_t events, void *arg)
 {
 	unsigned open = 0, free_slot = POLICY_CLIENTS_HARD_MAX;
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof(peer);
+	char ip[INET6_ADDRSTRLEN] = "";
 	struct pconn *c;
 	int fd;
 
 	(void)events;
 	(void)arg;
-	fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	struct plisten *l = NULL;
+	for (unsigned i = 0; i < pol.nlis && !l; i++)
+		if (pol.lis[i].fd == lfd)
+			l = &pol.lis[i];
+	if (!l)
+		return;
+	fd = listen_accept(&l->ls, (struct sockaddr *)&peer, &pl);
 	if (fd < 0)
 		return;
+	if (!peer_allowed(&peer, ip, sizeof(ip))) {
+		pol.st[POLICY_ST_DENIED]++;
+		log_kind(LOG_K_CLIENT, LOG_WARNING,
+			 "policy: refused connection from [%s]: not in policy_allow", ip);
+		close(fd);
+		return;
+	}
 	for (unsigned i = 0; i < POLICY_CLIENTS_HARD_MAX; i++) {
 		if (pol.conn[i])
 			open++;
@@ -563,6 +640,8 @@ static void policy_accept(int lfd, uint32_t events, void *arg)
 	}
 	if (open >= pol.max_clients || free_slot == POLICY_CLIENTS_HARD_MAX) {
 		pol.st[POLICY_ST_BUSY]++;
+		log_kind(LOG_K_CLIENT, LOG_WARNING,
+			 "policy: refused a connection: %u clients (policy_max_clients)", open);
 		close(fd);
 		return;
 	}
@@ -624,19 +703,21 @@ static int listen_unix(struct plisten *l, const char *path, char *err, size_t er
 	}
 	if (unlink(path) < 0 && errno != ENOENT)
 		goto fail_fd;
-	old = umask(0777 & ~POLICY_UNIX_MODE);
+	old = umask(0777 & ~pol.sock_mode);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
 		goto fail_fd;
 	}
 	umask(old);
-	if (chmod(path, POLICY_UNIX_MODE) < 0 || listen(fd, POLICY_BACKLOG) < 0) {
+	if ((pol.sock_gid >= 0 && chown(path, (uid_t)-1, (gid_t)pol.sock_gid) < 0) ||
+	    chmod(path, pol.sock_mode) < 0 || listen(fd, POLICY_BACKLOG) < 0) {
 		int e = errno;
 		unlink(path);
 		errno = e;
 		goto fail_fd;
 	}
 	l->fd = fd;
+	l->ls = (struct listen_state){.fd = fd};
 	l->unix_sock = true;
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	return 0;
@@ -700,6 +781,7 @@ static int listen_tcp(struct plisten *l, const char *spec, char *err, size_t err
 	}
 	freeaddrinfo(ai);
 	l->fd = fd;
+	l->ls = (struct listen_state){.fd = fd};
 	l->unix_sock = false;
 	l->path[0] = '\0';
 	return 0;
@@ -712,6 +794,7 @@ bad:
 static void close_listeners(struct plisten *lis, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
+		listen_forget(&lis[i].ls);
 		daemon_del_fd(lis[i].fd);
 		close(lis[i].fd);
 		if (lis[i].unix_sock)
@@ -762,6 +845,24 @@ static void apply_limits(const struct config *cfg)
 	if (pol.max_clients > POLICY_CLIENTS_HARD_MAX)
 		pol.max_clients = POLICY_CLIENTS_HARD_MAX;
 	pol.timeout_ms = cfg->policy_timeout_ms;
+	pol.sock_mode = cfg->policy_socket_mode & 0777;
+	pol.sock_gid = cfg->policy_socket_gid;
+	pol.nallow = cfg->npolicy_allow < CONFIG_MAX_ALLOW ? cfg->npolicy_allow : CONFIG_MAX_ALLOW;
+	memcpy(pol.allow, cfg->policy_allow, pol.nallow * sizeof(pol.allow[0]));
+}
+
+/* Mode and group of the Unix listeners kept over a reload. */
+static void apply_sock_perms(void)
+{
+	for (unsigned i = 0; i < pol.nlis; i++) {
+		if (!pol.lis[i].unix_sock)
+			continue;
+		if ((pol.sock_gid >= 0 &&
+		     chown(pol.lis[i].path, (uid_t)-1, (gid_t)pol.sock_gid) < 0) ||
+		    chmod(pol.lis[i].path, pol.sock_mode) < 0)
+			log_msg(LOG_ERR, "policy: %s: cannot set mode/group: %s", pol.lis[i].path,
+				strerror(errno));
+	}
 }
 
 int policy_start(const struct config *cfg, char *err, size_t errlen)
@@ -801,6 +902,7 @@ int policy_reload(const struct config *cfg, char *err, size_t errlen)
 
 	if (!pol.started)
 		return policy_start(cfg, err, errlen);
+	apply_limits(cfg); /* before listening: the new mode and group */
 	if (strcmp(cfg->policy_listen, pol.listen_spec) != 0) {
 		/* an address the old set already holds cannot be bound twice:
 		 * release the old listeners first, restore them on failure */
@@ -819,8 +921,9 @@ int policy_reload(const struct config *cfg, char *err, size_t errlen)
 		if (!pol.sweep_timer)
 			pol.sweep_timer = daemon_timer_add(POLICY_SWEEP_MS, POLICY_SWEEP_MS,
 							   policy_sweep, NULL);
+	} else {
+		apply_sock_perms();
 	}
-	apply_limits(cfg);
 	return 0;
 }
 

@@ -23,8 +23,11 @@
  *
  * Listeners: policy_listen is a comma-separated list of "host:port",
  * "[v6addr]:port", ":port" / "port" (127.0.0.1) or an absolute Unix socket
- * path (mode POLICY_UNIX_MODE: the local MTA runs as another user; the
- * same local users can reach a loopback TCP listener anyway).
+ * path (policy_socket_mode, 0660 by default, in policy_socket_group: the
+ * MTA's group, e.g. postfix, and nobody else, may ask which addresses exist
+ * and trigger callouts).  A TCP listener serves only clients from
+ * policy_allow (loopback by default); others are closed at once, counted
+ * (denied) and logged rate-limited.
  *
  * Limits (enforced and counted, see policy_stats_foreach()): a line over
  * POLICY_LINE_MAX octets, a request over POLICY_REQ_MAX octets or
@@ -55,9 +58,9 @@
 #define POLICY_CLIENTS_HARD_MAX 4096u	/* ceiling for policy_max_clients */
 #define POLICY_DEF_MAX_CLIENTS 512u	/* when policy_max_clients is 0 */
 #define POLICY_BACKLOG 128
-#define POLICY_UNIX_MODE 0666
 #define POLICY_DEF_PORT_HOST "127.0.0.1"
 #define POLICY_REJECT_TEXT "550 5.1.1 User unknown"
+#define POLICY_REJECT_450_TEXT "450 4.1.1 User unknown"	/* reject_code = 450 */
 #define POLICY_DEFER_TEXT "450 4.7.1 verification in progress"
 
 /* The attributes the service reads; others are skipped. */
@@ -151,11 +154,13 @@ int policy_reply_dunno(char *out, size_t outlen);
 #define POLICY_STATS_LIST(X)                                                        \
 	X(ACCEPTED, "accepted", "client connections accepted")                      \
 	X(BUSY, "busy", "connections refused: policy_max_clients reached")          \
+	X(DENIED, "denied", "TCP connections refused: client not in policy_allow")  \
 	X(REQUESTS, "requests", "requests answered")                                \
 	X(RCPT, "rcpt", "RCPT requests judged")                                     \
 	X(REJECT, "reject", "answered 550 5.1.1")                                   \
 	X(DEFER, "defer", "answered 450 4.7.1")                                     \
 	X(DUNNO, "dunno", "answered DUNNO")                                         \
+	X(WARNED, "warned", "refusals answered DUNNO and logged (action = warn)")   \
 	X(WAITED, "waited", "answers that waited for a callout")                    \
 	X(WAIT_TIMEOUT, "wait_timeout", "callouts not done within policy_timeout_ms") \
 	X(NOT_RCPT, "not_rcpt", "requests for other protocol states")               \

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "ctlproto.h"
+#include "text.h"
 
 #define RCPTCTL_DEFAULT_SOCKET "/run/rcptgate/rcptgated.sock"
 #define RCPTCTL_SOCKET_ENV "RCPTCTL_SOCKET"
@@ -72,11 +73,25 @@ struct verb {
 /* ---------------------------------------------------------------------- */
 /* helpers for answers                                                     */
 
+/* A string member, cleaned for the terminal (text.h): reply text and
+ * transcripts come from remote SMTP servers.  Rotating buffers: a printf
+ * may use several at once. */
+static const char *js_clean(json_t *o, const char *k, unsigned flags)
+{
+	static char buf[8][TEXT_CLEAN_MAX(20000)];
+	static unsigned next;
+	json_t *v = json_object_get(o, k);
+	char *b = buf[next++ % 8];
+
+	if (!json_is_string(v))
+		return "";
+	text_clean(b, sizeof(buf[0]), json_string_value(v), json_string_length(v), flags);
+	return b;
+}
+
 static const char *js(json_t *o, const char *k)
 {
-	json_t *v = json_object_get(o, k);
-
-	return json_is_string(v) ? json_string_value(v) : "";
+	return js_clean(o, k, 0);
 }
 
 static unsigned long long ju(json_t *o, const char *k)
@@ -259,7 +274,7 @@ static int p_lookup(json_t *a)
 
 static int p_verify(json_t *a)
 {
-	const char *t = js(a, "transcript");
+	const char *t = js_clean(a, "transcript", TEXT_KEEP_NL);
 	size_t tl = strlen(t);
 
 	fputs(t, stdout);

@@ -4,22 +4,40 @@
  * one write transaction stays open while a loop turn's verdicts accumulate,
  * store_commit() syncs it, and only then are they published to the table.
  * Reads inside the open write transaction see its uncommitted writes.
+ *
+ * A write LMDB refuses (MDB_MAP_FULL, ...) leaves its transaction unusable:
+ * it is aborted at once, so later reads see the committed state and later
+ * writes open a new transaction.  The writes it held are lost; the next
+ * store_commit() says so, and store_durable() tells, per transaction id,
+ * which writes reached the disk (the daemon publishes only those).
+ *
+ * One daemon per store: an exclusive flock on STORE_LOCK_FILE in the
+ * directory, held while the store is open (LMDB itself lets many processes
+ * write one environment, one after the other, which would mean two daemons
+ * taking turns publishing from one store).
  * Thread: main thread only.
  */
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct store {
 	MDB_env *env;
 	MDB_dbi dbi;
 	MDB_txn *wtxn;		/* open write transaction, or NULL */
 	unsigned dirty;
+	int lost;		/* writes lost by an abort since the last commit: -errno */
+	uint64_t txn_id;	/* id of the open (or next) write transaction */
+	uint64_t outcome;	/* bit (id % 64): transaction id committed */
+	int lockfd;
 	char path[256];
 };
 
@@ -66,17 +84,57 @@ static size_t key_to_addr(const char *key, size_t klen, char *out)
 	return llen + 1 + dlen;
 }
 
+/* The exclusive lock of one store: -EBUSY (err says who holds it). */
+static int lock_dir(struct store *s, const char *dir, char *err, size_t errlen)
+{
+	char lp[300], pid[32] = "";
+	snprintf(lp, sizeof(lp), "%s/" STORE_LOCK_FILE, dir);
+	s->lockfd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (s->lockfd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "store %s: %s: %s", dir, lp, strerror(e));
+		return -e;
+	}
+	if (flock(s->lockfd, LOCK_EX | LOCK_NB)) {
+		int e = errno;
+		ssize_t n = pread(s->lockfd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = 0;
+		pid[strcspn(pid, "\n")] = 0;
+		close(s->lockfd);
+		s->lockfd = -1;
+		if (e == EWOULDBLOCK) {
+			snprintf(err, errlen, "store %s is in use by another rcptgated%s%s%s", dir,
+				 pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
+			return -EBUSY;
+		}
+		snprintf(err, errlen, "store %s: lock %s: %s", dir, lp, strerror(e));
+		return -e;
+	}
+	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(s->lockfd, 0) || pwrite(s->lockfd, pid, (size_t)n, 0) != n) {
+		/* the pid is for the message only: the lock is what counts */
+	}
+	return 0;
+}
+
 int store_open(struct store **out, const char *dir, uint32_t map_mb, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->lockfd = -1;
+	s->txn_id = 1;
 	snprintf(s->path, sizeof(s->path), "%s", dir);
 	if (mkdir(dir, 0750) && errno != EEXIST) {
 		int e = errno;
 		snprintf(err, errlen, "store %s: %s", dir, strerror(e));
 		free(s);
 		return -e;
+	}
+	int lr = lock_dir(s, dir, err, errlen);
+	if (lr) {
+		free(s);
+		return lr;
 	}
 	int rc = mdb_env_create(&s->env);
 	if (!rc)
@@ -89,6 +147,7 @@ int store_open(struct store **out, const char *dir, uint32_t map_mb, char *err, 
 		snprintf(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
 		if (s->env)
 			mdb_env_close(s->env);
+		close(s->lockfd);
 		free(s);
 		return mdb_to_errno(rc);
 	}
@@ -103,6 +162,7 @@ int store_open(struct store **out, const char *dir, uint32_t map_mb, char *err, 
 	if (rc) {
 		snprintf(err, errlen, "store %s: %s", dir, mdb_strerror(rc));
 		mdb_env_close(s->env);
+		close(s->lockfd);
 		free(s);
 		return mdb_to_errno(rc);
 	}
@@ -116,7 +176,42 @@ void store_close(struct store *s)
 		return;
 	store_commit(s);
 	mdb_env_close(s->env);
+	if (s->lockfd >= 0)
+		close(s->lockfd); /* releases the lock */
 	free(s);
+}
+
+static void txn_end(struct store *s, bool committed)
+{
+	uint64_t bit = 1ull << (s->txn_id % 64);
+	s->outcome = committed ? (s->outcome | bit) : (s->outcome & ~bit);
+	s->txn_id++;
+	s->wtxn = NULL;
+	s->dirty = 0;
+}
+
+/* A write failed: its transaction cannot be used any more (LMDB marks it
+ * broken); abort it now so that reads and later writes are not affected. */
+static int write_failed(struct store *s, int rc)
+{
+	int e = mdb_to_errno(rc);
+	if (s->wtxn) {
+		mdb_txn_abort(s->wtxn);
+		txn_end(s, false);
+	}
+	if (!s->lost)
+		s->lost = e;
+	return e;
+}
+
+uint64_t store_txn(const struct store *s)
+{
+	return s->txn_id;
+}
+
+bool store_durable(const struct store *s, uint64_t txn)
+{
+	return txn < s->txn_id && s->txn_id - txn <= 64 && (s->outcome >> (txn % 64) & 1);
 }
 
 static int wtxn(struct store *s)
@@ -183,7 +278,7 @@ int store_put(struct store *s, const char *addr, size_t len, const struct store_
 	MDB_val v = {.mv_size = offsetof(struct store_rec, reply) + rlen, .mv_data = (void *)rec};
 	int rc = mdb_put(s->wtxn, s->dbi, &k, &v, 0);
 	if (rc)
-		return mdb_to_errno(rc);
+		return write_failed(s, rc);
 	s->dirty++;
 	return 0;
 }
@@ -199,25 +294,28 @@ int store_del(struct store *s, const char *addr, size_t len)
 		return r;
 	MDB_val k = {.mv_size = (size_t)klen, .mv_data = key};
 	int rc = mdb_del(s->wtxn, s->dbi, &k, NULL);
+	if (rc == MDB_NOTFOUND)
+		return -ENOENT; /* the transaction is still good */
 	if (rc)
-		return mdb_to_errno(rc);
+		return write_failed(s, rc);
 	s->dirty++;
 	return 0;
 }
 
 int store_commit(struct store *s)
 {
+	int lost = s->lost;
+	s->lost = 0;
 	if (!s->wtxn)
-		return 0;
-	int rc = mdb_txn_commit(s->wtxn);
-	s->wtxn = NULL;
-	s->dirty = 0;
-	return rc ? mdb_to_errno(rc) : 0;
+		return lost;
+	int rc = mdb_txn_commit(s->wtxn); /* frees the transaction either way */
+	txn_end(s, rc == 0);
+	return rc ? mdb_to_errno(rc) : lost;
 }
 
 unsigned store_dirty(const struct store *s)
 {
-	return s->dirty;
+	return s->dirty + (s->lost ? 1u : 0u);
 }
 
 long store_scan(struct store *s, const char *after, size_t max, store_fn fn, void *arg,
@@ -290,7 +388,7 @@ int store_flush(struct store *s, const char *domain, uint64_t *removed)
 		mdb_stat(s->wtxn, s->dbi, &st);
 		int rc = mdb_drop(s->wtxn, s->dbi, 0);
 		if (rc)
-			return mdb_to_errno(rc);
+			return write_failed(s, rc);
 		*removed = st.ms_entries;
 		s->dirty++;
 		return 0;
@@ -298,7 +396,7 @@ int store_flush(struct store *s, const char *domain, uint64_t *removed)
 	MDB_cursor *cur;
 	int rc = mdb_cursor_open(s->wtxn, s->dbi, &cur);
 	if (rc)
-		return mdb_to_errno(rc);
+		return write_failed(s, rc);
 	char key[KEY_MAX];
 	size_t dlen = strlen(domain);
 	if (dlen + 1 >= KEY_MAX) {
@@ -318,8 +416,10 @@ int store_flush(struct store *s, const char *domain, uint64_t *removed)
 			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	}
 	mdb_cursor_close(cur);
+	if (rc && rc != MDB_NOTFOUND)
+		return write_failed(s, rc);
 	s->dirty++;
-	return (rc && rc != MDB_NOTFOUND) ? mdb_to_errno(rc) : 0;
+	return 0;
 }
 
 uint64_t store_count(struct store *s)

@@ -18,6 +18,7 @@
 #include "shm.h"
 
 #define STORE_REC_VERSION 1u
+#define STORE_LOCK_FILE "rcptgated.lock"	/* in the store directory: one daemon per store */
 #define STORE_REPLY_MAX 160u
 
 /* One verdict as stored (host byte order; the store is not shared). */
@@ -37,19 +38,28 @@ struct store_rec {
 
 struct store;
 
+/* -EBUSY when another process has the store open (err names its pid). */
 int store_open(struct store **out, const char *dir, uint32_t map_mb, char *err, size_t errlen);
 void store_close(struct store *s);
 
 /* 0 and *rec filled, -ENOENT, or -errno. */
 int store_get(struct store *s, const char *addr, size_t len, struct store_rec *rec);
-/* Queue a write in the current transaction.  0 or -errno. */
+/* Queue a write in the current transaction.  0 or -errno (-ENOSPC: map
+ * full).  A failed write aborts the transaction: the writes queued in it
+ * are lost, and the next store_commit() returns the error. */
 int store_put(struct store *s, const char *addr, size_t len, const struct store_rec *rec);
-/* 0, -ENOENT, or -errno. */
+/* 0, -ENOENT, or -errno (as store_put). */
 int store_del(struct store *s, const char *addr, size_t len);
-/* Make every queued write durable.  0 or -errno. */
+/* Make every queued write durable.  0, or -errno when the commit failed or
+ * writes were lost by a failed write since the last commit. */
 int store_commit(struct store *s);
-/* Pending (uncommitted) writes. */
+/* Pending (uncommitted or lost, not yet reported) writes. */
 unsigned store_dirty(const struct store *s);
+/* Id of the transaction the next write goes into; store_durable() says
+ * whether a transaction committed (false while open, aborted, failed, or
+ * more than 64 transactions ago). */
+uint64_t store_txn(const struct store *s);
+bool store_durable(const struct store *s, uint64_t txn);
 
 /* Iterate from the key after (addr) (NULL = from the start), at most max
  * records; fn gets the canonical address.  Returns the number visited, and

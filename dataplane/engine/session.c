@@ -21,6 +21,7 @@
 
 #define REPLY_550_A "550 5.1.1 <"
 #define REPLY_550_B ">: Recipient address rejected: User unknown\r\n"
+#define REPLY_450U_A "450 4.1.1 <"	/* DT_F_REJECT_450, then REPLY_550_B */
 #define REPLY_450_A "450 4.7.1 <"
 #define REPLY_450_B ">: Recipient address rejected: verification in progress\r\n"
 #define REPLY_421 "421 4.7.0 Too many invalid recipients\r\n"
@@ -260,7 +261,7 @@ enum rcpt_decision { RD_FORWARD, RD_REJECT, RD_DEFER };
 /* Decide one RCPT: forward, or answer it (returns the decision). */
 static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 				      size_t arg_len, struct addr_parsed *ad, char *canon,
-				      int *canon_len, uint32_t *hthreshold)
+				      int *canon_len, uint32_t *hthreshold, uint16_t *dflags)
 {
 	struct dtable_info di;
 	struct rg_key128 k;
@@ -290,6 +291,7 @@ static enum rcpt_decision rcpt_decide(struct engine *e, const uint8_t *arg,
 		st(e, STAT_RCPT_UNMANAGED);
 		return RD_FORWARD;
 	}
+	*dflags = di.flags;
 	if (di.flags & DT_F_ACCEPT_ALL) {
 		st(e, STAT_RCPT_ACCEPT_ALL);
 		return RD_FORWARD;
@@ -372,6 +374,7 @@ static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len
 	int canon_len = 0;
 	uint32_t n, thr = 0, count = 0;
 	unsigned tripped = 0;
+	uint16_t dflags = 0;
 	enum rcpt_decision d;
 
 	st(e, STAT_RCPT);
@@ -379,7 +382,14 @@ static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len
 		st(e, STAT_RCPT_LIMIT);
 		d = RD_FORWARD;
 	} else {
-		d = rcpt_decide(e, arg, arg_len, &ad, canon, &canon_len, &thr);
+		d = rcpt_decide(e, arg, arg_len, &ad, canon, &canon_len, &thr, &dflags);
+	}
+	if (d != RD_FORWARD && (dflags & DT_F_WARN)) {
+		/* dry run (action = warn): forwarded, reported as what it would have been */
+		post_event(e, f, MSG_EV_WARN,
+			   d == RD_REJECT && !(dflags & DT_F_REJECT_450) ? 550 : 450, canon,
+			   (size_t)canon_len, 0, d == RD_REJECT ? MSG_EV_REJECT : MSG_EV_DEFER);
+		d = RD_FORWARD;
 	}
 	if (d != RD_FORWARD) {
 		if (d == RD_REJECT) {
@@ -387,7 +397,9 @@ static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len
 			if (tripped)
 				n = (uint32_t)(sizeof(REPLY_421) - 1);
 			else
-				n = reply_text(text, REPLY_550_A, &ad, REPLY_550_B);
+				n = reply_text(text, (dflags & DT_F_REJECT_450) ? REPLY_450U_A
+										 : REPLY_550_A,
+					       &ad, REPLY_550_B);
 		} else {
 			n = reply_text(text, REPLY_450_A, &ad, REPLY_450_B);
 		}
@@ -417,7 +429,8 @@ static void on_rcpt(struct engine *e, struct flow *f, uint32_t pos, uint32_t len
 	answer(e, f, pos, len, text, n, Q_INJ);
 	if (d == RD_REJECT) {
 		st(e, STAT_RCPT_REJECTED);
-		post_event(e, f, MSG_EV_REJECT, 550, canon, (size_t)canon_len, 0, 0);
+		post_event(e, f, MSG_EV_REJECT, (dflags & DT_F_REJECT_450) ? 450 : 550, canon,
+			   (size_t)canon_len, 0, 0);
 	} else {
 		st(e, STAT_RCPT_DEFERRED);
 		post_event(e, f, MSG_EV_DEFER, 450, canon, (size_t)canon_len, 0, 0);

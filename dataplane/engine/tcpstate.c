@@ -303,9 +303,12 @@ static void tcpstate_syn_ack(struct engine *e, struct flow *f, struct pkt *p)
 static int rst_plausible(const struct engine *e, const struct flow *f, const struct pkt *p,
 			 int c2s)
 {
+	/* a FIN the receiver has takes one more sequence number */
 	if (c2s)
-		return seq_le(f->c_una, p->seq) && seq_le(p->seq, f->c_rcv);
-	return seq_le(unmap_s2c(e, f, f->c_ack), p->seq) && seq_le(p->seq, f->s_fwd);
+		return seq_le(f->c_una, p->seq) &&
+		       seq_le(p->seq, f->c_rcv + ((f->flags & FLOW_F_C_FIN) ? 1u : 0u));
+	return seq_le(unmap_s2c(e, f, f->c_ack), p->seq) &&
+	       seq_le(p->seq, f->s_fwd + ((f->flags & FLOW_F_S_FIN) ? 1u : 0u));
 }
 
 enum engine_verdict tcpstate_rst(struct engine *e, struct flow *f, struct engine_frame *fr,

@@ -31,6 +31,7 @@
 #include "core.h"
 #include "daemon.h"
 #include "dns.h"
+#include "smtpdest.h"
 
 #define MAX_STEPS 24
 #define MAX_ADDRS 4
@@ -149,6 +150,7 @@ static void server_start(struct server *sv, const struct script_case *sc)
 struct res {
 	char addr[RG_ADDR_MAX + 1];
 	int verdict;
+	char reply[CALLOUT_TEXT_MAX];
 	char transcript[CALLOUT_TRANSCRIPT_MAX];
 	unsigned waiters;
 };
@@ -166,6 +168,7 @@ static void on_result(const struct callout_result *r, void *arg)
 	struct res *x = &results[nresults++];
 	snprintf(x->addr, sizeof(x->addr), "%s", r->addr);
 	x->verdict = r->verdict;
+	snprintf(x->reply, sizeof(x->reply), "%s", r->reply);
 	if (r->transcript)
 		snprintf(x->transcript, sizeof(x->transcript), "%.*s", (int)r->transcript_len,
 			 r->transcript);
@@ -626,4 +629,388 @@ Test(callout, chaos_every_address_answered_once, .timeout = 60)
 	cr_assert_gt(callout_stat(CALLOUT_ST_PROTO_ERRORS), 0, "garbage path exercised");
 	engine_stop();
 	close(chaos_lfd);
+}
+
+/* ---- 452: "too many recipients" told apart from a full mailbox ---------- */
+
+static void engine_start_conf(const char *text)
+{
+	char err[256];
+	cr_assert_eq(config_load_string("test.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(daemon_loop_init(), 0);
+	cr_assert_eq(dns_start(), 0);
+	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain};
+	cr_assert_eq(callout_init(&h), 0);
+	cr_assert_eq(callout_configure(&cfg), 0);
+	nresults = 0;
+	domain_changes = 0;
+}
+
+static void dest_conf(char *text, size_t n, unsigned port, unsigned batch)
+{
+	snprintf(text, n,
+		 "[domain q.test]\ndestination = 127.0.0.1:%u\nconnect_timeout = 1s\n"
+		 "greeting_timeout = 1s\ncommand_timeout = 1s\naccept_all_probe = no\n"
+		 "ttl_tempfail = 1s\ndest_max_conns = 1\nbatch = %u\ndest_conn_rate = 1000\n",
+		 port, batch);
+}
+
+static const struct res *result_for(const char *addr)
+{
+	for (unsigned j = 0; j < nresults; j++)
+		if (!strcmp(results[j].addr, addr))
+			return &results[j];
+	return NULL;
+}
+
+static void submit_all(const char *const *addrs, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		cr_assert_eq(callout_submit(addrs[i], strlen(addrs[i]), 0, NULL), 0, "submit %s",
+			     addrs[i]);
+}
+
+Test(callout, mailbox_full_452_is_temporary_and_not_retried, .timeout = 30)
+{
+	struct sdest d = {.rule = {{"full@", "452 4.2.2 <full@q.test>: Mailbox full\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	const char *const addrs[] = {"full@q.test", "a@q.test", "b@q.test"};
+	submit_all(addrs, 3);
+	run_until(3, 4000);
+	cr_assert_eq(nresults, 3, "%u results of 3 (RCPTs to full@: %u)", nresults,
+		     __atomic_load_n(&d.hits[0], __ATOMIC_SEQ_CST));
+	cr_assert_eq(result_for("full@q.test")->verdict, CORE_V_TEMPFAIL);
+	cr_assert_eq(result_for("a@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(result_for("b@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(callout_domain("q.test")->rcpt_limit, 0, "a full mailbox is no recipient limit");
+	engine_stop();
+	sdest_stop(&d);
+	cr_log_info("452 4.2.2 for one address: %u RCPTs for it, %u in all, %u sessions", d.hits[0],
+		    d.rcpts, d.sessions);
+	cr_assert_eq(d.hits[0], 1, "full@ asked %u times", d.hits[0]);
+}
+
+Test(callout, too_many_452_retried_a_bounded_number_of_times, .timeout = 30)
+{
+	/* a destination that answers "too many" even to a lone RCPT */
+	struct sdest d = {.rule = {{"loop@", "452 4.5.3 Error: too many recipients\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	uint64_t limit_before = callout_stat(CALLOUT_ST_RETRY_LIMIT);
+	const char *const addrs[] = {"loop@q.test", "a@q.test", "b@q.test"};
+	submit_all(addrs, 3);
+	run_until(3, 4000);
+	cr_assert_eq(nresults, 3, "%u results of 3 (RCPTs to loop@: %u)", nresults,
+		     __atomic_load_n(&d.hits[0], __ATOMIC_SEQ_CST));
+	cr_assert_eq(result_for("loop@q.test")->verdict, CORE_V_TEMPFAIL);
+	cr_assert_eq(result_for("a@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(result_for("b@q.test")->verdict, CORE_V_VALID);
+	cr_assert_eq(callout_stat(CALLOUT_ST_RETRY_LIMIT), limit_before + 1);
+	engine_stop();
+	sdest_stop(&d);
+	cr_log_info("452 4.5.3 for one address: %u RCPTs for it, %u in all, %u sessions", d.hits[0],
+		    d.rcpts, d.sessions);
+	cr_assert_leq(d.hits[0], 1 + CALLOUT_RETRY_MAX, "loop@ asked %u times", d.hits[0]);
+	cr_assert_geq(d.hits[0], 2, "retried at least once");
+}
+
+Test(callout, batch_recovers_after_452, .timeout = 30)
+{
+	/* the first session takes two RCPTs per transaction; later ones any number */
+	struct sdest d = {.tx_limit = 2, .tx_limit_sessions = 1};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 8);
+	engine_start_conf(text);
+	static char a1[6][32], a2[16][32];
+	for (unsigned i = 0; i < 6; i++) {
+		snprintf(a1[i], sizeof(a1[i]), "r1-%u@q.test", i);
+		cr_assert_eq(callout_submit(a1[i], strlen(a1[i]), 0, NULL), 0);
+	}
+	run_until(6, 5000);
+	cr_assert_eq(nresults, 6);
+	for (unsigned i = 0; i < 6; i++)
+		cr_assert_eq(results[i].verdict, CORE_V_VALID, "%s", results[i].addr);
+	struct callout_dom *dom = callout_domain("q.test");
+	cr_assert(dom->rcpt_limit > 0 && dom->rcpt_limit < 8, "lowered by the 452s: %u",
+		  dom->rcpt_limit);
+	cr_assert_gt(__atomic_load_n(&d.too_many, __ATOMIC_SEQ_CST), 0);
+	for (int i = 0; i < 200 && callout_nsessions(); i++)
+		daemon_loop_once(10);
+	nresults = 0;
+	for (unsigned i = 0; i < 16; i++) {
+		snprintf(a2[i], sizeof(a2[i]), "r2-%u@q.test", i);
+		cr_assert_eq(callout_submit(a2[i], strlen(a2[i]), 0, NULL), 0);
+	}
+	run_until(16, 5000);
+	cr_assert_eq(nresults, 16);
+	cr_assert_eq(dom->rcpt_limit, 0, "the batch recovers once 452s stop: limit %u",
+		     dom->rcpt_limit);
+	engine_stop();
+	sdest_stop(&d);
+}
+
+/* ---- reply text is cleaned before anyone logs, stores or prints it ------ */
+
+static void assert_clean(const char *what, const char *t, bool nl_ok)
+{
+	for (const char *p = t; *p; p++)
+		cr_assert(((unsigned char)*p >= 0x20 && *p != 0x7f) || (nl_ok && *p == '\n'),
+			  "%s: byte 0x%02x in [%s]", what, (unsigned char)*p, t);
+}
+
+Test(callout, reply_text_cleaned, .timeout = 30)
+{
+	struct sdest d = {.rule = {{"evil@", "550 5.1.1 <evil@q.test>: User unknown\rrcptgated[1]: "
+					      "forged \x1b[31mred\x1b[0m\x7f\x01\r\n"}}};
+	char text[1024];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("evil@q.test", 11, CALLOUT_F_VERIFY, NULL), 0);
+	cr_assert_eq(callout_submit("x-evil@q.test", 13, 0, NULL), 0);
+	run_until(2, 4000);
+	cr_assert_eq(nresults, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		cr_assert_eq(results[i].verdict, CORE_V_INVALID);
+		assert_clean("reply", results[i].reply, false);
+		cr_assert(strstr(results[i].reply, "\\x0drcptgated[1]: forged \\x1b[31mred"), "%s",
+			  results[i].reply);
+		assert_clean("transcript", results[i].transcript, true);
+	}
+	cr_assert(strstr(result_for("evil@q.test")->transcript, "S: 550 5.1.1"));
+	engine_stop();
+	sdest_stop(&d);
+}
+
+/* ---- a failing greeting moves to the next destination ------------------ */
+
+static void two_dest_conf(char *text, size_t n, unsigned p1, unsigned p2)
+{
+	snprintf(text, n,
+		 "[domain q.test]\ndestination = 127.0.0.1:%u, 127.0.0.1:%u\nconnect_timeout = 1s\n"
+		 "greeting_timeout = 1s\ncommand_timeout = 1s\naccept_all_probe = no\n"
+		 "ttl_tempfail = 1s\ndest_max_conns = 1\nbreaker_failures = 100\n", p1, p2);
+}
+
+struct greet_case {
+	char name[48];
+	char banner1[80], banner2[80];
+	int want, want_health;
+	bool second_used;
+	unsigned delay1_ms;	/* the first destination greets this late */
+};
+
+static const struct greet_case greet_cases[] = {
+	{"554 banner, backup works", "554 5.7.1 no callouts from you\r\n", "", CORE_V_VALID,
+	 CORE_H_OK, true},
+	{"421 banner, backup works", "421 4.3.2 busy, try later\r\n", "", CORE_V_VALID, CORE_H_OK,
+	 true},
+	{"both 554", "554 5.7.1 no\r\n", "554 5.7.1 no either\r\n", CORE_V_UNVERIFIABLE,
+	 CORE_H_UNVERIFIABLE, true},
+	{"554 then 421", "554 5.7.1 no\r\n", "421 4.3.2 busy\r\n", CORE_V_UNVERIFIABLE,
+	 CORE_H_UNVERIFIABLE, true},
+	{"first works", "", "554 5.7.1 never asked\r\n", CORE_V_VALID, CORE_H_OK, false},
+	{"greeting past greeting_timeout, backup works", "", "", CORE_V_VALID, CORE_H_OK, true,
+	 1500},
+};
+
+ParameterizedTestParameters(callout, greeting_failover)
+{
+	return cr_make_param_array(struct greet_case, greet_cases,
+				   sizeof(greet_cases) / sizeof(greet_cases[0]));
+}
+
+ParameterizedTest(const struct greet_case *c, callout, greeting_failover, .timeout = 30)
+{
+	struct sdest d1 = {.banner = c->banner1[0] ? c->banner1 : NULL,
+			   .banner_delay_ms = c->delay1_ms};
+	struct sdest d2 = {.banner = c->banner2[0] ? c->banner2 : NULL};
+	char text[1024];
+	sdest_start(&d1);
+	sdest_start(&d2);
+	two_dest_conf(text, sizeof(text), d1.port, d2.port);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1, "%s", c->name);
+	cr_assert_eq(results[0].verdict, c->want, "%s: %s", c->name,
+		     core_verdict_name(results[0].verdict));
+	cr_assert_eq(callout_domain("q.test")->health, c->want_health, "%s: health %s", c->name,
+		     core_health_name(callout_domain("q.test")->health));
+	engine_stop();
+	sdest_stop(&d1);
+	sdest_stop(&d2);
+	cr_assert_eq(d1.sessions, 1, "%s", c->name);
+	cr_assert_eq(d2.sessions, c->second_used ? 1u : 0u, "%s", c->name);
+}
+
+/* ---- the probe sender ---------------------------------------------------- */
+
+Test(callout, probe_sender_rotates_its_local_part, .timeout = 30)
+{
+	struct sdest d = {0};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	strcat(text, "mail_from = <Probe@Q.test>\nmail_from_rotate = 1h\n");
+	engine_start_conf(text);
+	uint64_t e0 = daemon_wall_s() / 3600;
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	uint64_t e1 = daemon_wall_s() / 3600;
+	cr_assert_eq(nresults, 1);
+	engine_stop();
+	sdest_stop(&d);
+	char w0[128], w1[128];
+	snprintf(w0, sizeof(w0), "MAIL FROM:<Probe-%llu@q.test>", (unsigned long long)e0);
+	snprintf(w1, sizeof(w1), "MAIL FROM:<Probe-%llu@q.test>", (unsigned long long)e1);
+	cr_assert(!strcmp(d.mail, w0) || !strcmp(d.mail, w1), "sent %s, want %s", d.mail, w0);
+}
+
+Test(callout, source_address_binds_the_callout, .timeout = 30)
+{
+	struct sdest d = {0};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	strcat(text, "source_address = 127.0.0.2, 2001:2::99\n");
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_VALID);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_str_eq(d.peer, "127.0.0.2", "the callout came from %s", d.peer);
+}
+
+/* ---- loops: a destination that is this host ----------------------------- */
+
+Test(callout, destination_greeting_as_this_host_is_a_loop, .timeout = 30)
+{
+	char me[256], banner[300], text[1200];
+	cr_assert_eq(gethostname(me, sizeof(me)), 0);
+	snprintf(banner, sizeof(banner), "220 %s ESMTP\r\n", me);
+	struct sdest d1 = {.banner = banner}, d2 = {0};
+	sdest_start(&d1);
+	sdest_start(&d2);
+	uint64_t loops = callout_stat(CALLOUT_ST_LOOPS);
+	/* alone: unverifiable, never asked */
+	dest_conf(text, sizeof(text), d1.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("a@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_UNVERIFIABLE);
+	cr_assert_eq(callout_domain("q.test")->health, CORE_H_UNVERIFIABLE);
+	cr_assert(strstr(callout_domain("q.test")->last_error, "mail loop"), "%s",
+		  callout_domain("q.test")->last_error);
+	cr_assert_eq(callout_stat(CALLOUT_ST_LOOPS), loops + 1);
+	engine_stop();
+	/* with another destination: that one answers */
+	two_dest_conf(text, sizeof(text), d1.port, d2.port);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("b@q.test", 8, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_VALID);
+	engine_stop();
+	sdest_stop(&d1);
+	sdest_stop(&d2);
+	cr_assert_eq(d1.rcpts, 0, "the looping destination was never asked");
+	cr_assert_eq(d2.rcpts, 1);
+}
+
+/* ---- STARTTLS ------------------------------------------------------------ */
+
+struct tls_case {
+	char name[64];
+	char tls[16];		/* the domain's tls key, "" = default */
+	bool offer, require;	/* the destination offers / requires STARTTLS */
+	int want;
+	unsigned want_tls;	/* sessions that went through TLS */
+	char error_has[64];
+};
+
+static const struct tls_case tls_cases[] = {
+	{"530 until STARTTLS: verified over TLS", "", true, true, CORE_V_INVALID, 1, ""},
+	{"offered, not required: opportunistic", "", true, false, CORE_V_INVALID, 1, ""},
+	{"not offered, may: plain", "", false, false, CORE_V_INVALID, 0, ""},
+	{"tls = off: the 530 makes it unverifiable", "off", true, true, CORE_V_UNVERIFIABLE, 0, ""},
+	{"tls = required, not offered", "required", false, false, CORE_V_UNVERIFIABLE, 0,
+	 "STARTTLS"},
+	{"tls = required, offered", "required", true, false, CORE_V_INVALID, 1, ""},
+};
+
+ParameterizedTestParameters(callout, starttls)
+{
+	return cr_make_param_array(struct tls_case, tls_cases,
+				   sizeof(tls_cases) / sizeof(tls_cases[0]));
+}
+
+ParameterizedTest(const struct tls_case *c, callout, starttls, .timeout = 30)
+{
+	char dir[] = "/tmp/rg-test-tls-XXXXXX", text[1200], cmd[64];
+	cr_assert_not_null(mkdtemp(dir));
+	struct sdest d = {.rule = {{"nosuch@", "550 5.1.1 <nosuch@q.test>: User unknown\r\n"}},
+			  .tls = c->offer ? sdest_tls_ctx(dir) : NULL,
+			  .tls_required = c->require};
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	if (c->tls[0]) {
+		strcat(text, "tls = ");
+		strcat(text, c->tls);
+		strcat(text, "\n");
+	}
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, CALLOUT_F_VERIFY, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1, "%s", c->name);
+	cr_assert_eq(results[0].verdict, c->want, "%s: %s\n%s", c->name,
+		     core_verdict_name(results[0].verdict), results[0].transcript);
+	if (c->want_tls)
+		cr_assert(strstr(results[0].transcript, "C: STARTTLS"), "%s", results[0].transcript);
+	if (c->error_has[0])
+		cr_assert(strstr(callout_domain("q.test")->last_error, c->error_has), "%s: %s",
+			  c->name, callout_domain("q.test")->last_error);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_eq(d.tls_sessions, c->want_tls, "%s", c->name);
+	if (d.tls)
+		SSL_CTX_free(d.tls);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+/* A destination refusing the null sender: unverifiable with <> (the
+ * default), verified with mail_from set (docs/CONFIG.md: Postfix's verify
+ * uses double-bounce@$myorigin, not <>). */
+Test(callout, null_sender_refused_then_mail_from, .timeout = 30)
+{
+	struct sdest d = {.refuse_null_sender = true,
+			  .rule = {{"nosuch@", "550 5.1.1 <nosuch@q.test>: User unknown\r\n"}}};
+	char text[1200];
+	sdest_start(&d);
+	dest_conf(text, sizeof(text), d.port, 10);
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_UNVERIFIABLE, "never invalid on a refused <>");
+	engine_stop();
+	strcat(text, "mail_from = double-bounce@edge.q.test\n");
+	engine_start_conf(text);
+	cr_assert_eq(callout_submit("nosuch@q.test", 13, 0, NULL), 0);
+	run_until(1, 4000);
+	cr_assert_eq(nresults, 1);
+	cr_assert_eq(results[0].verdict, CORE_V_INVALID);
+	engine_stop();
+	sdest_stop(&d);
+	cr_assert_str_eq(d.mail, "MAIL FROM:<double-bounce@edge.q.test>");
 }

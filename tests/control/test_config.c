@@ -7,6 +7,7 @@
 #include <criterion/parameterized.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -16,8 +17,8 @@
 /* arrays, not pointers: criterion may run each case in a fresh process */
 struct bad_case {
 	char name[64];
-	char text[256];
-	char err[128]; /* expected substring, with file:line */
+	char text[512];
+	char err[160]; /* expected substring, with file:line */
 };
 
 static const struct bad_case bad_cases[] = {
@@ -40,7 +41,21 @@ static const struct bad_case bad_cases[] = {
 	{"global key in domain", "[domain a.test]\nshm_path = /x\n", "t.conf:2: key 'shm_path' belongs in [global]"},
 	{"duplicate domain", "[domain a.test]\nbatch = 5\n[domain A.TEST]\nbatch = 6\n", "t.conf:3: domain a.test defined twice"},
 	{"bad domain name", "[domain a..test]\n", "t.conf:1: bad domain name 'a..test'"},
-	{"bad uid", "[global]\ncontrol_uids = 0, root\n", "t.conf:2: bad uid 'root'"},
+	{"unknown user", "[global]\ncontrol_uids = 0, no-such-user-rg\n", "t.conf:2: control_uids: unknown user 'no-such-user-rg'"},
+	{"unknown group", "[global]\ncontrol_readers = @no-such-group-rg\n", "t.conf:2: control_readers: unknown group 'no-such-group-rg'"},
+	{"bad policy_allow", "[global]\npolicy_allow = 127.0.0.1/8\n", "t.conf:2: policy_allow: bad prefix '127.0.0.1/8'"},
+	{"bad socket mode", "[global]\npolicy_socket_mode = 0999\n", "t.conf:2: policy_socket_mode: '0999' is not an octal mode"},
+	{"unknown socket group", "[global]\npolicy_socket_group = no-such-group-rg\n", "t.conf:2: policy_socket_group: unknown group 'no-such-group-rg'"},
+	{"mail_from with parameters", "[global]\n[domain a.test]\nmail_from = x@y> SIZE=1 <\n", "t.conf:3: mail_from: 'x@y> SIZE=1 <' is not a mailbox"},
+	{"mail_from with CR", "[domain a.test]\nmail_from = x@y\rRCPT TO:<z@a>\n", "t.conf:2: mail_from"},
+	{"mail_from null path", "[domain a.test]\nmail_from = <>\n", "t.conf:2: mail_from: '<>' is not a mailbox (leave it empty for the null path)"},
+	{"line too long", "[global]\nlog_rate = 5\nsyslog_ident = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nlog_stderr = yes\n", "t.conf:3: line longer than 197 characters"},
+	{"duplicate key in global", "[global]\nlog_rate = 5\nlog_stderr = no\nlog_rate = 6\n", "t.conf:4: log_rate given twice in [global] (first at line 2)"},
+	{"duplicate key in domain", "[domain a.test]\nbatch = 5\n\n[domain b.test]\nbatch = 5\n[domain a.test ]\n", "t.conf:6: domain a.test defined twice"},
+	{"duplicate key in one domain", "[domain a.test]\nbatch = 5\nmode = callout\nbatch = 6\n", "t.conf:4: batch given twice in [domain a.test] (first at line 2)"},
+	{"alias given twice", "[global]\ncontrol_uids = 0\ncontrol_admins = 0\n", "t.conf:3: control_admins given twice in [global] (first at line 2, as control_uids)"},
+	{"bad UTF-8 domain", "[domain a\xc3\x28.test]\n", "t.conf:1: bad domain name"},
+	{"IDNA-invalid domain", "[domain a\xe2\x99\xa5.test]\n", "t.conf:1: bad domain name 'a\xe2\x99\xa5.test': not a valid international domain name"},
 	{"bad invalid code", "[domain a.test]\ninvalid_codes = 4.1.1\n", "t.conf:2: bad enhanced status code '4.1.1'"},
 	{"value too long", "[global]\nsyslog_ident = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", "t.conf:2: syslog_ident: value longer than 63"},
 	{"syntax error", "[global]\nthis line has no equals sign\n", "t.conf:2: syntax error"},
@@ -49,7 +64,13 @@ static const struct bad_case bad_cases[] = {
 	{"list and list_command", "[domain a.test]\nmode = list\nlist = /etc/hostname\nlist_command = cat /etc/hostname\n", "[domain a.test]: list and list_command are exclusive"},
 	{"list_command in [global]", "[global]\nlist_command = true\n", "list_command"},
 	{"list file missing", "[domain a.test]\nmode = both\nlist = /nonexistent/list.txt\n", "list /nonexistent/list.txt"},
-	{"mail_from without domain", "[domain a.test]\nmail_from = postmaster\n", "mail_from must be local@domain"},
+	{"mail_from without domain", "[domain a.test]\nmail_from = postmaster\n", "t.conf:2: mail_from: 'postmaster' is not a mailbox"},
+	{"bad reject_code", "[domain a.test]\nreject_code = 500\n", "t.conf:2: reject_code: '500' is not 550 or 450"},
+	{"bad action", "[domain a.test]\naction = log\n", "t.conf:2: action: 'log' is not reject or warn"},
+	{"rotation without mail_from", "[domain a.test]\nmail_from_rotate = 1d\n", "[domain a.test]: mail_from_rotate needs mail_from"},
+	{"rotation of a quoted local part", "[domain a.test]\nmail_from = \"x y\"@a.test\nmail_from_rotate = 1d\n", "[domain a.test]: mail_from_rotate needs a mail_from whose local part is a dot-atom"},
+	{"bad source_address", "[global]\nsource_address = mx.example\n", "t.conf:2: source_address: 'mx.example' is not an IPv4 or IPv6 address"},
+	{"two IPv4 source addresses", "[global]\nsource_address = 198.18.0.1, 198.18.0.2\n", "t.conf:2: source_address: at most one IPv4 and one IPv6 address"},
 	{"rings not power of two", "[global]\nmiss_ring_slots = 1000\n", "powers of two"},
 };
 
@@ -93,8 +114,8 @@ Test(config, defaults_and_inheritance)
 	cr_assert_eq(config_load_string("good.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(cfg.shm_path, "/dev/shm/rg-test");
 	cr_assert_str_eq(cfg.store_path, "/var/lib/rcptgate");
-	cr_assert_eq(cfg.ncontrol_uids, 2);
-	cr_assert_eq(cfg.control_uids[1], 1000);
+	cr_assert_eq(cfg.ncontrol_admins, 2, "control_uids is control_admins");
+	cr_assert_eq(cfg.control_admins[1].id, 1000);
 	cr_assert_eq(cfg.syslog_facility, LOG_LOCAL3);
 	cr_assert_eq(cfg.ndom, 3);
 
@@ -172,4 +193,108 @@ Test(config, file_errors_name_the_file)
 	cr_assert(strstr(err, want), "'%s' lacks '%s'", err, want);
 	cr_assert_lt(config_load("/nonexistent/rcptgated.conf", &cfg, err, sizeof(err)), 0);
 	cr_assert(strstr(err, "/nonexistent/rcptgated.conf: No such file"), "%s", err);
+}
+
+Test(config, control_roles_and_policy_access)
+{
+	static const char text[] =
+		"[global]\n"
+		"control_admins = 0, 1000\n"
+		"control_readers = nobody, @nogroup, 4242\n"
+		"policy_socket_mode = 0640\n"
+		"policy_socket_group = nogroup\n"
+		"policy_allow = 198.18.0.0/15, 2001:2::/48, 127.0.0.1\n";
+	struct config cfg;
+	char err[512] = "";
+	cr_assert_eq(config_load_string("r.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.ncontrol_admins, 2);
+	cr_assert_eq(cfg.control_admins[1].id, 1000);
+	cr_assert_not(cfg.control_admins[1].group);
+	cr_assert_eq(cfg.ncontrol_readers, 3);
+	cr_assert_eq(cfg.control_readers[0].id, 65534);
+	cr_assert_not(cfg.control_readers[0].group);
+	cr_assert_eq(cfg.control_readers[1].id, 65534);
+	cr_assert(cfg.control_readers[1].group);
+	cr_assert_eq(cfg.control_readers[2].id, 4242);
+	cr_assert_eq(cfg.policy_socket_mode, 0640);
+	cr_assert_eq(cfg.policy_socket_gid, 65534);
+	cr_assert_eq(cfg.npolicy_allow, 3);
+	cr_assert_eq(cfg.policy_allow[0].plen, 15);
+	cr_assert_eq(cfg.policy_allow[1].family, AF_INET6);
+	cr_assert_eq(cfg.policy_allow[2].plen, 32);
+	config_free(&cfg);
+	/* defaults: root administers, nobody reads, 0660, loopback clients only */
+	cr_assert_eq(config_load_string("d.conf", "[global]\n", &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.ncontrol_admins, 1);
+	cr_assert_eq(cfg.control_admins[0].id, 0);
+	cr_assert_eq(cfg.ncontrol_readers, 0);
+	cr_assert_eq(cfg.policy_socket_mode, 0660);
+	cr_assert_eq(cfg.policy_socket_gid, -1);
+	cr_assert_eq(cfg.npolicy_allow, 2);
+	config_free(&cfg);
+}
+
+Test(config, mail_from_is_a_checked_path)
+{
+	struct config cfg;
+	char err[512] = "";
+	cr_assert_eq(config_load_string("m.conf",
+					"[global]\nmail_from = <Double-Bounce@Edge.Example.TEST>\n"
+					"[domain a.test]\n[domain b.test]\nmail_from = probe@b.test\n",
+					&cfg, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_str_eq(config_domain(&cfg, "a.test")->mail_from, "Double-Bounce@edge.example.test",
+			 "brackets dropped, domain lowercased, local part kept");
+	cr_assert_str_eq(config_domain(&cfg, "b.test")->mail_from, "probe@b.test");
+	config_free(&cfg);
+}
+
+Test(config, utf8_domain_names_become_a_labels)
+{
+	struct config cfg;
+	char err[512] = "";
+	cr_assert_eq(config_load_string("i.conf", "[domain B\xc3\xbc" "cher.Example]\nbatch = 5\n",
+					&cfg, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(cfg.ndom, 1);
+	cr_assert_str_eq(cfg.dom[0].name, "xn--bcher-kva.example");
+	cr_assert_eq(cfg.dom[0].batch, 5, "keys of the section apply to the converted name");
+	cr_assert_not_null(config_domain(&cfg, "xn--bcher-kva.example"));
+	config_free(&cfg);
+}
+
+Test(config, long_line_limit_is_exact)
+{
+	struct config cfg;
+	char err[512] = "", text[600], ident[200];
+	/* "syslog_ident = " is 15 characters: 15 + 63 fits the key, the line is
+	 * what is measured: 197 characters pass, 198 do not */
+	memset(ident, 'b', sizeof(ident));
+	snprintf(text, sizeof(text), "[global]\n; %.*s\nlog_rate = 7\n", 195, ident);
+	cr_assert_eq(config_load_string("l.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.log_rate, 7);
+	config_free(&cfg);
+	snprintf(text, sizeof(text), "[global]\n; %.*s\nlog_rate = 7\n", 196, ident);
+	cr_assert_lt(config_load_string("l.conf", text, &cfg, err, sizeof(err)), 0);
+	cr_assert(strstr(err, "l.conf:2: line longer than 197 characters"), "%s", err);
+}
+
+Test(config, reject_code_and_action)
+{
+	struct config cfg;
+	char err[512] = "";
+	cr_assert_eq(config_load_string("a.conf",
+					"[global]\nreject_code = 450\n[domain a.test]\n"
+					"[domain b.test]\naction = warn\nreject_code = 550\n",
+					&cfg, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(config_domain(&cfg, "a.test")->reject_code, 450);
+	cr_assert_eq(config_domain(&cfg, "a.test")->action, CONFIG_ACTION_REJECT);
+	cr_assert_eq(config_domain(&cfg, "b.test")->reject_code, 550);
+	cr_assert_eq(config_domain(&cfg, "b.test")->action, CONFIG_ACTION_WARN);
+	config_free(&cfg);
+	cr_assert_eq(config_load_string("d.conf", "[domain c.test]\n", &cfg, err, sizeof(err)), 0);
+	cr_assert_eq(cfg.dom[0].reject_code, 550, "550 unless asked");
+	cr_assert_eq(cfg.dom[0].action, CONFIG_ACTION_REJECT);
+	config_free(&cfg);
 }

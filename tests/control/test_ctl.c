@@ -29,6 +29,7 @@
 #include "ctl.h"
 #include "ctlproto.h"
 #include "daemon.h"
+#include "services.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define NOBODY 65534
@@ -87,7 +88,7 @@ static void write_config(const char *extra, unsigned port, const char *sock)
 static void start(const char *extra, unsigned port)
 {
 	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
+	struct daemon_opts o = {.services = rcptgated_services, .nservices = RCPTGATED_NSERVICES};
 	char err[512], store[256];
 	int rc;
 
@@ -411,10 +412,11 @@ Test(ctl, pipelined_requests_answered_in_order)
 /* ---------------------------------------------------------------------- */
 /* peer credentials                                                        */
 
-/* In a child: become uid, connect, send status, read the answer.  Returns
- * the child's exit status: 10 + the answer's status, 2 could not connect,
- * 3 no answer, 4 setuid failed. */
-static int run_as(uid_t uid)
+/* In a child: become uid, connect, send verb (with one address argument
+ * when addr is not NULL), read the answer.  Returns the child's exit
+ * status: 10 + the answer's status, 2 could not connect, 3 no answer, 4
+ * setuid failed. */
+static int run_as_kv(uid_t uid, enum ctlproto_verb verb, enum ctlproto_key key, const char *addr)
 {
 	pid_t pid = fork();
 	int ws;
@@ -422,7 +424,7 @@ static int run_as(uid_t uid)
 	cr_assert_geq(pid, 0);
 	if (pid == 0) {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX};
-		uint8_t req[64], buf[1024];
+		static uint8_t req[600], buf[70000];
 		struct ctlproto_hdr h;
 		size_t have = 0;
 		long n;
@@ -435,7 +437,10 @@ static int run_as(uid_t uid)
 		fd = socket(AF_UNIX, SOCK_STREAM, 0);
 		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 			_exit(2);
-		n = ctlproto_req_encode(req, sizeof(req), CTLV_STATUS, NULL, 0, NULL);
+		{
+			const struct ctlproto_kv kv[] = {{key, addr}};
+			n = ctlproto_req_encode(req, sizeof(req), verb, kv, addr ? 1 : 0, NULL);
+		}
 		if (send(fd, req, (size_t)n, MSG_NOSIGNAL) < 0) {
 			/* refused callers may be closed already: read the answer */
 		}
@@ -457,6 +462,16 @@ static int run_as(uid_t uid)
 	return WEXITSTATUS(ws);
 }
 
+static int run_as_verb(uid_t uid, enum ctlproto_verb verb, const char *addr)
+{
+	return run_as_kv(uid, verb, CTLK_ADDR, addr);
+}
+
+static int run_as(uid_t uid)
+{
+	return run_as_verb(uid, CTLV_STATUS, NULL);
+}
+
 Test(ctl, uid_not_allowed_is_refused)
 {
 	start(NULL, 0);
@@ -474,12 +489,46 @@ Test(ctl, uid_not_allowed_is_refused)
 
 Test(ctl, uid_in_control_uids_is_served)
 {
-	cr_expect(ctl_uid_allowed(&(struct config){.ncontrol_uids = 0}, 0));
-	cr_expect(!ctl_uid_allowed(&(struct config){.ncontrol_uids = 0}, NOBODY));
+	cr_expect_eq(ctl_role(&(struct config){.ncontrol_admins = 0}, 0, 0), CTL_ROLE_ADMIN);
+	cr_expect_eq(ctl_role(&(struct config){.ncontrol_admins = 0}, NOBODY, NOBODY),
+		     CTL_ROLE_NONE);
 	start("control_uids = 0, 65534", 0);
 	cr_assert_eq(chmod(sock_path, 0666), 0);
 	cr_expect_eq(run_as(NOBODY), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_RELOAD, NULL), 10 + CTLS_OK,
+		     "control_uids is the older name of control_admins");
 	cr_expect_eq(run_as(1234), 10 + CTLS_DENIED);
+	stop();
+}
+
+/* A monitoring user reads; only an administrator changes state. */
+Test(ctl, readers_read_admins_change)
+{
+	start("control_readers = 65534", 0);
+	cr_assert_eq(chmod(sock_path, 0666), 0);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_STATUS, NULL), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_STATS, NULL), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_LOOKUP, "a@example.test"), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_DOMAINS, NULL), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_RELOAD, NULL), 10 + CTLS_DENIED);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_DEL, "a@example.test"), 10 + CTLS_DENIED);
+	cr_expect_eq(run_as_kv(NOBODY, CTLV_FLUSH, CTLK_ALL, "1"), 10 + CTLS_DENIED);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_VERIFY, "a@example.test"), 10 + CTLS_DENIED);
+	cr_expect_eq(ctl_stat(CTL_ST_VERB_DENIED), 4);
+	cr_expect_eq(run_as_verb(1234, CTLV_STATUS, NULL), 10 + CTLS_DENIED, "not listed at all");
+	cr_expect_eq(run_as_verb(0, CTLV_RELOAD, NULL), 10 + CTLS_OK, "root administers");
+	stop();
+}
+
+/* Roles by group: the peer's primary group counts (setgid in run_as). */
+Test(ctl, roles_by_group)
+{
+	start("control_readers = @nogroup\ncontrol_admins = 0, @4321", 0);
+	cr_assert_eq(chmod(sock_path, 0666), 0);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_STATUS, NULL), 10 + CTLS_OK);
+	cr_expect_eq(run_as_verb(NOBODY, CTLV_RELOAD, NULL), 10 + CTLS_DENIED);
+	cr_expect_eq(run_as_verb(4321, CTLV_RELOAD, NULL), 10 + CTLS_OK, "gid 4321 administers");
+	cr_expect_eq(run_as_verb(1234, CTLV_STATUS, NULL), 10 + CTLS_DENIED);
 	stop();
 }
 
@@ -554,6 +603,74 @@ Test(ctl, verify_prints_transcript_and_verdict)
 	waitpid(dest, &ws, 0);
 	free(rx);
 	free(a);
+	stop();
+}
+
+/* Runs rcptctl (RG_RCPTCTL) with args against the test's socket while the
+ * loop is pumped; its stdout into out.  Returns its exit code. */
+static int rcptctl_run(char *const args[], char *out, size_t outlen)
+{
+	const char *bin = getenv("RG_RCPTCTL");
+	int p[2], ws;
+	size_t have = 0;
+	pid_t pid;
+
+	cr_assert_not_null(bin, "RG_RCPTCTL not set");
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		char *argv[12] = {(char *)bin, "--socket", sock_path};
+		int i = 3;
+		for (int j = 0; args[j] && i < 11; j++)
+			argv[i++] = args[j];
+		argv[i] = NULL;
+		dup2(p[1], 1);
+		close(p[0]);
+		alarm(20);
+		execv(bin, argv);
+		_exit(127);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		ssize_t r = read(p[0], out + have, outlen - 1 - have);
+		if (r > 0) {
+			have += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			break;
+		daemon_loop_once(5);
+	}
+	out[have] = 0;
+	close(p[0]);
+	while (waitpid(pid, &ws, WNOHANG) == 0)
+		daemon_loop_once(5);
+	cr_assert(WIFEXITED(ws));
+	return WEXITSTATUS(ws);
+}
+
+/* A destination's reply text reaches the operator's terminal harmless. */
+Test(ctl, rcptctl_verify_output_has_no_control_characters)
+{
+	char *out = calloc(1, 65536);
+	unsigned port;
+	pid_t dest = smtp_dest(&port, "550 5.1.1 <bob@example.test>: User unknown\x1b]0;owned\x07"
+				       "\x1b[2J\rforged\x7f\r\n");
+	char *const args[] = {"verify", "bob@example.test", NULL};
+	int rc, ws;
+
+	start(NULL, port);
+	rc = rcptctl_run(args, out, 65536);
+	cr_expect_eq(rc, 1, "invalid: exit 1 (%d)\n%s", rc, out);
+	cr_assert(strstr(out, "User unknown"), "%s", out);
+	for (const char *q = out; *q; q++)
+		cr_assert(((unsigned char)*q >= 0x20 && *q != 0x7f) || *q == '\n',
+			  "byte 0x%02x in rcptctl's output:\n%s", (unsigned char)*q, out);
+	kill(dest, SIGTERM);
+	waitpid(dest, &ws, 0);
+	free(out);
 	stop();
 }
 

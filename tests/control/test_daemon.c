@@ -21,15 +21,19 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core.h"
 #include "daemon.h"
+#include "services.h"
 #include "dtable.h"
 #include "khash.h"
 #include "rtable.h"
 #include "spsc.h"
 #include "stats.h"
+#include "store.h"
 
 /* ---- a loopback SMTP responder: local parts starting "no" do not exist */
 
@@ -174,7 +178,8 @@ static void teardown(void)
 
 static void start(void)
 {
-	struct daemon_opts o = {.config_path = conf};
+	struct daemon_opts o = {.config_path = conf, .services = rcptgated_services,
+				.nservices = RCPTGATED_NSERVICES};
 	char err[512] = "";
 	cr_assert_eq(daemon_init(&o, err, sizeof(err)), 0, "daemon_init: %s", err);
 }
@@ -460,6 +465,9 @@ Test(daemon, refresh_before_expiry_and_failed_probe_keeps_verdict)
 	lookup_verdict("frank@fresh.test", &l);
 	cr_assert_eq(l.verdict, CORE_V_VALID);
 	cr_assert(l.in_store);
+	/* with a healthy store, every verdict put back (stale while refreshed)
+	 * reached the table: none was held back as not durable */
+	cr_assert_eq(stat_value("verdicts_not_durable"), 0);
 }
 
 Test(daemon, destination_limits)
@@ -601,11 +609,11 @@ static void push_event(uint16_t type, const char *rcpt)
 	cr_assert_not_null(ev);
 	memset(ev, 0, sizeof(*ev));
 	ev->type = type;
-	ev->code = type == MSG_EV_REJECT ? 550 : 421;
+	ev->code = type == MSG_EV_REJECT || type == MSG_EV_WARN ? 550 : 421;
 	ev->family = 4;
 	inet_pton(AF_INET, "198.18.0.44", ev->client_ip);
 	ev->prefix_len = 32;
-	ev->count = 25;
+	ev->count = type == MSG_EV_WARN ? MSG_EV_REJECT : 25;
 	ev->helo_len = 11;
 	memcpy(ev->helo, "client.test", 11);
 	ev->from_len = 10;
@@ -638,6 +646,173 @@ Test(daemon, events_logged_and_harvest_hook)
 			      "from=<s@c.test.x> to=<nobody@dm.test> proto=ESMTP helo=<client.test>"),
 		  "%s", buf);
 	cr_assert(strstr(buf, "harvest: client unknown[198.18.0.44]"), "%s", buf);
+}
+/* Fills the store at path (map_mb) until not one more record fits; returns
+ * the number of records written. */
+static unsigned fill(struct store *s, const char *prefix)
+{
+	unsigned n = 0;
+	for (unsigned chunk = 1000; chunk >= 1; chunk /= 10) {
+		for (;;) {
+			int r = 0;
+			for (unsigned i = 0; i < chunk && !r; i++) {
+				char a[64];
+				snprintf(a, sizeof(a), "%s%07u@fill.test", prefix, n + i);
+				struct store_rec x = {.version = STORE_REC_VERSION, .verdict = RT_VALID,
+							  .source = RT_SRC_CALLOUT, .updated = 1800000000,
+							  .expiry = 4000000000u};
+				snprintf(x.reply, sizeof(x.reply), "250 2.1.5 Ok, a reply text long enough to take room");
+				r = store_put(s, a, strlen(a), &x);
+			}
+			if (!r)
+				r = store_commit(s);
+			if (r) {
+				store_commit(s); /* drop what is left of the failed chunk */
+				break;
+			}
+			n += chunk;
+		}
+	}
+	return n;
+}
+
+/* The turn's verdicts are published only if the store commit made them
+ * durable: with a store too full for them, none is in the table without
+ * being in the store. */
+Test(daemon, full_store_publishes_nothing_it_could_not_commit)
+{
+	char err[256], sp[160];
+	struct store *s;
+	snprintf(sp, sizeof(sp), "%s/store", dir);
+	cr_assert_eq(store_open(&s, sp, 16, err, sizeof(err)), 0, "%s", err);
+	unsigned filled = fill(s, "f");
+	/* a little room: a few pages free, much less than the verdicts below need */
+	for (unsigned i = 0; i < 150; i++) {
+		char a[64];
+		snprintf(a, sizeof(a), "f%07u@fill.test", i);
+		cr_assert_eq(store_del(s, a, strlen(a)), 0);
+	}
+	cr_assert_eq(store_commit(s), 0);
+	store_close(s);
+	cr_assert_gt(filled, 1000);
+	global_extra = "store_map_mb = 16\n";
+	write_conf("");
+	start();
+	global_extra = "";
+	enum { N = 400 };
+	static char addrs[N][40];
+	for (unsigned i = 0; i < N; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "user%03u@dm.test", i);
+		push_miss(addrs[i]);
+	}
+	spin(3000);
+	unsigned in_table = 0, in_store = 0;
+	for (unsigned i = 0; i < N; i++) {
+		struct core_lookup l;
+		lookup_verdict(addrs[i], &l);
+		in_table += l.in_table;
+		in_store += l.in_store;
+		cr_assert(!l.in_table || l.in_store, "%s published but not in the store", addrs[i]);
+	}
+	cr_assert_lt(in_store, N, "the store was full for some (%u stored)", in_store);
+	cr_log_info("full store: %u of %u stored, %u published", in_store, N, in_table);
+}
+
+/* A second rcptgated on the same store is refused at start, with a message
+ * naming the first; the first's control socket is left alone. */
+Test(daemon, second_daemon_on_one_store_refused)
+{
+	const char *bin = getenv("RG_RCPTGATED");
+	cr_assert_not_null(bin, "RG_RCPTGATED not set");
+	start();
+	char ctlsock[200];
+	struct stat st0, st1;
+	snprintf(ctlsock, sizeof(ctlsock), "%s/ctl.sock", dir);
+	cr_assert_eq(stat(ctlsock, &st0), 0);
+	/* the same store, its own control socket (and shared memory) */
+	char conf2[200], text[8192], *q;
+	snprintf(conf2, sizeof(conf2), "%s/second.conf", dir);
+	FILE *cf = fopen(conf, "r");
+	size_t tl = fread(text, 1, sizeof(text) - 1, cf);
+	fclose(cf);
+	text[tl] = 0;
+	cr_assert_not_null((q = strstr(text, "/ctl.sock")));
+	memcpy(q, "/ct2.sock", 9);
+	cr_assert_not_null((q = strstr(text, "shm_path = ")));
+	cr_assert_not_null((q = strstr(q, "-daemon-")));
+	memcpy(q, "-dae2on-", 8);
+	cf = fopen(conf2, "w");
+	fputs(text, cf);
+	fclose(cf);
+	char errp[200];
+	snprintf(errp, sizeof(errp), "%s/second.err", dir);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		freopen(errp, "w", stderr);
+		alarm(10);
+		execl(bin, bin, "-c", conf2, "-e", (char *)NULL);
+		_exit(127);
+	}
+	int ws;
+	while (waitpid(pid, &ws, WNOHANG) == 0)
+		spin(5);
+	cr_assert(WIFEXITED(ws));
+	cr_assert_eq(WEXITSTATUS(ws), 1, "the second rcptgated exits 1");
+	char msg[1024] = "";
+	FILE *f = fopen(errp, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(msg, 1, sizeof(msg) - 1, f);
+	msg[n] = 0;
+	fclose(f);
+	char want[64];
+	snprintf(want, sizeof(want), "in use by another rcptgated (pid %d)", (int)getpid());
+	cr_assert(strstr(msg, want), "stderr: %s", msg);
+	/* the first still serves, on the same socket */
+	cr_assert_eq(stat(ctlsock, &st1), 0);
+	cr_assert_eq(st0.st_ino, st1.st_ino, "the control socket was not replaced");
+	char err[256];
+	cr_assert_eq(core_set("still@dm.test", true, 0, err, sizeof(err)), 0, "%s", err);
+}
+
+/* reject_code and action reach the data plane as domain flags; the data
+ * plane's would-be refusals in warn mode are logged and counted apart. */
+Test(daemon, soft_and_warn_modes)
+{
+	global_extra = "log_stderr = yes\n";
+	write_conf("[domain soft.test]\ndestination = 127.0.0.1:9\nreject_code = 450\n\n"
+		   "[domain dry.test]\ndestination = 127.0.0.1:9\naction = warn\n");
+	cr_redirect_stderr();
+	start();
+	cr_assert(dt_flags("soft.test") & DT_F_REJECT_450);
+	cr_assert_not(dt_flags("soft.test") & DT_F_WARN);
+	cr_assert(dt_flags("dry.test") & DT_F_WARN);
+	cr_assert_not(dt_flags("dm.test") & (DT_F_WARN | DT_F_REJECT_450));
+	uint64_t rejects = stat_value("events");
+	push_event(MSG_EV_WARN, "ghost@dry.test");
+	spin(100);
+	cr_assert_eq(stat_value("events"), rejects + 1);
+	cr_assert_eq(stat_value("warnings"), 1, "counted apart from refusals");
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char buf[16384];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	cr_assert(strstr(buf, "NOQUEUE: reject_warning: RCPT from unknown[198.18.0.44]: 550 5.1.1 "
+			      "<ghost@dry.test>: Recipient address rejected: User unknown"),
+		  "%s", buf);
+	/* the policy service's view: invalid in warn mode is not refused */
+	char err[256];
+	struct core_check c;
+	uint64_t id;
+	cr_assert_eq(core_set("ghost@dry.test", false, 600, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(core_set("ghost@soft.test", false, 600, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(core_check_recipient("ghost@dry.test", &c, check_cb, NULL, &id), 0);
+	cr_assert_eq(c.verdict, CORE_V_INVALID);
+	cr_assert(c.warn);
+	cr_assert_eq(core_check_recipient("ghost@soft.test", &c, check_cb, NULL, &id), 0);
+	cr_assert_not(c.warn);
+	cr_assert_eq(c.reject_code, 450);
 }
 
 /* A closed list larger than the table's maximum (2^16 buckets here): it

@@ -15,8 +15,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ifaddrs.h>
+#include <net/if.h>
+
+#include "callout.h"
+#include "core.h"
 #include "daemon.h"
 #include "dns.h"
+#include "smtpdest.h"
+
+static char own_ip[64] = "192.0.2.1"; /* a non-loopback address of this host, found at run time */
 
 struct zone {
 	const char *name;
@@ -33,6 +41,8 @@ static const struct zone zones[] = {
 	{"nullmx.test", 0, 1, {{0, "."}}},
 	{"nxdomain.test", 3, 0, {{0, NULL}}},
 	{"localhost", 0, 0, {{0, NULL}}},
+	{"bk.test", 0, 2, {{20, "127.0.0.2"}, {10, "127.0.0.1"}}},
+	{"loop.test", 0, 1, {{10, own_ip}}},
 };
 
 static int dns_fd = -1;
@@ -200,4 +210,110 @@ Test(dns, explicit_destinations)
 	cr_assert_eq(port_of(&ans.t[0]), 26);
 	cr_assert_eq(ans.t[1].sa.ss_family, AF_INET6);
 	cr_assert_eq(port_of(&ans.t[1]), 27);
+}
+
+/* ---- MX discipline in the callout engine -------------------------------- */
+
+static struct config mcfg;
+static unsigned mres;
+static struct {
+	int verdict;
+	bool backup;
+} mlast;
+
+static void on_mresult(const struct callout_result *r, void *arg)
+{
+	(void)arg;
+	if (r->flags & CALLOUT_F_PROBE)
+		return;
+	mres++;
+	mlast.verdict = r->verdict;
+	mlast.backup = r->backup;
+}
+
+static void mx_engine(const char *dom, unsigned port)
+{
+	char text[600], err[256];
+	snprintf(text, sizeof(text),
+		 "[domain %s]\nmx_port = %u\nconnect_timeout = 1s\ngreeting_timeout = 1s\n"
+		 "command_timeout = 1s\naccept_all_probe = no\nttl_tempfail = 1s\n"
+		 "breaker_failures = 100\n", dom, port);
+	cr_assert_eq(config_load_string("mx.conf", text, &mcfg, err, sizeof(err)), 0, "%s", err);
+	struct callout_hooks h = {.result = on_mresult};
+	cr_assert_eq(callout_init(&h), 0);
+	cr_assert_eq(callout_configure(&mcfg), 0);
+	mres = 0;
+}
+
+static void mx_run(const char *addr)
+{
+	cr_assert_eq(callout_submit(addr, strlen(addr), 0, NULL), 0);
+	for (int i = 0; i < 400 && !mres; i++)
+		daemon_loop_once(10);
+	cr_assert_eq(mres, 1, "no result for %s", addr);
+}
+
+static void mx_stop(void)
+{
+	callout_shutdown();
+	config_free(&mcfg);
+}
+
+/* The best-preference MX answers whenever it can; the backup is asked only
+ * when it cannot, and its 2xx is marked as saying nothing. */
+Test(dns, backup_mx_only_when_the_primaries_fail)
+{
+	struct sdest backup = {.ip = "127.0.0.2"};
+	sdest_start(&backup);
+	/* nothing listens on 127.0.0.1 at that port: the primary is down */
+	mx_engine("bk.test", backup.port);
+	mx_run("a@bk.test");
+	cr_assert_eq(mlast.verdict, CORE_V_VALID);
+	cr_assert(mlast.backup, "answered by the backup MX");
+	mx_stop();
+	struct sdest primary = {.want_port = backup.port};
+	sdest_start(&primary);
+	mx_engine("bk.test", backup.port);
+	for (int i = 0; i < 3; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "p%d@bk.test", i);
+		mres = 0;
+		mx_run(a);
+		cr_assert_eq(mlast.verdict, CORE_V_VALID);
+		cr_assert_not(mlast.backup);
+	}
+	mx_stop();
+	sdest_stop(&primary);
+	sdest_stop(&backup);
+	cr_assert_eq(backup.sessions, 1, "the backup was asked only while the primary was down");
+	cr_assert_eq(primary.rcpts, 3);
+}
+
+/* An MX that is one of this host's addresses is never asked. */
+Test(dns, mx_pointing_at_this_host_is_a_loop)
+{
+	struct ifaddrs *ifa = NULL, *i;
+	bool found = false;
+	cr_assert_eq(getifaddrs(&ifa), 0);
+	for (i = ifa; i && !found; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !(i->ifa_flags & IFF_LOOPBACK)) {
+			inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, own_ip,
+				  sizeof(own_ip));
+			found = true;
+		}
+	freeifaddrs(ifa);
+	if (!found)
+		cr_skip_test("this host has no non-loopback IPv4 address");
+	struct sdest d = {.ip = own_ip};
+	sdest_start(&d);
+	uint64_t loops = callout_stat(CALLOUT_ST_LOOPS);
+	mx_engine("loop.test", d.port);
+	mx_run("a@loop.test");
+	cr_assert_eq(mlast.verdict, CORE_V_UNVERIFIABLE);
+	cr_assert_eq(callout_stat(CALLOUT_ST_LOOPS), loops + 1);
+	cr_assert(strstr(callout_domain("loop.test")->last_error, "mail loop"), "%s",
+		  callout_domain("loop.test")->last_error);
+	mx_stop();
+	sdest_stop(&d);
+	cr_assert_eq(d.sessions, 0, "this host was not asked");
 }

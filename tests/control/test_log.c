@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <criterion/redirect.h>
+#include <stdio.h>
 #include <regex.h>
 #include <string.h>
 
@@ -17,6 +19,7 @@ struct ev_case {
 	char ip[48];
 	char helo[64], from[64], rcpt[64];
 	char want[400];
+	uint32_t count;		/* MSG_EV_WARN: what it stands for */
 };
 
 static const struct ev_case cases[] = {
@@ -35,6 +38,18 @@ static const struct ev_case cases[] = {
 	{"defer", MSG_EV_DEFER, 450, 4, "198.18.0.9", "h", "s@c.test", "z@example.test",
 	 "NOQUEUE: reject: RCPT from unknown[198.18.0.9]: 450 4.7.1 <z@example.test>: Recipient address "
 	 "rejected: verification in progress; from=<s@c.test> to=<z@example.test> proto=ESMTP helo=<h>"},
+	{"reject with reject_code 450", MSG_EV_REJECT, 450, 4, "198.18.0.11", "h", "s@c.test",
+	 "v@example.test",
+	 "NOQUEUE: reject: RCPT from unknown[198.18.0.11]: 450 4.1.1 <v@example.test>: Recipient "
+	 "address rejected: User unknown; from=<s@c.test> to=<v@example.test> proto=ESMTP helo=<h>"},
+	{"warn for a reject", MSG_EV_WARN, 550, 4, "198.18.0.12", "h", "s@c.test", "u@example.test",
+	 "NOQUEUE: reject_warning: RCPT from unknown[198.18.0.12]: 550 5.1.1 <u@example.test>: "
+	 "Recipient address rejected: User unknown; from=<s@c.test> to=<u@example.test> "
+	 "proto=ESMTP helo=<h>", MSG_EV_REJECT},
+	{"warn for a defer", MSG_EV_WARN, 450, 4, "198.18.0.13", "h", "s@c.test", "t@example.test",
+	 "NOQUEUE: reject_warning: RCPT from unknown[198.18.0.13]: 450 4.7.1 <t@example.test>: "
+	 "Recipient address rejected: verification in progress; from=<s@c.test> "
+	 "to=<t@example.test> proto=ESMTP helo=<h>", MSG_EV_DEFER},
 	{"hostile helo cleaned", MSG_EV_REJECT, 550, 4, "198.18.0.10", "evil>\nfake", "s@c.test",
 	 "w@example.test",
 	 "NOQUEUE: reject: RCPT from unknown[198.18.0.10]: 550 5.1.1 <w@example.test>: Recipient "
@@ -61,6 +76,7 @@ ParameterizedTest(const struct ev_case *c, log, events)
 	memcpy(ev.from, c->from, ev.from_len);
 	ev.rcpt_len = (uint16_t)strlen(c->rcpt);
 	memcpy(ev.rcpt, c->rcpt, ev.rcpt_len);
+	ev.count = c->count;
 	char buf[1200];
 	log_format_event(&ev, buf, sizeof(buf));
 	cr_assert_str_eq(buf, c->want, "%s", c->name);
@@ -100,6 +116,27 @@ Test(log, rate_limit_summarises)
 	cr_assert(log_kind(LOG_K_GENERAL, LOG_INFO, "general lines are never limited"));
 	cr_assert(log_kind(LOG_K_CALLOUT, LOG_INFO, "other kinds have their own budget"));
 	log_close();
+}
+
+/* Reply text from a destination may carry CR, LF, ESC: one log call is one
+ * line, with nothing in it a terminal would act on. */
+Test(log, control_characters_never_reach_the_line, .init = cr_redirect_stderr)
+{
+	log_init("rgtest", LOG_LOCAL7, true, 100);
+	log_msg(LOG_INFO, "callout: <a@b.test>: invalid: %s",
+		"550 5.1.1 no\r\nrcptgated[1]: forged line \x1b[31mred\x1b[0m\x7f");
+	log_close();
+	fflush(stderr);
+	FILE *f = cr_get_redirected_stderr();
+	char buf[4096];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	cr_assert_gt(n, 0);
+	cr_assert_eq(strchr(buf, '\n'), buf + n - 1, "one line: [%s]", buf);
+	for (size_t i = 0; i + 1 < n; i++)
+		cr_assert(buf[i] >= 0x20 && buf[i] != 0x7f, "byte %u at %zu: [%s]",
+			  (unsigned char)buf[i], i, buf);
+	cr_assert(strstr(buf, "\\x0d\\x0arcptgated[1]: forged line \\x1b[31mred"), "[%s]", buf);
 }
 
 Test(log, failopen_event_names_the_client_and_the_cause)

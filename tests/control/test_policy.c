@@ -368,6 +368,8 @@ struct reply_case {
 	uint8_t miss;
 	bool failopen;
 	const char *expect;
+	uint16_t reject_code;	/* 0 = 550 */
+	bool warn;
 };
 
 #define R550 "action=550 5.1.1 User unknown\n\n"
@@ -386,6 +388,11 @@ static const struct reply_case reply_cases[] = {
 	{"no answer in time, defer but failing open", CORE_V_NONE, DT_MISS_DEFER, true, RDUNNO},
 	{"temporary failure, defer", CORE_V_TEMPFAIL, DT_MISS_DEFER, false, R450},
 	{"temporary failure, pass", CORE_V_TEMPFAIL, DT_MISS_PASS, false, RDUNNO},
+	{"invalid, reject_code 450", CORE_V_INVALID, DT_MISS_PASS, false,
+	 "action=450 4.1.1 User unknown\n\n", 450},
+	{"invalid, action warn", CORE_V_INVALID, DT_MISS_PASS, false, RDUNNO, 550, true},
+	{"no answer in time, defer, action warn", CORE_V_NONE, DT_MISS_DEFER, false, RDUNNO, 550,
+	 true},
 };
 
 Test(policy_reply, table)
@@ -393,7 +400,9 @@ Test(policy_reply, table)
 	for (size_t i = 0; i < ARRAY_SIZE(reply_cases); i++) {
 		const struct reply_case *c = &reply_cases[i];
 		struct core_check chk = {.verdict = c->verdict, .miss_policy = c->miss,
-					 .failopen = c->failopen};
+					 .failopen = c->failopen,
+					 .reject_code = c->reject_code ? c->reject_code : 550,
+					 .warn = c->warn};
 		char out[POLICY_REPLY_MAX];
 		int n = policy_reply(&chk, out, sizeof(out));
 
@@ -426,6 +435,12 @@ Test(policy_reply, buffer_too_small)
 #include <unistd.h>
 
 #include "daemon.h"
+#include "services.h"
+#include "listen.h"
+#include "log.h"
+#include <dirent.h>
+#include <sys/resource.h>
+#include <arpa/inet.h>
 
 #define WAIT_MS 5000
 #define POLICY_TIMEOUT_MS 300
@@ -502,7 +517,7 @@ static void write_config(const char *listen, const char *extra)
 static void srv_start(const char *extra, unsigned port)
 {
 	const char *base = getenv("RG_TEST_TMP") ? getenv("RG_TEST_TMP") : "/tmp";
-	struct daemon_opts o = {0};
+	struct daemon_opts o = {.services = rcptgated_services, .nservices = RCPTGATED_NSERVICES};
 	char err[512], store[256], listen[300];
 	int rc;
 
@@ -712,7 +727,7 @@ Test(policy_server, unix_socket_listener)
 
 	srv_start(NULL, 0);
 	cr_assert_eq(stat(unix_path, &st), 0);
-	cr_expect_eq(st.st_mode & 0777, POLICY_UNIX_MODE);
+	cr_expect_eq(st.st_mode & 0777, 0660);
 	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
 	fd = unix_client();
 	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
@@ -720,6 +735,73 @@ Test(policy_server, unix_socket_listener)
 	cr_assert_not_null(a);
 	cr_expect_str_eq(a, A550);
 	close(fd);
+	free(rx);
+	srv_stop();
+}
+
+/* The Unix socket is for the local MTA only: 0660 unless configured, in
+ * the group the configuration names. */
+Test(policy_server, unix_socket_mode_and_group)
+{
+	struct stat st;
+
+	srv_start(NULL, 0);
+	cr_assert_eq(stat(unix_path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0660, "default mode %o", st.st_mode & 0777);
+	srv_stop();
+	srv_start("policy_socket_mode = 0620\npolicy_socket_group = nogroup", 0);
+	cr_assert_eq(stat(unix_path, &st), 0);
+	cr_expect_eq(st.st_mode & 0777, 0620, "configured mode %o", st.st_mode & 0777);
+	cr_expect_eq(st.st_gid, 65534, "configured group %u", (unsigned)st.st_gid);
+	srv_stop();
+}
+
+/* A TCP client whose address policy_allow does not list is closed at once
+ * (counted); its refusals are logged, rate-limited. */
+static int tcp_client_from(const char *src)
+{
+	struct sockaddr_in me = {.sin_family = AF_INET};
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001),
+				  .sin_port = htons(policy_listen_port(0))};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	inet_pton(AF_INET, src, &me.sin_addr);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0, "bind %s", src);
+	cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0, "connect: %s",
+		     strerror(errno));
+	fcntl(fd, F_SETFL, O_NONBLOCK);
+	return fd;
+}
+
+Test(policy_server, tcp_client_outside_policy_allow_refused)
+{
+	struct rx *rx = calloc(1, sizeof(*rx));
+	char err[128];
+	int fd;
+
+	srv_start("policy_allow = 127.0.0.1/32, 2001:2::/48\nlog_rate = 3", 0);
+	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
+	fd = tcp_client_from("127.0.0.2");
+	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
+	cr_expect_null(answer(fd, rx, NULL), "a client outside policy_allow gets no answer");
+	close(fd);
+	cr_expect_eq(policy_stat(POLICY_ST_DENIED), 1);
+	/* the allowed address is served */
+	rx->have = 0;
+	fd = tcp_client_from("127.0.0.1");
+	csend(fd, rcpt_req("RCPT", "carol@pass.test"));
+	cr_expect_str_eq(answer(fd, rx, NULL), A550);
+	close(fd);
+	/* a flood of refused connections: counted, logged within log_rate */
+	uint64_t before = log_suppressed(LOG_K_CLIENT);
+	for (int i = 0; i < 40; i++) {
+		fd = tcp_client_from("127.0.0.2");
+		pump(2);
+		close(fd);
+	}
+	pump(50);
+	cr_expect_eq(policy_stat(POLICY_ST_DENIED), 41);
+	cr_expect_gt(log_suppressed(LOG_K_CLIENT), before, "refusal lines are rate-limited");
 	free(rx);
 	srv_stop();
 }
@@ -924,5 +1006,86 @@ Test(policy_server, reload_changes_listeners)
 	cr_assert_not_null(a, "old listener lost on a failed reload");
 	close(fd);
 	free(rx);
+	srv_stop();
+}
+
+/* Out of descriptors: the listener pauses instead of spinning the
+ * level-triggered loop on a connection it cannot accept, and takes it once
+ * descriptors are free again. */
+static int highest_fd(void)
+{
+	int hi = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	cr_assert_not_null(d);
+	while ((e = readdir(d)))
+		if (atoi(e->d_name) > hi)
+			hi = atoi(e->d_name);
+	closedir(d);
+	return hi;
+}
+
+Test(policy_server, accept_pauses_when_out_of_descriptors)
+{
+	struct rlimit old, low;
+	char err[128];
+	int p[2], busy = 0, calls = 0;
+	pid_t pid;
+
+	srv_start(NULL, 0);
+	cr_assert_eq(core_set("carol@pass.test", false, 600, err, sizeof(err)), 0);
+	uint16_t port = policy_listen_port(0);
+	cr_assert_eq(pipe(p), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		/* the client: one request, the answer's first octet back through p */
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+					  .sin_addr.s_addr = htonl(0x7f000001),
+					  .sin_port = htons(port)};
+		const char *req = "request=smtpd_access_policy\nprotocol_state=RCPT\n"
+				  "recipient=carol@pass.test\n\n";
+		char c = '?';
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		alarm(10);
+		if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+		    send(fd, req, strlen(req), MSG_NOSIGNAL) < 0 || recv(fd, &c, 1, 0) != 1)
+			c = '!';
+		if (write(p[1], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)highest_fd() + 1;
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	/* and the holes below it filled: no descriptor left to accept into */
+	int fill[1024], nfill = 0;
+	while (nfill < 1024 && (fill[nfill] = open("/dev/null", O_RDONLY)) >= 0)
+		nfill++;
+	cr_assert_eq(errno, EMFILE);
+	uint64_t pauses = listen_pauses();
+	uint64_t end = now_ms() + 400;
+	while (now_ms() < end) {
+		calls++;
+		if (daemon_loop_once(50) > 0)
+			busy++;
+	}
+	while (nfill > 0)
+		close(fill[--nfill]);
+	cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	cr_expect_gt(listen_pauses(), pauses, "the listener paused");
+	cr_expect_lt(busy, 40, "the loop did not spin: %d of %d turns had events", busy, calls);
+	/* descriptors are back: the waiting client is served */
+	char c = 0;
+	end = now_ms() + WAIT_MS;
+	while (now_ms() < end && read(p[0], &c, 1) != 1)
+		daemon_loop_once(10);
+	cr_expect_eq(c, 'a', "the client got an answer after the pause ('%c')", c);
+	close(p[0]);
+	int ws;
+	waitpid(pid, &ws, 0);
 	srv_stop();
 }

@@ -149,3 +149,62 @@ Test(store, flush_domain_and_scan)
 	cr_assert_eq(store_commit(st), 0);
 	cr_assert_eq(store_count(st), 0);
 }
+
+/* ---- a full map: the failed write leaves the store usable -------------- */
+
+Test(store, map_full_write_aborts_cleanly)
+{
+	char d2[80], err[256];
+	struct store *small;
+	snprintf(d2, sizeof(d2), "%s-small", dir);
+	cr_assert_eq(store_open(&small, d2, 1, err, sizeof(err)), 0, "%s", err);
+	for (int i = 0; i < 10; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "keep%d@a.test", i);
+		struct store_rec x = rec(RT_VALID, "250 ok");
+		cr_assert_eq(store_put(small, a, strlen(a), &x), 0);
+	}
+	cr_assert_eq(store_commit(small), 0);
+	/* one transaction of writes until the map is full */
+	int r = 0;
+	unsigned n;
+	for (n = 0; n < 100000 && !r; n++) {
+		char a[64];
+		snprintf(a, sizeof(a), "big%06u@b.test", n);
+		struct store_rec x = rec(RT_INVALID, "550 5.1.1 a reply text long enough to take room");
+		r = store_put(small, a, strlen(a), &x);
+	}
+	cr_assert_eq(r, -ENOSPC, "put fails with ENOSPC after %u records: %d", n, r);
+	/* the failed transaction is gone: reads see the committed state */
+	struct store_rec got;
+	cr_assert_eq(store_get(small, "keep3@a.test", 12, &got), 0, "committed record readable");
+	cr_assert_eq(store_count(small), 10, "count reads the committed records");
+	cr_assert_eq(store_get(small, "big000000@b.test", 16, &got), -ENOENT,
+		     "writes of the failed transaction are gone");
+	/* the daemon learns at commit that the turn's writes were lost */
+	cr_assert_eq(store_commit(small), -ENOSPC, "commit reports the lost writes");
+	cr_assert_eq(store_dirty(small), 0);
+	/* and the store takes writes again */
+	struct store_rec x = rec(RT_VALID, "250 ok");
+	cr_assert_eq(store_put(small, "later@a.test", 12, &x), 0);
+	cr_assert_eq(store_commit(small), 0);
+	cr_assert_eq(store_count(small), 11);
+	store_close(small);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", d2);
+	cr_assert_eq(system(cmd), 0);
+}
+
+Test(store, second_open_of_one_store_refused)
+{
+	struct store *two = NULL;
+	char err[256] = "";
+	int r = store_open(&two, dir, 64, err, sizeof(err));
+	cr_assert_eq(r, -EBUSY, "a second open of %s: %d (%s)", dir, r, err);
+	cr_assert_null(two);
+	cr_assert(strstr(err, "in use"), "the message says why: %s", err);
+	/* once the first is closed, the store opens again */
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open(&st, dir, 64, err, sizeof(err)), 0, "%s", err);
+}

@@ -597,3 +597,20 @@ Test(hostile, bytes_held_before_a_starttls_220_pass_once_it_comes)
 	cr_assert_eq(T.srv.rx_len, 18 + 27 + 27, "%u bytes reached the server", T.srv.rx_len);
 	cr_assert(memcmp(T.srv.rx + 45 + 10, "\x16\x03\x01\x00\x05hello\x16\x03\x03more", 17) == 0);
 }
+
+Test(hostile, rst_after_the_fin_is_plausible)
+{
+	/* a client that sent its FIN resets at FIN+1 (closing without reading
+	 * the reply): that RST is in the window, not an attack */
+	uint8_t buf[TB_FRAME_MAX];
+	ehlo(&T);
+	tb_send(&T, &T.cli, "RCPT TO:<bad1@example.com>\r\nQUIT\r\n", 34);
+	tb_pump(&T);
+	tb_send_fin(&T, &T.cli);
+	tb_pump(&T);
+	uint16_t n = cli_frame(buf, T.cli.snd_nxt, PKT_TH_RST | PKT_TH_ACK, NULL, 0);
+	tb_inject(&T, &T.cli, buf, n);
+	tb_pump(&T);
+	cr_assert_eq(tb_stat(&T, STAT_RST_IGNORED), 0);
+	cr_assert(T.srv.rst_rcvd, "the RST did not reach the server");
+}

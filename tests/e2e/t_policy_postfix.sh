@@ -61,6 +61,7 @@ control_socket = $CTL_SOCK
 control_uids = 0
 xdp_pin_dir = $E2E_TMP/bpf
 policy_listen = $POLICY_SOCK, 127.0.0.1:$POLICY_PORT
+policy_socket_group = postfix
 policy_timeout = 3s
 log_stderr = yes
 accept_all_probe = no
