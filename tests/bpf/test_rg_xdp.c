@@ -294,6 +294,8 @@ ParameterizedTest(struct xcase *c, rg_xdp, table, .init = xt_netns, .timeout = 3
 		cr_expect_eq(block_hits(skel, c->block), c->action == XDP_DROP ? 1u : 0u,
 			     "%s: hits on %s", c->name, c->block);
 	rg_xdp__destroy(skel);
+	if (c->xsk)
+		xt_xsk_close(&xsk);
 }
 
 /* Hits accumulate per entry and the longest prefix takes them. */

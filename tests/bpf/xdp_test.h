@@ -68,8 +68,13 @@ struct xt_frame {
 
 #define XT_FRAME_MAX 512
 
-static inline size_t xt_build(const struct xt_frame *f, uint8_t *buf)
+static inline size_t xt_build(const struct xt_frame *f, uint8_t *out)
 {
+	/* Headers are written through struct pointers: build the frame 2 bytes
+	 * into an aligned buffer, so that IP and TCP headers are aligned as
+	 * their types require (UBSan checks it), then copy it to out. */
+	_Alignas(8) uint8_t room[XT_FRAME_MAX + 2];
+	uint8_t *buf = room + 2;
 	struct ethhdr *eth = (struct ethhdr *)buf;
 	uint8_t *p = buf + sizeof(*eth);
 	uint8_t l4 = f->l4 ? f->l4 : IPPROTO_TCP;
@@ -156,6 +161,7 @@ static inline size_t xt_build(const struct xt_frame *f, uint8_t *buf)
 			htons((uint16_t)(len - sizeof(*eth) - 4 * f->nvlan - 40));
 	if (f->truncate && f->truncate < len)
 		len = f->truncate;
+	memcpy(out, buf, XT_FRAME_MAX);
 	return len;
 }
 
@@ -223,6 +229,14 @@ static inline int xt_xsk_open(struct xt_xsk *x, const char *ifname)
 	rc = xsk_socket__create(&x->xsk, ifname, 0, x->umem, &x->rx, &x->tx, &cfg);
 	cr_assert_eq(rc, 0, "xsk_socket__create(%s): %s", ifname, strerror(-rc));
 	return xsk_socket__fd(x->xsk);
+}
+
+static inline void xt_xsk_close(struct xt_xsk *x)
+{
+	xsk_socket__delete(x->xsk);
+	xsk_umem__delete(x->umem);
+	munmap(x->area, XT_UMEM_SIZE);
+	memset(x, 0, sizeof(*x));
 }
 
 #endif
