@@ -98,7 +98,7 @@ static unsigned feed(const uint8_t *b, size_t len, uint32_t seed, size_t max_pie
 			out[n].end = off;
 			out[n].code = r.code;
 			out[n].caps = r.caps;
-			out[n].bad = r.bad;
+			out[n].bad = r.flags;
 			n++;
 			smtp_reply_reset(&r);
 		}
