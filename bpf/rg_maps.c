@@ -46,10 +46,7 @@ const char *const xdp_ctr_help[XDP_CTR__COUNT] = {
 #undef XDP_CTR_HELP
 };
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+int xdp_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -256,12 +253,12 @@ int xdp_port_open(const char *pin_root, const char *ifname, struct xdp_port *out
 		out->fd[i] = bpf_obj_get(path);
 		if (out->fd[i] < 0) {
 			rc = -errno;
-			fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
+			xdp_fail(err, errlen, rc, "%s: %s", path, strerror(-rc));
 			goto fail;
 		}
 		rc = map_id_of(out->fd[i], &out->map_id[i], NULL, 0);
 		if (rc) {
-			fail(err, errlen, rc, "%s: map info: %s", path, strerror(-rc));
+			xdp_fail(err, errlen, rc, "%s: map info: %s", path, strerror(-rc));
 			goto fail;
 		}
 	}
@@ -303,16 +300,16 @@ static int port_pin(const struct xdp_port *p, const char *pin_root, char *err, s
 	if (rc == 0)
 		rc = mkdir_p(path);
 	if (rc)
-		return fail(err, errlen, rc, "%s: %s (is bpffs mounted on /sys/fs/bpf?)",
+		return xdp_fail(err, errlen, rc, "%s: %s (is bpffs mounted on /sys/fs/bpf?)",
 			    path, strerror(-rc));
 	for (i = 0; i < XDP_M__COUNT; i++) {
 		rc = pin_path(path, sizeof(path), pin_root, p->ifname, xdp_map_names[i]);
 		if (rc)
-			return fail(err, errlen, rc, "pin path too long");
+			return xdp_fail(err, errlen, rc, "pin path too long");
 		if (unlink(path) && errno != ENOENT)
-			return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+			return xdp_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 		if (bpf_obj_pin(p->fd[i], path))
-			return fail(err, errlen, -errno, "pin %s: %s", path, strerror(errno));
+			return xdp_fail(err, errlen, -errno, "pin %s: %s", path, strerror(errno));
 	}
 	return 0;
 }
@@ -327,7 +324,7 @@ int xdp_port_configure(const struct xdp_port *p, const struct xdp_port_conf *c, 
 
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return xdp_fail(err, errlen, -ENOMEM, "out of memory");
 	cfg->flags = XDP_CFG_VALID | (c->other_pass ? XDP_CFG_OTHER_PASS : 0);
 	if (c->nsmtp_ports == 0)
 		cfg->smtp_ports[XDP_SMTP_PORT_DEFAULT >> 3] |= 1u << (XDP_SMTP_PORT_DEFAULT & 7);
@@ -337,20 +334,20 @@ int xdp_port_configure(const struct xdp_port *p, const struct xdp_port_conf *c, 
 	if (c->peer[0]) {
 		peer = if_nametoindex(c->peer);
 		if (!peer) {
-			rc = fail(err, errlen, -ENODEV, "peer %s: no such interface", c->peer);
+			rc = xdp_fail(err, errlen, -ENODEV, "peer %s: no such interface", c->peer);
 			goto out;
 		}
 		if (bpf_map_update_elem(p->fd[XDP_M_TX_PORT], &p->ifindex, &peer, BPF_ANY)) {
-			rc = fail(err, errlen, -errno, "%s: set peer %s: %s", p->ifname, c->peer,
+			rc = xdp_fail(err, errlen, -errno, "%s: set peer %s: %s", p->ifname, c->peer,
 				  strerror(errno));
 			goto out;
 		}
 	} else if (bpf_map_delete_elem(p->fd[XDP_M_TX_PORT], &p->ifindex) && errno != ENOENT) {
-		rc = fail(err, errlen, -errno, "%s: clear peer: %s", p->ifname, strerror(errno));
+		rc = xdp_fail(err, errlen, -errno, "%s: clear peer: %s", p->ifname, strerror(errno));
 		goto out;
 	}
 	if (bpf_map_update_elem(p->fd[XDP_M_CFG], &zero, cfg, BPF_ANY))
-		rc = fail(err, errlen, -errno, "%s: write config: %s", p->ifname, strerror(errno));
+		rc = xdp_fail(err, errlen, -errno, "%s: write config: %s", p->ifname, strerror(errno));
 out:
 	free(cfg);
 	return rc;
@@ -456,19 +453,19 @@ static int port_from_prog(struct xdp_port *p, uint32_t prog_id, char *err, size_
 
 	rc = prog_maps(prog_id, ids, &nids, &ours);
 	if (rc)
-		return fail(err, errlen, rc, "%s: program %u: %s", p->ifname, prog_id,
+		return xdp_fail(err, errlen, rc, "%s: program %u: %s", p->ifname, prog_id,
 			    strerror(-rc));
 	if (!ours)
-		return fail(err, errlen, -EMEDIUMTYPE, "%s: the attached program %u is not %s",
+		return xdp_fail(err, errlen, -EMEDIUMTYPE, "%s: the attached program %u is not %s",
 			    p->ifname, prog_id, XDP_PROG_NAME);
 	for (i = 0; i < nids; i++) {
 		fd = bpf_map_get_fd_by_id(ids[i]);
 		if (fd < 0)
-			return fail(err, errlen, -errno, "map %u: %s", ids[i], strerror(errno));
+			return xdp_fail(err, errlen, -errno, "map %u: %s", ids[i], strerror(errno));
 		rc = map_id_of(fd, &id, name, sizeof(name));
 		if (rc) {
 			close(fd);
-			return fail(err, errlen, rc, "map %u: %s", ids[i], strerror(-rc));
+			return xdp_fail(err, errlen, rc, "map %u: %s", ids[i], strerror(-rc));
 		}
 		for (j = 0; j < XDP_M__COUNT; j++)
 			if (strcmp(name, xdp_map_names[j]) == 0 && p->fd[j] < 0)
@@ -482,7 +479,7 @@ static int port_from_prog(struct xdp_port *p, uint32_t prog_id, char *err, size_
 	}
 	for (j = 0; j < XDP_M__COUNT; j++)
 		if (p->fd[j] < 0)
-			return fail(err, errlen, -EMEDIUMTYPE, "%s: program %u has no map %s",
+			return xdp_fail(err, errlen, -EMEDIUMTYPE, "%s: program %u has no map %s",
 				    p->ifname, prog_id, xdp_map_names[j]);
 	return 0;
 }
@@ -511,10 +508,10 @@ int xdp_port_adopt(const char *pin_root, const char *ifname, const struct xdp_po
 	port_init(out, ifname);
 	out->ifindex = if_nametoindex(ifname);
 	if (!out->ifindex)
-		return fail(err, errlen, -ENODEV, "%s: no such interface", ifname);
+		return xdp_fail(err, errlen, -ENODEV, "%s: no such interface", ifname);
 	rc = attached_prog(out->ifindex, &prog_id, &mode);
 	if (rc)
-		return fail(err, errlen, rc, "%s: no XDP program attached", ifname);
+		return xdp_fail(err, errlen, rc, "%s: no XDP program attached", ifname);
 	rc = port_from_prog(out, prog_id, err, errlen);
 	if (rc)
 		goto fail;
@@ -533,7 +530,7 @@ int xdp_port_adopt(const char *pin_root, const char *ifname, const struct xdp_po
 		if (rc == 0)
 			rc = xdp_port_block_foreach(&old, copy_block, out);
 		if (rc)
-			fail(err, errlen, rc, "%s: carrying state over: %s", ifname,
+			xdp_fail(err, errlen, rc, "%s: carrying state over: %s", ifname,
 			     strerror(-rc));
 	}
 	if (have_old)
@@ -557,17 +554,17 @@ int xdp_port_attach(const char *pin_root, const char *ifname, const struct xdp_p
 	port_init(out, ifname);
 	ifindex = if_nametoindex(ifname);
 	if (!ifindex)
-		return fail(err, errlen, -ENODEV, "%s: no such interface", ifname);
+		return xdp_fail(err, errlen, -ENODEV, "%s: no such interface", ifname);
 	skel = rg_xdp__open_and_load();
 	if (!skel)
-		return fail(err, errlen, -errno ? -errno : -EINVAL, "loading %s: %s",
+		return xdp_fail(err, errlen, -errno ? -errno : -EINVAL, "loading %s: %s",
 			    XDP_PROG_NAME, strerror(errno));
 	xflags = (flags & XDP_ATTACH_SKB) ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
 	if (!(flags & XDP_ATTACH_REPLACE))
 		xflags |= XDP_FLAGS_UPDATE_IF_NOEXIST;
 	rc = bpf_xdp_attach((int)ifindex, bpf_program__fd(skel->progs.rg_xdp), xflags, NULL);
 	if (rc) {
-		fail(err, errlen, rc, "%s: attach (%s mode): %s%s", ifname,
+		xdp_fail(err, errlen, rc, "%s: attach (%s mode): %s%s", ifname,
 		     (flags & XDP_ATTACH_SKB) ? "skb" : "native", strerror(-rc),
 		     rc == -EBUSY || rc == -EEXIST ? " (a program is attached already)" : "");
 		goto out;
@@ -594,10 +591,10 @@ int xdp_port_detach(const char *pin_root, const char *ifname, unsigned flags, ch
 	if (ifindex && attached_prog(ifindex, &prog_id, &mode) == 0) {
 		rc = prog_maps(prog_id, ids, &nids, &ours);
 		if (rc)
-			return fail(err, errlen, rc, "%s: program %u: %s", ifname, prog_id,
+			return xdp_fail(err, errlen, rc, "%s: program %u: %s", ifname, prog_id,
 				    strerror(-rc));
 		if (!ours) {
-			rc = fail(err, errlen, -EMEDIUMTYPE,
+			rc = xdp_fail(err, errlen, -EMEDIUMTYPE,
 				  "%s: attached program %u is not %s; left alone", ifname,
 				  prog_id, XDP_PROG_NAME);
 		} else {
@@ -609,12 +606,12 @@ int xdp_port_detach(const char *pin_root, const char *ifname, unsigned flags, ch
 				xflags = XDP_FLAGS_HW_MODE;
 			rc = bpf_xdp_detach((int)ifindex, xflags, NULL);
 			if (rc)
-				return fail(err, errlen, rc, "%s: detach: %s", ifname,
+				return xdp_fail(err, errlen, rc, "%s: detach: %s", ifname,
 					    strerror(-rc));
 		}
 	}
 	if (!(flags & XDP_DETACH_KEEP_PINS) && unpin_all(pin_root, ifname) && rc == 0)
-		rc = fail(err, errlen, -errno, "%s/%s: unpin: %s", pin_root, ifname,
+		rc = xdp_fail(err, errlen, -errno, "%s/%s: unpin: %s", pin_root, ifname,
 			  strerror(errno));
 	return rc;
 }
@@ -774,21 +771,21 @@ int xdp_port_attach(const char *pin_root, const char *ifname, const struct xdp_p
 		    unsigned flags, struct xdp_port *out, char *err, size_t errlen)
 {
 	(void)pin_root, (void)c, (void)flags, (void)out;
-	return fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
+	return xdp_fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
 }
 
 int xdp_port_adopt(const char *pin_root, const char *ifname, const struct xdp_port_conf *c,
 		   struct xdp_port *out, char *err, size_t errlen)
 {
 	(void)pin_root, (void)c, (void)out;
-	return fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
+	return xdp_fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
 }
 
 int xdp_port_open(const char *pin_root, const char *ifname, struct xdp_port *out, char *err,
 		  size_t errlen)
 {
 	(void)pin_root, (void)out;
-	return fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
+	return xdp_fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
 }
 
 void xdp_port_close(struct xdp_port *p)
@@ -800,14 +797,14 @@ int xdp_port_detach(const char *pin_root, const char *ifname, unsigned flags, ch
 		    size_t errlen)
 {
 	(void)pin_root, (void)flags;
-	return fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
+	return xdp_fail(err, errlen, -ENOTSUP, "%s: built without libbpf", ifname);
 }
 
 int xdp_port_configure(const struct xdp_port *p, const struct xdp_port_conf *c, char *err,
 		       size_t errlen)
 {
 	(void)p, (void)c;
-	return fail(err, errlen, -ENOTSUP, "built without libbpf");
+	return xdp_fail(err, errlen, -ENOTSUP, "built without libbpf");
 }
 
 int xdp_port_get_conf(const struct xdp_port *p, struct xdp_port_conf *c)

@@ -146,6 +146,11 @@ int xdp_port_block_foreach(const struct xdp_port *p, xdp_block_entry_fn fn, void
 uint64_t xdp_mono_ns(void);
 uint64_t xdp_wall_ns(void);
 
+/* Format an error into err (when given) and return rc: the one error
+ * helper of the map layer and the blocklist module. */
+int xdp_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Whether this build has the map layer (libbpf); else xdp_port_* answer
  * -ENOTSUP. */
 bool xdp_maps_supported(void);

@@ -26,21 +26,6 @@
 #include "core.h"
 #include "log.h"
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 #define XDP_MOD_ALLOW_MAX 1024	/* allowlist prefixes */
 #define XDP_MOD_BLOCK_MAX XDP_BLOCK_MAX
 
@@ -131,11 +116,11 @@ static int load_allowlist(const char *path, struct xdp_prefix **out, unsigned *n
 		return 0;
 	f = fopen(path, "re");
 	if (!f)
-		return fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
+		return xdp_fail(err, errlen, -errno, "%s: %s", path, strerror(errno));
 	list = calloc(XDP_MOD_ALLOW_MAX, sizeof(*list));
 	if (!list) {
 		fclose(f);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return xdp_fail(err, errlen, -ENOMEM, "out of memory");
 	}
 	while (fgets(line, sizeof(line), f)) {
 		lineno++;
@@ -152,13 +137,13 @@ static int load_allowlist(const char *path, struct xdp_prefix **out, unsigned *n
 		if (cnt == XDP_MOD_ALLOW_MAX) {
 			fclose(f);
 			free(list);
-			return fail(err, errlen, -E2BIG, "%s:%u: more than %u prefixes", path,
+			return xdp_fail(err, errlen, -E2BIG, "%s:%u: more than %u prefixes", path,
 				    lineno, XDP_MOD_ALLOW_MAX);
 		}
 		if (xdp_prefix_parse(s, &list[cnt])) {
 			fclose(f);
 			free(list);
-			return fail(err, errlen, -EINVAL, "%s:%u: not a prefix: %s", path, lineno,
+			return xdp_fail(err, errlen, -EINVAL, "%s:%u: not a prefix: %s", path, lineno,
 				    s);
 		}
 		cnt++;
@@ -458,7 +443,7 @@ int xdp_start(const struct config *cfg, char *err, size_t errlen)
 		return rc;
 	xm.timer = daemon_timer_add(0, XDP_MOD_TICK_MS, tick, NULL);
 	if (!xm.timer)
-		return fail(err, errlen, -ENOMEM, "xdp: no timer");
+		return xdp_fail(err, errlen, -ENOMEM, "xdp: no timer");
 	core_set_harvest_hook(on_harvest, NULL);
 	xm.started = true;
 	if (!xdp_maps_supported())
@@ -494,23 +479,23 @@ int xdp_block(const char *prefix, uint32_t ttl_s, char *err, size_t errlen)
 	struct xdp_prefix p;
 
 	if (!xdp_maps_supported())
-		return fail(err, errlen, -ENOTSUP, "rcptgated was built without XDP support");
+		return xdp_fail(err, errlen, -ENOTSUP, "rcptgated was built without XDP support");
 	if (xdp_prefix_parse(prefix, &p))
-		return fail(err, errlen, -EINVAL, "not a prefix: %s", prefix);
+		return xdp_fail(err, errlen, -EINVAL, "not a prefix: %s", prefix);
 	a = allowlisted(&p);
 	if (a) {
 		xdp_prefix_format(a, abuf, sizeof(abuf));
-		return fail(err, errlen, -EPERM, "%s overlaps allowlisted %s", prefix, abuf);
+		return xdp_fail(err, errlen, -EPERM, "%s overlaps allowlisted %s", prefix, abuf);
 	}
 	if (block_prefix(&p, ttl_s, true, NULL))
-		return fail(err, errlen, -ENOSPC, "blocklist full (%u)", XDP_MOD_BLOCK_MAX);
+		return xdp_fail(err, errlen, -ENOSPC, "blocklist full (%u)", XDP_MOD_BLOCK_MAX);
 	xdp_prefix_format(&p, abuf, sizeof(abuf));
 	if (ttl_s)
 		log_msg(LOG_NOTICE, "xdp: %s blocked by hand for %us", abuf, ttl_s);
 	else
 		log_msg(LOG_NOTICE, "xdp: %s blocked by hand until unblocked", abuf);
 	if (xm.nports == 0)
-		fail(err, errlen, 0, "no XDP port under %s yet: applied when one appears",
+		xdp_fail(err, errlen, 0, "no XDP port under %s yet: applied when one appears",
 		     xm.pin_root);
 	return 0;
 }
@@ -522,7 +507,7 @@ int xdp_unblock(const char *prefix, char *err, size_t errlen)
 	int rc;
 
 	if (xdp_prefix_parse(prefix, &p))
-		return fail(err, errlen, -EINVAL, "not a prefix: %s", prefix);
+		return xdp_fail(err, errlen, -EINVAL, "not a prefix: %s", prefix);
 	rc = pull_block(&p);
 	b = blk_find(&p);
 	if (b) {
@@ -530,7 +515,7 @@ int xdp_unblock(const char *prefix, char *err, size_t errlen)
 		blk_remove(b);	/* forgets the offences too: a deliberate pardon */
 	}
 	if (rc)
-		return fail(err, errlen, -ENOENT, "%s is not blocked", prefix);
+		return xdp_fail(err, errlen, -ENOENT, "%s is not blocked", prefix);
 	return 0;
 }
 
