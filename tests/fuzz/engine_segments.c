@@ -70,7 +70,8 @@ struct fz_flow {
 	uint32_t c_isn, s_isn;
 	uint32_t c_nxt, s_nxt;		/* next byte each side would send */
 	uint32_t c_rcv, s_rcv;		/* highest byte the engine delivered to each side */
-	uint16_t c_mss, s_mss;		/* largest announced in the SYNs; 0: none */
+	uint16_t c_mss, s_mss;		/* largest announced in the SYNs on this
+					 * 4-tuple; 0: none */
 	uint8_t c_nomss, s_nomss;	/* a SYN without the option: no check */
 };
 
@@ -440,8 +441,10 @@ static void op(struct rd *r)
 		f->s_nxt = f->s_isn + 1;
 		f->c_rcv = f->s_isn + 1;
 		f->s_rcv = f->c_isn + 1;
-		f->c_mss = f->s_mss = 0;
-		f->c_nomss = f->s_nomss = 0;
+		/* the MSS records stay: until the server answers the new SYN the
+		 * engine still holds the old connection (a stray SYN-ACK without
+		 * that SYN changes nothing), so any MSS announced on this 4-tuple
+		 * may be the one in force */
 		return;
 	case 2: /* pure ACK, possibly with SACK blocks */
 		seq = *nxt;
