@@ -2,6 +2,8 @@
  * smtpreply.c — the resumable SMTP reply parser (see smtpreply.h).
  * Any thread; pure functions over caller state.
  */
+#include <string.h>
+
 #include "smtpreply.h"
 
 enum {
@@ -196,6 +198,22 @@ size_t smtp_reply_step(struct smtp_reply *r, const uint8_t *b, size_t len,
 	size_t i = 0;
 	*ev = SMTP_REPLY_MORE;
 	while (i < len) {
+		if (r->state == RS_TEXT && !t && (r->kw_len & KW_DONE) &&
+		    (r->lines > 0 || r->enh_st == EH_OK || r->enh_st == EH_NO)) {
+			/* nothing more to learn from this line and no text wanted
+			 * (the engine's case): jump to its end */
+			const uint8_t *lf = memchr(b + i, '\n', len - i);
+			size_t n = lf ? (size_t)(lf - (b + i)) : len - i;
+			r->len = r->len + n > UINT16_MAX ? UINT16_MAX : (uint16_t)(r->len + n);
+			if (!lf) {
+				if (b[len - 1] == '\r')
+					r->state = RS_CR; /* a CR held back, as below */
+				return len;
+			}
+			i += n + 1;
+			*ev = line_end(r, t, n && b[i - 2] == '\r');
+			return i;
+		}
 		uint8_t c = b[i++];
 		if (c != '\n' && r->len < UINT16_MAX)
 			r->len++;
@@ -294,4 +312,11 @@ size_t smtp_reply_feed(struct smtp_reply *r, const uint8_t *b, size_t len, int *
 		}
 	}
 	return i;
+}
+
+size_t smtp_reply_scan(struct smtp_reply *r, const uint8_t *b, size_t len, int *done)
+{
+	if (r->lines == 0)
+		r->enh_st = EH_NO; /* no enhanced code wanted */
+	return smtp_reply_feed(r, b, len, done);
 }

@@ -94,6 +94,11 @@ void smtp_reply_text_reset(struct smtp_reply_text *t);
  */
 size_t smtp_reply_feed(struct smtp_reply *r, const uint8_t *b, size_t len, int *done);
 
+/* smtp_reply_feed() without the enhanced code (enh stays empty): a line's
+ * text is then skipped at memchr speed once its keyword is known.  The data
+ * plane feeds every reply of every session through it. */
+size_t smtp_reply_scan(struct smtp_reply *r, const uint8_t *b, size_t len, int *done);
+
 /*
  * The same, stopping after every line's LF (*ev says which event), the
  * text going to t when t is not NULL.

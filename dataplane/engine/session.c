@@ -838,7 +838,7 @@ int session_s_consume(struct engine *e, struct flow *f, const uint8_t *b, uint32
 	int close = 0;
 	while (seq_lt(f->s_fwd, to) && !(f->flags & FLOW_F_S_OPAQUE)) {
 		int done;
-		size_t n = smtp_reply_feed(&f->rp, b, to - f->s_fwd, &done);
+		size_t n = smtp_reply_scan(&f->rp, b, to - f->s_fwd, &done);
 		b += n;
 		f->s_fwd += (uint32_t)n;
 		if (!done)

@@ -233,3 +233,42 @@ Test(smtpreply, enhanced_codes)
 		cr_expect_str_eq(r.enh, c->want, "%s", c->name);
 	}
 }
+
+/* The data plane's lean path reads the same replies as smtp_reply_feed(),
+ * enhanced code aside, however the stream is cut. */
+Test(smtpreply, scan_matches_feed_at_every_split)
+{
+	for (unsigned k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		const struct reply_case *c = &cases[k];
+		const uint8_t *s = (const uint8_t *)c->stream;
+		size_t len = stream_len(c);
+		for (size_t cut = 0; cut <= len; cut++) {
+			struct smtp_reply a, b;
+			size_t at_a = 0, at_b = 0;
+			unsigned got = 0;
+			smtp_reply_reset(&a);
+			smtp_reply_reset(&b);
+			while (at_a < len) {
+				int da = 0, db = 0;
+				size_t end = at_a < cut ? cut : len;
+				at_a += smtp_reply_feed(&a, s + at_a, end - at_a, &da);
+				while (!db && at_b < at_a)
+					at_b += smtp_reply_scan(&b, s + at_b,
+								(at_b < cut ? cut : at_a) - at_b, &db);
+				cr_assert_eq(da, db, "%s cut %zu: reply ends differ", c->name, cut);
+				if (!da)
+					continue;
+				cr_assert_eq(at_a, at_b, "%s cut %zu", c->name, cut);
+				cr_expect(a.code == b.code && a.caps == b.caps && a.flags == b.flags &&
+						  a.lines == b.lines && a.max_line == b.max_line,
+					  "%s cut %zu reply %u: scan read another reply", c->name, cut,
+					  got);
+				cr_expect_str_empty(b.enh, "%s: scan gave an enhanced code", c->name);
+				got++;
+				smtp_reply_reset(&a);
+				smtp_reply_reset(&b);
+			}
+			cr_expect_eq(got, c->n, "%s cut %zu: %u replies", c->name, cut, got);
+		}
+	}
+}
