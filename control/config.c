@@ -254,6 +254,23 @@ static int fail(struct parse_ctx *p, const char *fmt, ...)
 	return 0;
 }
 
+/* A keyword taking one of a few words (any case), stored as a byte. */
+struct word {
+	const char *w;
+	uint8_t v;
+};
+
+static int pick(struct parse_ctx *p, const struct config_key *k, const char *v, uint8_t *dst,
+		const struct word *tab, const char *choices)
+{
+	for (; tab->w; tab++)
+		if (!strcasecmp(v, tab->w)) {
+			*dst = tab->v;
+			return 1;
+		}
+	return fail(p, "%s: '%s' is not %s", k->name, v, choices);
+}
+
 static const struct config_key *key_find(const char *name)
 {
 	for (size_t i = 0; i < NKEYS; i++)
@@ -607,46 +624,24 @@ static int key_set(struct parse_ctx *p, const struct config_key *k, void *base, 
 			return fail(p, "%s: '%s' is not yes/no", k->name, v);
 		return 1;
 	case KT_MODE:
-		if (!strcasecmp(v, "callout"))
-			*dst = DT_MODE_CALLOUT;
-		else if (!strcasecmp(v, "list"))
-			*dst = DT_MODE_LIST;
-		else if (!strcasecmp(v, "both"))
-			*dst = DT_MODE_BOTH;
-		else
-			return fail(p, "mode: '%s' is not callout, list or both", v);
-		return 1;
+		return pick(p, k, v, dst, (const struct word[]){{"callout", DT_MODE_CALLOUT},
+			    {"list", DT_MODE_LIST}, {"both", DT_MODE_BOTH}, {NULL, 0}},
+			    "callout, list or both");
 	case KT_MISS:
-		if (!strcasecmp(v, "pass"))
-			*dst = DT_MISS_PASS;
-		else if (!strcasecmp(v, "defer"))
-			*dst = DT_MISS_DEFER;
-		else
-			return fail(p, "miss_policy: '%s' is not pass or defer", v);
-		return 1;
+		return pick(p, k, v, dst, (const struct word[]){{"pass", DT_MISS_PASS},
+			    {"defer", DT_MISS_DEFER}, {NULL, 0}}, "pass or defer");
 	case KT_REJCODE:
 		if (strcmp(v, "550") && strcmp(v, "450"))
 			return fail(p, "%s: '%s' is not 550 or 450", k->name, v);
 		*(uint16_t *)dst = (uint16_t)atoi(v);
 		return 1;
 	case KT_TLS:
-		if (!strcasecmp(v, "may"))
-			*dst = CONFIG_TLS_MAY;
-		else if (!strcasecmp(v, "off"))
-			*dst = CONFIG_TLS_OFF;
-		else if (!strcasecmp(v, "required"))
-			*dst = CONFIG_TLS_REQUIRED;
-		else
-			return fail(p, "%s: '%s' is not may, off or required", k->name, v);
-		return 1;
+		return pick(p, k, v, dst, (const struct word[]){{"may", CONFIG_TLS_MAY},
+			    {"off", CONFIG_TLS_OFF}, {"required", CONFIG_TLS_REQUIRED}, {NULL, 0}},
+			    "may, off or required");
 	case KT_ACTION:
-		if (!strcasecmp(v, "reject"))
-			*dst = CONFIG_ACTION_REJECT;
-		else if (!strcasecmp(v, "warn"))
-			*dst = CONFIG_ACTION_WARN;
-		else
-			return fail(p, "%s: '%s' is not reject or warn", k->name, v);
-		return 1;
+		return pick(p, k, v, dst, (const struct word[]){{"reject", CONFIG_ACTION_REJECT},
+			    {"warn", CONFIG_ACTION_WARN}, {NULL, 0}}, "reject or warn");
 	case KT_FACILITY:
 		if (parse_facility(v, (int *)dst))
 			return fail(p, "%s: unknown facility '%s'", k->name, v);
