@@ -53,6 +53,7 @@ void shm_params_default(struct shm_params *p)
 	p->rtable_max_log2 = SHM_DEF_RTABLE_MAX_LOG2;
 	p->miss_slots = SHM_DEF_MISS_SLOTS;
 	p->event_slots = SHM_DEF_EVENT_SLOTS;
+	p->hash_key = NULL;
 }
 
 struct layout {
@@ -204,7 +205,9 @@ int shm_create(const char *path, const struct shm_params *p, struct shm_map *out
 	h->writer_pid = (uint32_t)getpid();
 	h->heartbeat_ns = now_ns(CLOCK_MONOTONIC);
 	h->epoch_s = 0; /* expiry words hold unix seconds as u32 (to 2106) */
-	if ((rc = khash_new_key(h->hash_key)) != 0) {
+	if (p->hash_key)
+		memcpy(h->hash_key, p->hash_key, sizeof(h->hash_key));
+	else if ((rc = khash_new_key(h->hash_key)) != 0) {
 		fail(err, errlen, rc, "getrandom: %s", strerror(-rc));
 		munmap(base, l.total);
 		goto out_unlink;
@@ -353,6 +356,8 @@ int shm_open_writer(const char *path, const struct shm_params *p, struct shm_map
 		what = "ring sizes";
 	else if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == SHM_STATE_RETIRED)
 		what = "state (retired)";
+	else if (p->hash_key && memcmp(h->hash_key, p->hash_key, sizeof(h->hash_key)))
+		what = "hash secret";
 	if (what) {
 		fail(err, errlen, -ESTALE, "%s: %s differs from the configuration", path, what);
 		shm_detach(out);

@@ -110,6 +110,7 @@ struct shm_params {
 	uint32_t rtable_max_log2;  /* maximum buckets */
 	uint32_t miss_slots;	   /* power of two */
 	uint32_t event_slots;	   /* power of two */
+	const uint8_t *hash_key;   /* SHM_HASH_KEY_LEN bytes shared by a fleet; NULL = random */
 };
 
 /* Defaults: 16M+ entries at <= 2/3 load (3 slots per bucket, 2^23 buckets). */

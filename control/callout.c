@@ -71,6 +71,10 @@ uint32_t callout_nsessions(void)
 {
 	return co->nsessions;
 }
+uint32_t callout_ngated(void)
+{
+	return co->ngated;
+}
 
 /* ---- the pending-address hash (keyed SipHash: addresses come from the net) */
 
@@ -204,7 +208,7 @@ static void finish(struct callout_pend *p, int verdict, uint16_t code, const cha
 	uint64_t now = daemon_now_ms();
 	if (verdict == CORE_V_VALID && d->accept_all && !(p->flags & CALLOUT_F_PROBE))
 		verdict = CORE_V_ACCEPT_ALL;
-	if (!(p->flags & CALLOUT_F_PROBE)) {
+	if (!(p->flags & (CALLOUT_F_PROBE | CALLOUT_F_FLEET))) {
 		d->callouts++;
 		switch (verdict) {
 		case CORE_V_VALID:
@@ -376,7 +380,7 @@ int callout_submit(const char *addr, size_t len, unsigned flags, struct callout_
 		ST(FAILING_OPEN);
 		return -EHOSTDOWN;
 	}
-	if (co->nqueued >= co->queue_max || d->nqueued >= d->cfg.queue_max) {
+	if (co->nqueued + co->ngated >= co->queue_max || d->nqueued >= d->cfg.queue_max) {
 		ST(QUEUE_FULL);
 		return -ENOSPC;
 	}
@@ -388,7 +392,43 @@ int callout_submit(const char *addr, size_t len, unsigned flags, struct callout_
 	if (w)
 		w->next = NULL;
 	hash_add(p);
+	if (co->hooks.gate && co->hooks.gate(p->addr, len, co->hooks.arg)) {
+		p->state = P_GATE;
+		co->ngated++;
+		return 0;
+	}
 	enqueue(d, p, false);
+	return 0;
+}
+
+static struct callout_pend *gated(const char *addr, size_t len)
+{
+	if (!co->tab || len == 0 || len > RG_ADDR_MAX)
+		return NULL;
+	struct callout_pend *p = hash_find(addr, len, addr_hash(addr, len));
+	return p && p->state == P_GATE ? p : NULL;
+}
+
+int callout_gate_open(const char *addr, size_t len)
+{
+	struct callout_pend *p = gated(addr, len);
+	if (!p)
+		return -ENOENT;
+	co->ngated--;
+	enqueue(p->dom, p, false);
+	return 0;
+}
+
+int callout_gate_answer(const char *addr, size_t len, int verdict)
+{
+	struct callout_pend *p = gated(addr, len);
+	if (!p)
+		return -ENOENT;
+	co->ngated--;
+	p->state = P_INFLIGHT;
+	co->ninflight++;
+	p->flags |= CALLOUT_F_FLEET;
+	finish(p, verdict, 0, "", "answered by the fleet", "", NULL);
 	return 0;
 }
 
@@ -1201,6 +1241,16 @@ void callout_shutdown(void)
 		sess_fail(co->sessions, CORE_V_TEMPFAIL, 0, "shutting down");
 	for (struct callout_dom *d = co->doms; d; d = d->next)
 		drain_queue(d, CORE_V_TEMPFAIL, "shutting down");
+	for (size_t i = 0; co->ngated && i < co->tab_size; i++)
+		for (struct callout_pend *p = co->tab[i], *nx; p; p = nx) {
+			nx = p->hnext;
+			if (p->state == P_GATE) {
+				co->ngated--;
+				p->state = P_INFLIGHT;
+				co->ninflight++;
+				finish(p, CORE_V_TEMPFAIL, 0, "", "shutting down", "", NULL);
+			}
+		}
 	sweep_holds(UINT64_MAX);
 	bury();
 	while (co->doms) {

@@ -85,6 +85,7 @@ enum callout_flags {
 	CALLOUT_F_REFRESH = 1u << 0,	/* background refresh of a cached verdict */
 	CALLOUT_F_VERIFY = 1u << 1,	/* by hand: own session, transcript, no dedup */
 	CALLOUT_F_PROBE = 1u << 2,	/* accept-all probe (internal) */
+	CALLOUT_F_FLEET = 1u << 3,	/* answered by the fleet, no callout made */
 };
 
 /* Opaque to this module: the daemon chains its own waiter records here. */
@@ -154,6 +155,9 @@ struct callout_hooks {
 	void (*result)(const struct callout_result *r, void *arg);
 	/* accept_all, failing-open state or health of d changed */
 	void (*domain_changed)(struct callout_dom *d, void *arg);
+	/* an address is about to be queued (not for verify): true when it is
+	 * held at the gate until callout_gate_open() or callout_gate_answer() */
+	bool (*gate)(const char *addr, size_t len, void *arg);
 	void *arg;
 };
 
@@ -176,6 +180,14 @@ struct callout_dom *callout_domain(const char *name);
 int callout_submit(const char *addr, size_t len, unsigned flags, struct callout_waiter *w);
 
 bool callout_pending(const char *addr, size_t len);
+
+/* An address held at the gate goes to its domain's queue.  0 or -ENOENT
+ * (not held: answered meanwhile, or never gated). */
+int callout_gate_open(const char *addr, size_t len);
+/* An address held at the gate is answered without a callout (its result
+ * carries CALLOUT_F_FLEET).  0 or -ENOENT. */
+int callout_gate_answer(const char *addr, size_t len, int verdict);
+uint32_t callout_ngated(void);
 
 /* Timeouts, scheduling, hold expiry: call every loop turn. */
 void callout_tick(uint64_t now_ms);

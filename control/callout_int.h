@@ -26,7 +26,9 @@
 #include "callout.h"
 #include "smtpreply.h"
 
-enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD };
+enum pend_state { P_QUEUED = 1, P_INFLIGHT, P_HOLD,
+		  P_GATE,	/* held at the gate: the fleet decides who calls out */
+};
 
 struct callout_pend {
 	struct callout_pend *hnext;	/* hash chain */
@@ -119,7 +121,7 @@ struct callout_co {
 	struct callout_pend *hold_head, *hold_tail;
 	struct sess *sessions;
 	struct sess *graveyard;		/* closed sessions, freed by callout_tick */
-	uint32_t nsessions, nqueued, ninflight;
+	uint32_t nsessions, nqueued, ninflight, ngated;
 	uint32_t queue_max;
 	uint32_t dns_timeout_ms, mx_min_ttl;	/* from the configuration */
 	uint64_t last_sweep_ms;

@@ -35,7 +35,7 @@
 #include "dtable.h"
 #include "text.h"
 
-enum key_scope { SC_GLOBAL = 1, SC_DOMAIN = 2, SC_BOTH = 3 };
+enum key_scope { SC_GLOBAL = 1, SC_DOMAIN = 2, SC_BOTH = 3, SC_FLEET = 4 };
 
 enum key_type {
 	KT_STR,		/* string into char[size] */
@@ -225,6 +225,30 @@ static const struct config_key config_keys[] = {
 	 "breaker stays open (failing open) this long before a trial session"},
 	{"invalid_codes", SC_BOTH, KT_CODES, D(invalid_codes), "", 0, 0,
 	 "more enhanced codes meaning no such user (e.g. 5.4.1 for M365)"},
+
+	/* [fleet]: several boxes share verdicts through Redis (docs/fleet.md) */
+	{"redis", SC_FLEET, KT_STR, G(fleet_redis), "", 0, 0,
+	 "Redis server: host:port, [IPv6]:port or a Unix socket path; empty = no fleet"},
+	{"redis_user", SC_FLEET, KT_STR, G(fleet_user), "", 0, 0,
+	 "Redis ACL user; empty = the default user"},
+	{"redis_password_file", SC_FLEET, KT_STR, G(fleet_password_file), "", 0, 0,
+	 "file holding the Redis password (first line); empty = no AUTH"},
+	{"key_prefix", SC_FLEET, KT_STR, G(fleet_prefix), "rg:", 0, 0,
+	 "prefix of every Redis key the fleet uses"},
+	{"node_name", SC_FLEET, KT_STR, G(fleet_node), "", 0, 0,
+	 "this node's name in the fleet; empty = the host name"},
+	{"secret_file", SC_FLEET, KT_STR, G(fleet_secret_file), "", 0, 0,
+	 "the table's hash secret shared by the fleet: 32 hex digits"},
+	{"stream_max", SC_FLEET, KT_U32, G(fleet_stream_max), "100000", 100, 100000000,
+	 "update stream entries kept (a node away longer resyncs from the keys)"},
+	{"callout_lock", SC_FLEET, KT_MS, G(fleet_lock_ms), "15s", 100, 600000,
+	 "life of the per-address callout lock"},
+	{"callout_wait", SC_FLEET, KT_MS, G(fleet_wait_ms), "3s", 10, 600000,
+	 "wait for another node's verdict before calling out alone"},
+	{"redis_timeout", SC_FLEET, KT_MS, G(fleet_connect_timeout_ms), "2s", 10, 60000,
+	 "Redis connect and reply timeout"},
+	{"reconnect_max", SC_FLEET, KT_MS, G(fleet_reconnect_max_ms), "10s", 100, 600000,
+	 "ceiling of the reconnect backoff"},
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(NKEYS <= 128, "set_mask holds 128 keys");
@@ -234,6 +258,7 @@ struct parse_ctx {
 	struct config *cfg;
 	struct config_dom *cur;	/* NULL in [global] */
 	int in_global;		/* 1 in [global] */
+	int in_fleet;		/* 1 in [fleet] */
 	int bad_section;	/* unknown section: every key in it fails */
 	char section[256];
 	int failed;		/* first error recorded */
@@ -769,10 +794,11 @@ static int section_domain(struct parse_ctx *p, const char *section, char *name)
  * section with no keys still defines the domain). */
 static int add_section(struct parse_ctx *p, const char *section)
 {
-	if (!strcmp(section, "global"))
+	if (!strcmp(section, "global") || !strcmp(section, "fleet"))
 		return 1;
 	if (strncmp(section, "domain", 6) || !isspace((unsigned char)section[6]))
-		return fail(p, "unknown section [%s] (expected [global] or [domain NAME])", section);
+		return fail(p, "unknown section [%s] (expected [global], [fleet] or [domain NAME])",
+			    section);
 	char name[RG_DOMAIN_MAX + 1];
 	if (!section_domain(p, section, name))
 		return 0;
@@ -813,7 +839,7 @@ static size_t key_canon(const struct config_key *k)
  * "[...]" header in order.  Returns 0 or the failing line. */
 static int scan_lines(struct parse_ctx *p, const char *text)
 {
-	int line = 0, in_global = 0, in_section = 0;
+	int line = 0, in_global = 0, in_section = 0; /* [fleet] counts as global here */
 	int first[NKEYS], gfirst[NKEYS];
 	const char *fname[NKEYS], *gname[NKEYS];
 	memset(first, 0, sizeof(first));
@@ -843,7 +869,7 @@ static int scan_lines(struct parse_ctx *p, const char *text)
 				char *t = trim(sec);
 				if (!add_section(p, t))
 					return line;
-				in_global = !strcmp(t, "global");
+				in_global = !strcmp(t, "global") || !strcmp(t, "fleet");
 				in_section = 1;
 				memset(first, 0, sizeof(first));
 			}
@@ -888,8 +914,9 @@ static int enter_section(struct parse_ctx *p, const char *section)
 	p->section[sl] = 0;
 	p->cur = NULL;
 	p->in_global = !strcmp(section, "global");
+	p->in_fleet = !strcmp(section, "fleet");
 	p->bad_section = 0;
-	if (p->in_global)
+	if (p->in_global || p->in_fleet)
 		return 1;
 	char name[RG_DOMAIN_MAX + 1];
 	if (!strncmp(section, "domain", 6) && isspace((unsigned char)section[6]) &&
@@ -909,7 +936,8 @@ static int enter_section(struct parse_ctx *p, const char *section)
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *p = user;
-	if (strcmp(section, p->section) || (!p->in_global && !p->cur && !p->bad_section)) {
+	if (strcmp(section, p->section) ||
+	    (!p->in_global && !p->in_fleet && !p->cur && !p->bad_section)) {
 		if (!enter_section(p, section))
 			return 0;
 	}
@@ -921,6 +949,11 @@ static int handler(void *user, const char *section, const char *name, const char
 	char vbuf[1024];
 	snprintf(vbuf, sizeof(vbuf), "%s", value);
 	char *v = trim(vbuf);
+	if (p->in_fleet != (k->scope == SC_FLEET))
+		return fail(p, p->in_fleet ? "key '%s' does not belong in [fleet]" :
+				"key '%s' belongs in [fleet]", name);
+	if (p->in_fleet)
+		return key_set(p, k, p->cfg, v);
 	if (p->in_global) {
 		if (k->scope == SC_GLOBAL)
 			return key_set(p, k, p->cfg, v);
@@ -942,7 +975,7 @@ static void apply_defaults(struct config *c)
 	struct parse_ctx p = {.fname = "(defaults)", .cfg = c};
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
-		if (k->scope == SC_GLOBAL)
+		if (k->scope == SC_GLOBAL || k->scope == SC_FLEET)
 			key_set(&p, k, c, k->def);
 		else
 			key_set(&p, k, &c->defaults, k->def);
@@ -985,6 +1018,15 @@ static int validate(struct config *c, char *err, size_t errlen)
 	}
 	if (c->shm_table_init_log2 > c->shm_table_max_log2) {
 		snprintf(err, errlen, "%s: table_init_log2 > table_max_log2", f);
+		return -EINVAL;
+	}
+	if (c->fleet_redis[0] && !c->fleet_secret_file[0]) {
+		snprintf(err, errlen, "%s: [fleet]: redis needs secret_file (every node of a fleet "
+			 "hashes with the same secret)", f);
+		return -EINVAL;
+	}
+	if (c->fleet_redis[0] && c->fleet_wait_ms >= c->fleet_lock_ms) {
+		snprintf(err, errlen, "%s: [fleet]: callout_wait must be shorter than callout_lock", f);
 		return -EINVAL;
 	}
 	if (c->ndom > c->shm_dtable_slots / 2) {
@@ -1145,6 +1187,7 @@ void config_print_defaults(void *file)
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		fprintf(f, "%-22s %-8s %-30s %s\n", k->name,
-			k->scope == SC_GLOBAL ? "global" : k->scope == SC_DOMAIN ? "domain" : "both", k->def[0] ? k->def : "\"\"", k->help);
+			k->scope == SC_GLOBAL ? "global" : k->scope == SC_DOMAIN ? "domain" :
+			k->scope == SC_FLEET ? "fleet" : "both", k->def[0] ? k->def : "\"\"", k->help);
 	}
 }

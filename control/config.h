@@ -172,6 +172,19 @@ struct config {
 	char dns_server[64];		/* "IPv4[:port]" for MX queries; "" = resolv.conf */
 	uint32_t mx_min_ttl;		/* seconds an MX answer is kept at least */
 
+	/* fleet ([fleet] section; fleet_redis "" = single box, no fleet) */
+	char fleet_redis[CONFIG_PATH_MAX];	/* "host:port", "[v6]:port" or a Unix path */
+	char fleet_user[64];			/* Redis ACL user, "" = default */
+	char fleet_password_file[CONFIG_PATH_MAX]; /* "" = no AUTH */
+	char fleet_prefix[32];			/* key prefix, "rg:" */
+	char fleet_node[64];			/* this node's name, "" = host name */
+	char fleet_secret_file[CONFIG_PATH_MAX]; /* 16-byte table hash secret, hex */
+	uint32_t fleet_stream_max;		/* update stream entries kept (MAXLEN ~) */
+	uint32_t fleet_lock_ms;			/* one callout per address: lock life */
+	uint32_t fleet_wait_ms;			/* wait for another node's verdict */
+	uint32_t fleet_connect_timeout_ms;
+	uint32_t fleet_reconnect_max_ms;	/* backoff ceiling */
+
 	struct config_dom defaults;	/* [global] values of domain keys */
 	struct config_dom *dom;		/* [domain NAME] sections, in file order */
 	unsigned ndom;

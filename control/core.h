@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "msg.h"
 #include "shm.h"
+#include "store.h"
 
 /* ---------------------------------------------------------------------- */
 /* Event loop: loop.h (daemon_add_fd, daemon_timer_add, daemon_now_ms ...). */
@@ -52,6 +53,22 @@ const char *core_source_name(int src); /* "callout", "list", "manual", "policy" 
 /* ---------------------------------------------------------------------- */
 /* status, stats                                                           */
 
+/* The fleet's state as `status` shows it (filled by the fleet module). */
+struct core_fleet_status {
+	bool enabled;			/* [fleet] redis configured */
+	bool connected;			/* both Redis connections up */
+	char node[64];
+	char redis[CONFIG_PATH_MAX];
+	uint64_t down_since_s;		/* realtime start of the outage, 0 when up */
+	uint64_t stream_lag_ms;		/* age of the last stream entry when applied */
+	uint64_t last_sync_s;		/* realtime of the last stream read, 0 = never */
+	uint64_t applied;		/* verdicts applied from the fleet */
+	uint64_t published;		/* verdicts shared with the fleet */
+	uint64_t lock_waits;		/* callouts left to another node's lock */
+	uint64_t uncoordinated;		/* callouts made without the fleet */
+	uint64_t outbox;		/* verdicts waiting for Redis */
+};
+
 struct core_status {
 	char version[32];
 	uint32_t pid;
@@ -73,6 +90,7 @@ struct core_status {
 	uint32_t callouts_pending;	/* addresses queued for a callout */
 	uint32_t callouts_inflight;	/* addresses in open sessions */
 	uint32_t sessions_open;		/* open callout connections */
+	struct core_fleet_status fleet;
 };
 int core_status(struct core_status *out);
 
@@ -241,6 +259,34 @@ int core_check_recipient(const char *addr, struct core_check *out, core_check_cb
  */
 typedef void (*core_harvest_fn)(const struct msg_event *ev, void *arg);
 void core_set_harvest_hook(core_harvest_fn fn, void *arg);
+
+/* ---------------------------------------------------------------------- */
+/* the fleet (fleet.h): hooks the fleet module sets in fleet_start          */
+
+struct core_fleet_hooks {
+	/* a definite verdict learned here (callout, by hand): share it */
+	void (*learned)(const char *addr, size_t len, const struct store_rec *rec, void *arg);
+	/* a verdict removed here by hand */
+	void (*deleted)(const char *addr, size_t len, void *arg);
+	/* a callout for addr is about to be queued: true when the fleet takes
+	 * the address (it answers later, exactly once, with core_fleet_apply or
+	 * core_fleet_go); false: queue it now */
+	bool (*gate)(const char *addr, size_t len, void *arg);
+	void (*status)(struct core_fleet_status *st, void *arg);
+	void *arg;
+};
+/* NULL unsets (fleet_stop). */
+void core_set_fleet_hooks(const struct core_fleet_hooks *h);
+
+/* A verdict from the fleet: into the store and the table (never shared
+ * back); answers the address's callout waiting at the gate, if any.
+ * 0, -ENOENT (domain not managed here), -EEXIST (a newer or protected
+ * verdict is kept), -EINVAL, or -EIO. */
+int core_fleet_apply(const char *addr, size_t len, const struct store_rec *rec);
+/* A verdict removed on another node.  0 or -ENOENT. */
+int core_fleet_del(const char *addr, size_t len);
+/* The gate lets addr's callout go: this node calls out. */
+void core_fleet_go(const char *addr, size_t len);
 
 /* ---------------------------------------------------------------------- */
 /* Modules the daemon drives (xdp's under RG_HAVE_XDP, which control_lib sets).  *_start runs once after the shared memory, store and loop are up;

@@ -156,6 +156,7 @@ static struct {
 	char refresh_cursor[RG_ADDR_MAX + 1];
 	core_harvest_fn harvest_fn;
 	void *harvest_arg;
+	struct core_fleet_hooks fleet;	/* all NULL without a fleet */
 	bool log_stderr_forced;
 	char config_path[CONFIG_PATH_MAX];
 	const struct core_service *services;
@@ -724,7 +725,9 @@ static void on_result(const struct callout_result *r, void *arg)
 	const struct config_dom *dc = dm.cfg ? config_domain(dm.cfg, r->domain) : NULL;
 	bool cached = false;
 	uint64_t now = daemon_wall_s();
-	if (dc && dm.core_ready) {
+	if (r->flags & CALLOUT_F_FLEET) {
+		cached = true; /* core_fleet_apply stored and published it */
+	} else if (dc && dm.core_ready) {
 		struct store_rec old, rec;
 		bool have = !store_get(dm.store, r->addr, r->len, &old);
 		/* a verdict set by hand or from a list is replaced only by verify */
@@ -742,12 +745,14 @@ static void on_result(const struct callout_result *r, void *arg)
 			snprintf(rec.reply, sizeof(rec.reply), "%s", r->reply);
 			verdict_record(r->addr, r->len, &rec, true);
 			cached = true;
+			if (dm.fleet.learned)
+				dm.fleet.learned(r->addr, r->len, &rec, dm.fleet.arg);
 		} else if (o == TTL_KEEP) {
 			CS(KEPT);
 			verdict_record(r->addr, r->len, &rec, true); /* clears the stale flag */
 		}
 	}
-	if (!dm.cfg || dm.cfg->log_callouts)
+	if ((!dm.cfg || dm.cfg->log_callouts) && !(r->flags & CALLOUT_F_FLEET))
 		log_kind(LOG_K_CALLOUT, LOG_INFO, "callout: <%s>: %s%s via %s in %llu ms: %s", r->addr,
 			 core_verdict_name(r->verdict),
 			 (r->flags & CALLOUT_F_REFRESH) ? " (refresh)"
@@ -855,6 +860,73 @@ void core_set_harvest_hook(core_harvest_fn fn, void *arg)
 {
 	dm.harvest_fn = fn;
 	dm.harvest_arg = arg;
+}
+
+/* ---------------------------------------------------------------------- */
+/* the fleet (fleet.c): verdicts learned elsewhere, the callout gate */
+
+void core_set_fleet_hooks(const struct core_fleet_hooks *h)
+{
+	if (h)
+		dm.fleet = *h;
+	else
+		memset(&dm.fleet, 0, sizeof(dm.fleet));
+}
+
+static bool fleet_gate(const char *addr, size_t len, void *arg)
+{
+	(void)arg;
+	return dm.fleet.gate && dm.fleet.gate(addr, len, dm.fleet.arg);
+}
+
+int core_fleet_apply(const char *addr, size_t len, const struct store_rec *in)
+{
+	char dom[RG_DOMAIN_MAX + 1];
+	if (!dm.core_ready || len == 0 || len > RG_ADDR_MAX || memchr(addr, 0, len) ||
+	    addr_domain(addr, len, dom) || (in->verdict != RT_VALID && in->verdict != RT_INVALID))
+		return -EINVAL;
+	if (!config_domain(dm.cfg, dom))
+		return -ENOENT;
+	struct store_rec old, rec = *in;
+	uint64_t now = daemon_wall_s();
+	if (!ttl_live(&rec, now))
+		return -EEXIST;
+	bool have = !store_get(dm.store, addr, len, &old) && ttl_live(&old, now);
+	/* the newer verdict wins; one set here by hand is replaced only by one
+	 * set by hand (anywhere) */
+	if (have && (old.updated > rec.updated ||
+		     (old.source == RT_SRC_MANUAL && rec.source != RT_SRC_MANUAL)))
+		return -EEXIST;
+	rec.version = STORE_REC_VERSION;
+	/* in use here since then, or not at all: refreshed only while asked about */
+	rec.last_seen = have && old.last_seen > rec.updated ? old.last_seen : rec.updated;
+	char a[RG_ADDR_MAX + 1];
+	memcpy(a, addr, len);
+	a[len] = 0;
+	verdict_record(a, len, &rec, !list_has(dom, a));
+	callout_gate_answer(a, len, rec.verdict == RT_VALID ? CORE_V_VALID : CORE_V_INVALID);
+	return 0;
+}
+
+int core_fleet_del(const char *addr, size_t len)
+{
+	char dom[RG_DOMAIN_MAX + 1], a[RG_ADDR_MAX + 1];
+	if (!dm.core_ready || len == 0 || len > RG_ADDR_MAX || memchr(addr, 0, len) ||
+	    addr_domain(addr, len, dom))
+		return -EINVAL;
+	memcpy(a, addr, len);
+	a[len] = 0;
+	int r = store_del(dm.store, a, len);
+	if (r)
+		return r;
+	if (!list_has(dom, a))
+		pubq_add(a, len, true, 0, 0, 0, 0);
+	return 0;
+}
+
+void core_fleet_go(const char *addr, size_t len)
+{
+	callout_gate_open(addr, len);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1113,7 +1185,8 @@ int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
 	clock_update();
 	dm.started_s = dm.loaded_s = dm.wall_s;
 	rebuild_table();
-	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain_changed};
+	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain_changed,
+				  .gate = fleet_gate};
 	if ((r = callout_init(&h)) || (r = callout_configure(cfg))) {
 		snprintf(err, errlen, "callout engine: %s", strerror(-r));
 		return r;
@@ -1304,6 +1377,8 @@ int core_status(struct core_status *o)
 	o->callouts_pending = callout_nqueued();
 	o->callouts_inflight = callout_ninflight();
 	o->sessions_open = callout_nsessions();
+	if (dm.fleet.status)
+		dm.fleet.status(&o->fleet, dm.fleet.arg);
 	return 0;
 }
 
@@ -1426,6 +1501,8 @@ int core_set(const char *in, bool valid, uint32_t ttl_s, char *err, size_t errle
 		return -EIO;
 	}
 	CS(SETS);
+	if (dm.fleet.learned)
+		dm.fleet.learned(addr, (size_t)len, &rec, dm.fleet.arg);
 	int r = publish_put(&dm.pub, addr, (size_t)len, rec.verdict, rec.source, rec.flags, rec.expiry);
 	if (r) {
 		snprintf(err, errlen, "stored, but the table is full: not published");
@@ -1457,6 +1534,8 @@ int core_del(const char *in, char *err, size_t errlen)
 		return -ENOENT;
 	}
 	CS(DELS);
+	if (dm.fleet.deleted)
+		dm.fleet.deleted(addr, (size_t)len, dm.fleet.arg);
 	log_msg(LOG_INFO, "deleted <%s> by hand", addr);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "fleet.h"
 #include "log.h"
 
 #define PUBLISH_MAINT_BUDGET 4096u	/* buckets migrated per turn */
@@ -33,10 +34,19 @@ int publish_open(struct publish *p, const struct config *cfg, char *err, size_t 
 {
 	struct shm_params sp;
 	char why[256] = "";
+	int r;
 	memset(p, 0, sizeof(*p));
 	p->map.fd = -1;
 	params_from(cfg, &sp);
-	int r = shm_open_writer(cfg->shm_path, &sp, &p->map, why, sizeof(why));
+	/* a fleet's nodes hash with one secret: a table made with another one
+	 * is not re-attached but replaced (the data plane follows the new file) */
+	uint8_t secret[SHM_HASH_KEY_LEN];
+	if (cfg->fleet_redis[0]) {
+		if ((r = fleet_secret_read(cfg->fleet_secret_file, secret, err, errlen)))
+			return r;
+		sp.hash_key = secret;
+	}
+	r = shm_open_writer(cfg->shm_path, &sp, &p->map, why, sizeof(why));
 	if (r == 0) {
 		p->reattached = true;
 		log_msg(LOG_INFO, "shared memory %s re-attached (%llu bytes)", cfg->shm_path,

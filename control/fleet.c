@@ -1,0 +1,1425 @@
+/*
+ * fleet.c — the fleet service (fleet.h): Redis through hiredis's
+ * asynchronous client, plugged into rcptgated's event loop by hiredis's
+ * adapter hooks (addRead/delRead/addWrite/delWrite/cleanup turn into
+ * loop_add_fd/loop_mod_fd/loop_del_fd), so no call here ever waits for Redis.
+ *
+ * Two connections: "cmd" for keys, locks and the stream's appends, "stream"
+ * for the blocking XREAD that applies the other nodes' verdicts (a blocked
+ * read would hold every command queued behind it).  Keys, under the prefix:
+ *
+ *   v:<hex key>   one verdict, SET with the verdict's own expiry (EXAT)
+ *   l:<hex key>   the callout lock of an address, SET NX PX callout_lock
+ *   stream        the update stream, XADD MAXLEN ~ stream_max
+ *
+ * <hex key> is the table's keyed hash of the canonical address under the
+ * fleet's shared secret: fixed-length keys that only the fleet can compute.
+ * The address itself travels inside the value (the store is keyed by it).
+ *
+ * The gate (an address about to be queued for a callout): GET v:<key>; a
+ * live verdict is applied and answers it.  Else SET l:<key> NX PX: taken,
+ * this node calls out and shares the verdict (the lock is left to expire:
+ * deleting it would let a node whose GET just missed call out again); not
+ * taken, it waits for the verdict on the stream, at most callout_wait, then
+ * calls out alone.  Every failure (Redis down, an error reply) lets the
+ * callout go at once, counted "uncoordinated".
+ *
+ * Down and back: the first failure is logged once; reconnects back off from
+ * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
+ * wait in an outbox (FLEET_OUTBOX_MAX, the newest per address, the rest
+ * counted as dropped) and are written when Redis is back; the stream
+ * connection resumes from its last id, or resynchronises from the keys
+ * (SCAN + MGET) when it has none yet or the stream was trimmed past it.
+ * Thread: main thread only.
+ */
+#include "fleet.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "khash.h"
+#include "log.h"
+#include "loop.h"
+#include "rtable.h"
+#include "ttl.h"
+
+#define FLEET_STATS_LIST(X)                                                             \
+	X(CONNECTS, "connects", "Redis connections established")                        \
+	X(CONNECT_FAILS, "connect_failures", "Redis connection attempts that failed")   \
+	X(DISCONNECTS, "disconnects", "Redis connections lost")                         \
+	X(OUTAGES, "outages", "times Redis became unreachable (logged once each)")      \
+	X(TIMEOUTS, "timeouts", "Redis replies not received within redis_timeout")      \
+	X(ERRORS, "error_replies", "Redis error replies")                               \
+	X(PUBLISHED, "published", "verdicts written to Redis (key + stream)")           \
+	X(DELETES_SENT, "deletes_published", "removals by hand written to Redis")       \
+	X(OUTBOX_DROPPED, "outbox_dropped", "verdicts not kept for Redis: outbox full") \
+	X(APPLIED, "applied", "verdicts from the fleet applied to the store and table") \
+	X(APPLY_KEPT, "apply_kept", "fleet verdicts not applied: a newer or manual one is kept") \
+	X(APPLY_SKIPPED, "apply_skipped", "fleet verdicts for domains not managed here") \
+	X(APPLY_BAD, "apply_bad", "malformed fleet records skipped")                    \
+	X(DELETES, "deletes_applied", "removals from the fleet applied")                \
+	X(GATED, "gate_asked", "callouts looked up in Redis first")                     \
+	X(GATE_HITS, "gate_hits", "callouts saved: the verdict was in Redis")           \
+	X(GATE_FULL, "gate_full", "callouts not coordinated: FLEET_GATES_MAX waiting")  \
+	X(LOCKS, "locks_taken", "callout locks taken (this node calls out)")            \
+	X(LOCK_WAITS, "lock_waits", "callouts left to the node holding the lock")       \
+	X(LOCK_SERVED, "lock_wait_served", "waits answered by the other node's verdict") \
+	X(LOCK_TIMEOUTS, "lock_timeouts", "waits over callout_wait: called out alone")  \
+	X(UNCOORDINATED, "uncoordinated", "callouts made without the fleet (Redis down or failing)") \
+	X(STREAM_READS, "stream_reads", "XREAD replies")                                \
+	X(RESYNCS, "resyncs", "full resynchronisations from the keys")                  \
+	X(RESYNC_KEYS, "resync_keys", "keys read by resynchronisations")
+
+enum fleet_stat {
+#define FS_ENUM(id, name, help) FS_##id,
+	FLEET_STATS_LIST(FS_ENUM)
+#undef FS_ENUM
+	FS__COUNT
+};
+static const char *const fs_names[] = {
+#define FS_NAME(id, name, help) name,
+	FLEET_STATS_LIST(FS_NAME)
+#undef FS_NAME
+};
+static const char *const fs_helps[] = {
+#define FS_HELP(id, name, help) help,
+	FLEET_STATS_LIST(FS_HELP)
+#undef FS_HELP
+};
+
+/* ---------------------------------------------------------------------- */
+/* state */
+
+enum conn_state { C_DOWN = 0, C_CONNECTING, C_AUTH, C_READY };
+enum sync_state { SY_IDLE = 0, SY_PROBE, SY_SCAN, SY_READ };
+
+struct fconn {
+	const char *name;
+	redisAsyncContext *ac;
+	int fd;
+	uint32_t events;
+	bool registered;
+	enum conn_state state;
+	uint64_t retry_at_ms;		/* next connect attempt while down */
+	uint64_t backoff_ms;
+	uint64_t wait_since_ms;		/* oldest unanswered command, 0 = none */
+	uint32_t outstanding;
+	uint64_t gen;			/* bumps at each new context */
+};
+
+enum gate_state { G_GET = 1, G_LOCK, G_WAIT, G_HOLD, G_DONE };
+
+struct gate {
+	struct gate *next;		/* hash chain */
+	struct gate *wnext, *wprev;	/* waiting list (G_WAIT, G_HOLD) */
+	uint64_t h;
+	uint64_t deadline_ms;
+	uint32_t inflight;		/* commands whose reply names this gate */
+	uint8_t state;
+	bool in_wait;
+	uint16_t len;
+	char key[40];			/* hex of the table key */
+	char addr[RG_ADDR_MAX + 1];
+};
+
+struct outbox_ent {
+	bool del;
+	uint16_t len;
+	char addr[RG_ADDR_MAX + 1];
+	struct store_rec rec;
+};
+
+static struct {
+	bool on;
+	/* settings (copied from the config) */
+	char redis[CONFIG_PATH_MAX];
+	char user[64];
+	char password[256];
+	char prefix[32];
+	char node[64];
+	uint8_t secret[16];
+	uint32_t stream_max, lock_ms, wait_ms, timeout_ms, backoff_max_ms;
+	/* Redis */
+	struct fconn cmd, stream;
+	uint64_t timer;
+	bool down_logged;
+	uint64_t down_since_ms, down_since_s;
+	/* the stream */
+	char last_id[48];		/* "" = never read: resync from the keys */
+	char resync_id[48];		/* stream end taken before a resync */
+	char scan_cursor[32];
+	enum sync_state sync;
+	uint64_t lag_ms, last_sync_s;
+	/* gates */
+	struct gate **tab;
+	size_t tab_size, ngates;
+	struct gate *waiting;		/* G_WAIT and G_HOLD, with deadlines */
+	uint8_t hkey[16];		/* the gate hash's own key */
+	/* verdicts waiting for Redis */
+	struct outbox_ent *outbox;
+	size_t nout;
+	uint64_t st[FS__COUNT];
+} fl = {.cmd = {.name = "commands", .fd = -1}, .stream = {.name = "stream", .fd = -1}};
+
+#define FS(x) (fl.st[FS_##x]++)
+
+static void conn_start(struct fconn *c);
+static void conn_drop(struct fconn *c, const char *why);
+static void stream_sync(void);
+static void outbox_flush(void);
+
+/* ---------------------------------------------------------------------- */
+/* the secret and the encoding */
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int fleet_secret_read(const char *path, uint8_t key[16], char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		int e = errno;
+		snprintf(err, errlen, "[fleet] secret_file %s: %s", path, strerror(e));
+		return -e;
+	}
+	char line[128];
+	bool got = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	size_t n = got ? strcspn(line, "\r\n") : 0;
+	while (n && isspace((unsigned char)line[n - 1]))
+		n--;
+	int bad = n != 32;
+	for (size_t i = 0; !bad && i < 16; i++) {
+		int hi = hexval((unsigned char)line[2 * i]), lo = hexval((unsigned char)line[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			bad = 1;
+		else
+			key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	memset(line, 0, sizeof(line));
+	if (bad) {
+		snprintf(err, errlen, "[fleet] secret_file %s: the first line must be 32 hex digits "
+			 "(e.g. from: od -An -tx1 -N16 /dev/urandom | tr -d ' \\n')", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int fleet_rec_encode(const char *addr, size_t len, const struct store_rec *r, char *out)
+{
+	int n = snprintf(out, FLEET_REC_MAX, "1 %u %u %u %" PRIu64 " %" PRIu64 " %" PRIu64 " %u ",
+			 r->verdict, r->source, r->flags, r->updated, r->refresh_at, r->expiry,
+			 r->code);
+	if (n < 0 || (size_t)n + len >= FLEET_REC_MAX || len > RG_ADDR_MAX)
+		return -ENAMETOOLONG;
+	memcpy(out + n, addr, len);
+	out[n + len] = 0;
+	return n + (int)len;
+}
+
+/* One unsigned field followed by a space; advances *p. */
+static int field(const char **p, const char *end, uint64_t *v)
+{
+	const char *s = *p;
+	uint64_t n = 0;
+	if (s >= end || !isdigit((unsigned char)*s))
+		return -1;
+	while (s < end && isdigit((unsigned char)*s)) {
+		if (n > (UINT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(*s++ - '0');
+	}
+	if (s >= end || *s != ' ')
+		return -1;
+	*p = s + 1;
+	*v = n;
+	return 0;
+}
+
+int fleet_rec_decode(const char *s, size_t n, char *addr, size_t *len, struct store_rec *r)
+{
+	const char *p = s, *end = s + n;
+	uint64_t v[8];
+	for (int i = 0; i < 8; i++)
+		if (field(&p, end, &v[i]))
+			return -EINVAL;
+	size_t al = (size_t)(end - p);
+	if (v[0] != 1 || (v[1] != RT_VALID && v[1] != RT_INVALID) || v[2] > 255 || v[3] > 255 ||
+	    v[7] > 999 || al == 0 || al > RG_ADDR_MAX || memchr(p, 0, al) || !memchr(p, '@', al))
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	r->version = STORE_REC_VERSION;
+	r->verdict = (uint8_t)v[1];
+	r->source = (uint8_t)v[2];
+	r->flags = (uint8_t)v[3];
+	r->updated = v[4];
+	r->refresh_at = v[5];
+	r->expiry = v[6];
+	r->code = (uint16_t)v[7];
+	memcpy(addr, p, al);
+	addr[al] = 0;
+	*len = al;
+	return 0;
+}
+
+/* "<prefix>v:<32 hex>" */
+static void key_hex(const char *addr, size_t len, char out[40])
+{
+	struct rg_key128 k;
+	khash128(fl.secret, addr, len, &k);
+	snprintf(out, 40, "%016" PRIx64 "%016" PRIx64, k.hi, k.lo);
+}
+
+/* ---------------------------------------------------------------------- */
+/* hiredis's event hooks on the loop */
+
+static void on_fd(int fd, uint32_t events, void *arg);
+
+static void ev_register(struct fconn *c)
+{
+	if (c->fd < 0)
+		return;
+	if (!c->registered) {
+		if (loop_add_fd(c->fd, c->events, on_fd, c) == 0)
+			c->registered = true;
+	} else {
+		loop_mod_fd(c->fd, c->events);
+	}
+}
+
+static void ev_add_read(void *p)
+{
+	struct fconn *c = p;
+	c->events |= EPOLLIN;
+	ev_register(c);
+}
+
+static void ev_del_read(void *p)
+{
+	struct fconn *c = p;
+	c->events &= ~(uint32_t)EPOLLIN;
+	ev_register(c);
+}
+
+static void ev_add_write(void *p)
+{
+	struct fconn *c = p;
+	c->events |= EPOLLOUT;
+	ev_register(c);
+}
+
+static void ev_del_write(void *p)
+{
+	struct fconn *c = p;
+	c->events &= ~(uint32_t)EPOLLOUT;
+	ev_register(c);
+}
+
+static void ev_cleanup(void *p)
+{
+	struct fconn *c = p;
+	if (c->registered && c->fd >= 0)
+		loop_del_fd(c->fd);
+	c->registered = false;
+	c->events = 0;
+	c->fd = -1;
+}
+
+static void on_fd(int fd, uint32_t events, void *arg)
+{
+	(void)fd;
+	struct fconn *c = arg;
+	uint64_t gen = c->gen;
+	if (!c->ac)
+		return;
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		redisAsyncHandleRead(c->ac);
+	/* the read may have freed the context (a disconnect) */
+	if (c->ac && c->gen == gen && (events & EPOLLOUT))
+		redisAsyncHandleWrite(c->ac);
+}
+
+/* ---------------------------------------------------------------------- */
+/* connections */
+
+static bool up(void)
+{
+	return fl.cmd.state == C_READY && fl.stream.state == C_READY;
+}
+
+static void went_down(const char *why)
+{
+	if (fl.down_since_ms)
+		return;
+	fl.down_since_ms = loop_now_ms();
+	fl.down_since_s = loop_wall_s();
+	FS(OUTAGES);
+	/* once per outage, not per request */
+	log_msg(LOG_WARNING, "fleet: Redis %s unreachable (%s): going on alone (own table and "
+		"store, callouts uncoordinated) and reconnecting", fl.redis, why);
+}
+
+static void came_up(void)
+{
+	if (!up())
+		return;
+	if (fl.down_since_ms) {
+		log_msg(LOG_NOTICE, "fleet: Redis %s back after %llu s: resynchronising", fl.redis,
+			(unsigned long long)((loop_now_ms() - fl.down_since_ms) / 1000u));
+		fl.down_since_ms = 0;
+		fl.down_since_s = 0;
+	} else {
+		log_msg(LOG_INFO, "fleet: node %s connected to Redis %s", fl.node, fl.redis);
+	}
+	outbox_flush();
+}
+
+static void conn_sent(struct fconn *c)
+{
+	if (!c->outstanding++)
+		c->wait_since_ms = loop_now_ms();
+}
+
+static void conn_got(struct fconn *c)
+{
+	if (c->outstanding && !--c->outstanding)
+		c->wait_since_ms = 0;
+	else
+		c->wait_since_ms = loop_now_ms();
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct fconn *c = priv;
+	redisReply *r = reply;
+	(void)ac;
+	conn_got(c);
+	if (!r)
+		return; /* context going away */
+	if (r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		char why[160];
+		snprintf(why, sizeof(why), "AUTH refused: %.120s", r->str);
+		conn_drop(c, why);
+		return;
+	}
+	c->state = C_READY;
+	c->backoff_ms = 0;
+	FS(CONNECTS);
+	if (c == &fl.stream)
+		stream_sync();
+	came_up();
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+	struct fconn *c = ac->data;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback */
+		FS(CONNECT_FAILS);
+		char why[160];
+		snprintf(why, sizeof(why), "connect: %.120s", ac->errstr);
+		c->ac = NULL;
+		c->gen++;
+		c->state = C_DOWN;
+		c->outstanding = 0;
+		c->wait_since_ms = 0;
+		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
+		if (c->backoff_ms > fl.backoff_max_ms)
+			c->backoff_ms = fl.backoff_max_ms;
+		c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+		went_down(why);
+	}
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct fconn *c = ac->data;
+	(void)status;
+	if (c->ac != ac)
+		return;
+	FS(DISCONNECTS);
+	c->ac = NULL;
+	c->gen++;
+	c->state = C_DOWN;
+	c->outstanding = 0;
+	c->wait_since_ms = 0;
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
+	if (c->backoff_ms > fl.backoff_max_ms)
+		c->backoff_ms = fl.backoff_max_ms;
+	c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+	if (c == &fl.stream)
+		fl.sync = SY_IDLE;
+	went_down(ac->errstr[0] ? ac->errstr : "connection closed");
+}
+
+/* Split "host:port" / "[v6]:port"; a Unix path starts with '/'.  Names are
+ * refused: hiredis would resolve them with a blocking lookup. */
+static int parse_redis(const char *s, char *host, size_t hl, int *port, char *err, size_t errlen)
+{
+	if (s[0] == '/') {
+		snprintf(host, hl, "%s", s);
+		*port = 0;
+		return 0;
+	}
+	const char *colon = strrchr(s, ':');
+	const char *h = s, *he = colon;
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':') {
+			snprintf(err, errlen, "[fleet] redis '%s': expected [IPv6]:port", s);
+			return -EINVAL;
+		}
+		h = s + 1;
+		he = rb;
+		colon = rb + 1;
+	}
+	char *end;
+	long p = colon ? strtol(colon + 1, &end, 10) : 0;
+	if (!colon || !colon[1] || *end || p < 1 || p > 65535 || (size_t)(he - h) >= hl) {
+		snprintf(err, errlen, "[fleet] redis '%s': expected host:port or a Unix socket path", s);
+		return -EINVAL;
+	}
+	memcpy(host, h, (size_t)(he - h));
+	host[he - h] = 0;
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1) {
+		snprintf(err, errlen, "[fleet] redis '%s': give an IP address, not a name", s);
+		return -EINVAL;
+	}
+	*port = (int)p;
+	return 0;
+}
+
+static void conn_start(struct fconn *c)
+{
+	char host[CONFIG_PATH_MAX], err[160];
+	int port;
+	if (parse_redis(fl.redis, host, sizeof(host), &port, err, sizeof(err)))
+		return; /* checked at start and reload */
+	redisAsyncContext *ac = port ? redisAsyncConnect(host, port) : redisAsyncConnectUnix(host);
+	c->gen++;
+	if (!ac || ac->err) {
+		FS(CONNECT_FAILS);
+		char why[160];
+		snprintf(why, sizeof(why), "connect: %.120s", ac ? ac->errstr : "out of memory");
+		if (ac)
+			redisAsyncFree(ac);
+		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
+		if (c->backoff_ms > fl.backoff_max_ms)
+			c->backoff_ms = fl.backoff_max_ms;
+		c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+		went_down(why);
+		return;
+	}
+	c->ac = ac;
+	c->fd = ac->c.fd;
+	c->events = 0;
+	c->registered = false;
+	c->state = C_CONNECTING;
+	c->outstanding = 0;
+	c->wait_since_ms = 0;
+	ac->data = c;
+	ac->ev.data = c;
+	ac->ev.addRead = ev_add_read;
+	ac->ev.delRead = ev_del_read;
+	ac->ev.addWrite = ev_add_write;
+	ac->ev.delWrite = ev_del_write;
+	ac->ev.cleanup = ev_cleanup;
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	/* the first command makes hiredis watch the socket: the connect is
+	 * complete when it can be written */
+	c->state = C_AUTH;
+	int r;
+	if (fl.password[0] && fl.user[0])
+		r = redisAsyncCommand(ac, on_auth, c, "AUTH %s %s", fl.user, fl.password);
+	else if (fl.password[0])
+		r = redisAsyncCommand(ac, on_auth, c, "AUTH %s", fl.password);
+	else
+		r = redisAsyncCommand(ac, on_auth, c, "PING");
+	if (r == REDIS_OK)
+		conn_sent(c);
+}
+
+/* Give up a connection now (timeout, refused AUTH): hiredis calls every
+ * pending reply callback with NULL, so what waited on it goes on alone. */
+static void conn_drop(struct fconn *c, const char *why)
+{
+	if (!c->ac)
+		return;
+	went_down(why);
+	redisAsyncContext *ac = c->ac;
+	c->ac = NULL;
+	c->gen++;
+	c->state = C_DOWN;
+	c->outstanding = 0;
+	c->wait_since_ms = 0;
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
+	if (c->backoff_ms > fl.backoff_max_ms)
+		c->backoff_ms = fl.backoff_max_ms;
+	c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+	if (c == &fl.stream)
+		fl.sync = SY_IDLE;
+	redisAsyncFree(ac);
+}
+
+/* Send on cmd; false when it is not up (the caller goes on alone). */
+static bool cmd_argv(redisCallbackFn *fn, void *priv, int argc, const char **argv,
+		     const size_t *lens)
+{
+	if (fl.cmd.state != C_READY || !fl.cmd.ac)
+		return false;
+	if (redisAsyncCommandArgv(fl.cmd.ac, fn, priv, argc, argv, lens) != REDIS_OK)
+		return false;
+	conn_sent(&fl.cmd);
+	return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* sharing what this node learned */
+
+static void on_write_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	if (r && r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		log_kind(LOG_K_GENERAL, LOG_ERR, "fleet: Redis refused a write: %.200s", r->str);
+	}
+}
+
+static void outbox_put(const char *addr, size_t len, const struct store_rec *rec, bool del)
+{
+	/* the newest per address: a later verdict replaces an earlier one */
+	for (size_t i = fl.nout; i-- > 0 && i + 64 >= fl.nout;)
+		if (fl.outbox[i].len == len && !memcmp(fl.outbox[i].addr, addr, len)) {
+			fl.outbox[i].del = del;
+			if (rec)
+				fl.outbox[i].rec = *rec;
+			return;
+		}
+	if (fl.nout >= FLEET_OUTBOX_MAX) {
+		FS(OUTBOX_DROPPED);
+		return;
+	}
+	if (!fl.outbox && !(fl.outbox = calloc(FLEET_OUTBOX_MAX, sizeof(*fl.outbox)))) {
+		FS(OUTBOX_DROPPED);
+		return;
+	}
+	struct outbox_ent *e = &fl.outbox[fl.nout++];
+	e->del = del;
+	e->len = (uint16_t)len;
+	memcpy(e->addr, addr, len);
+	e->addr[len] = 0;
+	if (rec)
+		e->rec = *rec;
+}
+
+static bool share(const char *addr, size_t len, const struct store_rec *rec)
+{
+	char hex[40], vkey[96], val[FLEET_REC_MAX], exat[24], maxlen[16], skey[64];
+	int n = fleet_rec_encode(addr, len, rec, val);
+	if (n < 0)
+		return true; /* cannot be carried: nothing to retry */
+	key_hex(addr, len, hex);
+	snprintf(vkey, sizeof(vkey), "%sv:%s", fl.prefix, hex);
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	snprintf(exat, sizeof(exat), "%" PRIu64, rec->expiry);
+	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
+	const char *set[] = {"SET", vkey, val, "EXAT", exat};
+	size_t setl[] = {3, strlen(vkey), (size_t)n, 4, strlen(exat)};
+	const char *xadd[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "n", fl.node, "o", "v",
+			      "r", val};
+	size_t xl[] = {4, strlen(skey), 6, 1, strlen(maxlen), 1, 1, strlen(fl.node), 1, 1, 1,
+		       (size_t)n};
+	if (!cmd_argv(on_write_reply, NULL, rec->expiry ? 5 : 3, set, setl))
+		return false;
+	if (!cmd_argv(on_write_reply, NULL, 12, xadd, xl))
+		return false;
+	FS(PUBLISHED);
+	return true;
+}
+
+static bool share_del(const char *addr, size_t len)
+{
+	char hex[40], vkey[96], maxlen[16], skey[64];
+	key_hex(addr, len, hex);
+	snprintf(vkey, sizeof(vkey), "%sv:%s", fl.prefix, hex);
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
+	const char *del[] = {"DEL", vkey};
+	size_t dl[] = {3, strlen(vkey)};
+	const char *xadd[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "n", fl.node, "o", "d",
+			      "a", addr};
+	size_t xl[] = {4, strlen(skey), 6, 1, strlen(maxlen), 1, 1, strlen(fl.node), 1, 1, 1, len};
+	if (!cmd_argv(on_write_reply, NULL, 2, del, dl) || !cmd_argv(on_write_reply, NULL, 12, xadd, xl))
+		return false;
+	FS(DELETES_SENT);
+	return true;
+}
+
+static void outbox_flush(void)
+{
+	size_t i = 0;
+	for (; i < fl.nout && up(); i++) {
+		struct outbox_ent *e = &fl.outbox[i];
+		if (!(e->del ? share_del(e->addr, e->len) : share(e->addr, e->len, &e->rec)))
+			break;
+	}
+	memmove(fl.outbox, fl.outbox + i, (fl.nout - i) * sizeof(*fl.outbox));
+	fl.nout -= i;
+}
+
+static struct gate *gate_find(const char *addr, size_t len);
+static void gate_release(struct gate *g);
+
+static void hook_learned(const char *addr, size_t len, const struct store_rec *rec, void *arg)
+{
+	(void)arg;
+	if (rec->verdict != RT_VALID && rec->verdict != RT_INVALID)
+		return;
+	struct gate *g = gate_find(addr, len);
+	if (g && g->state == G_HOLD)
+		gate_release(g); /* the lock is left to expire (see the header) */
+	if (!up() || !share(addr, len, rec))
+		outbox_put(addr, len, rec, false);
+}
+
+static void hook_deleted(const char *addr, size_t len, void *arg)
+{
+	(void)arg;
+	if (!up() || !share_del(addr, len))
+		outbox_put(addr, len, NULL, true);
+}
+
+/* ---------------------------------------------------------------------- */
+/* the gate: one callout per address per fleet */
+
+static uint64_t gate_hash(const char *addr, size_t len)
+{
+	return khash64(fl.hkey, addr, len);
+}
+
+static struct gate *gate_find(const char *addr, size_t len)
+{
+	if (!fl.tab)
+		return NULL;
+	uint64_t h = gate_hash(addr, len);
+	for (struct gate *g = fl.tab[h & (fl.tab_size - 1)]; g; g = g->next)
+		if (g->h == h && g->len == len && !memcmp(g->addr, addr, len))
+			return g;
+	return NULL;
+}
+
+static void wait_add(struct gate *g, uint64_t deadline)
+{
+	g->deadline_ms = deadline;
+	if (g->in_wait)
+		return;
+	g->wprev = NULL;
+	g->wnext = fl.waiting;
+	if (fl.waiting)
+		fl.waiting->wprev = g;
+	fl.waiting = g;
+	g->in_wait = true;
+}
+
+static void wait_del(struct gate *g)
+{
+	if (!g->in_wait)
+		return;
+	if (g->wprev)
+		g->wprev->wnext = g->wnext;
+	else
+		fl.waiting = g->wnext;
+	if (g->wnext)
+		g->wnext->wprev = g->wprev;
+	g->in_wait = false;
+}
+
+/* Done with an address: out of the hash now, freed when no reply names it. */
+static void gate_release(struct gate *g)
+{
+	wait_del(g);
+	if (g->state != G_DONE) {
+		struct gate **b = &fl.tab[g->h & (fl.tab_size - 1)];
+		while (*b && *b != g)
+			b = &(*b)->next;
+		if (*b)
+			*b = g->next;
+		fl.ngates--;
+		g->state = G_DONE;
+	}
+	if (!g->inflight)
+		free(g);
+}
+
+/* A reply arrived for g: true when g still waits for it. */
+static bool gate_reply(struct gate *g)
+{
+	conn_got(&fl.cmd);
+	g->inflight--;
+	if (g->state == G_DONE) {
+		if (!g->inflight)
+			free(g);
+		return false;
+	}
+	return true;
+}
+
+static void gate_go(struct gate *g, bool coordinated)
+{
+	if (!coordinated)
+		FS(UNCOORDINATED);
+	char a[RG_ADDR_MAX + 1];
+	size_t len = g->len;
+	memcpy(a, g->addr, len + 1);
+	if (coordinated && g->state == G_LOCK) {
+		/* the lock is ours until the verdict is shared (or it expires) */
+		g->state = G_HOLD;
+		wait_add(g, loop_now_ms() + fl.lock_ms);
+	} else {
+		gate_release(g);
+	}
+	core_fleet_go(a, len);
+}
+
+static void on_lock(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct gate *g = priv;
+	redisReply *r = reply;
+	if (!gate_reply(g))
+		return;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		if (r)
+			FS(ERRORS);
+		gate_go(g, false);
+		return;
+	}
+	if (r->type == REDIS_REPLY_STATUS) {
+		FS(LOCKS);
+		gate_go(g, true);
+		return;
+	}
+	/* nil: another node calls out; its verdict comes on the stream */
+	FS(LOCK_WAITS);
+	g->state = G_WAIT;
+	wait_add(g, loop_now_ms() + fl.wait_ms);
+}
+
+static void on_get(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct gate *g = priv;
+	redisReply *r = reply;
+	if (!gate_reply(g))
+		return;
+	if (!r || r->type == REDIS_REPLY_ERROR) {
+		if (r)
+			FS(ERRORS);
+		gate_go(g, false);
+		return;
+	}
+	if (r->type == REDIS_REPLY_STRING) {
+		char a[RG_ADDR_MAX + 1];
+		size_t al;
+		struct store_rec rec;
+		if (fleet_rec_decode(r->str, r->len, a, &al, &rec) == 0 && al == g->len &&
+		    !memcmp(a, g->addr, al) && ttl_live(&rec, loop_wall_s()) &&
+		    !ttl_refresh_due(&rec, loop_wall_s())) {
+			FS(GATE_HITS);
+			gate_release(g);
+			int rc = core_fleet_apply(a, al, &rec);
+			if (rc == 0)
+				FS(APPLIED);
+			else
+				core_fleet_go(a, al); /* not taken here: call out */
+			return;
+		}
+	}
+	char lkey[96];
+	snprintf(lkey, sizeof(lkey), "%sl:%s", fl.prefix, g->key);
+	char px[16];
+	snprintf(px, sizeof(px), "%u", fl.lock_ms);
+	const char *argv[] = {"SET", lkey, fl.node, "NX", "PX", px};
+	size_t lens[] = {3, strlen(lkey), strlen(fl.node), 2, 2, strlen(px)};
+	g->state = G_LOCK;
+	if (!cmd_argv(on_lock, g, 6, argv, lens)) {
+		gate_go(g, false);
+		return;
+	}
+	g->inflight++;
+}
+
+static bool hook_gate(const char *addr, size_t len, void *arg)
+{
+	(void)arg;
+	if (!up()) {
+		FS(UNCOORDINATED);
+		return false;
+	}
+	struct gate *g = gate_find(addr, len);
+	if (g) {
+		/* still holding the lock from an earlier round: call out */
+		gate_release(g);
+	}
+	if (fl.ngates >= FLEET_GATES_MAX) {
+		FS(GATE_FULL);
+		FS(UNCOORDINATED);
+		return false;
+	}
+	if (fl.ngates >= fl.tab_size) {
+		size_t ns = fl.tab_size ? fl.tab_size * 2 : 1024;
+		struct gate **nt = calloc(ns, sizeof(*nt));
+		if (!nt) {
+			FS(UNCOORDINATED);
+			return false;
+		}
+		for (size_t i = 0; i < fl.tab_size; i++)
+			for (struct gate *x = fl.tab[i], *nx; x; x = nx) {
+				nx = x->next;
+				x->next = nt[x->h & (ns - 1)];
+				nt[x->h & (ns - 1)] = x;
+			}
+		free(fl.tab);
+		fl.tab = nt;
+		fl.tab_size = ns;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		FS(UNCOORDINATED);
+		return false;
+	}
+	g->h = gate_hash(addr, len);
+	g->len = (uint16_t)len;
+	memcpy(g->addr, addr, len);
+	g->addr[len] = 0;
+	key_hex(addr, len, g->key);
+	char vkey[96];
+	snprintf(vkey, sizeof(vkey), "%sv:%s", fl.prefix, g->key);
+	const char *argv[] = {"GET", vkey};
+	size_t lens[] = {3, strlen(vkey)};
+	if (!cmd_argv(on_get, g, 2, argv, lens)) {
+		free(g);
+		FS(UNCOORDINATED);
+		return false;
+	}
+	g->inflight = 1;
+	g->state = G_GET;
+	struct gate **b = &fl.tab[g->h & (fl.tab_size - 1)];
+	g->next = *b;
+	*b = g;
+	fl.ngates++;
+	FS(GATED);
+	return true;
+}
+
+/* ---------------------------------------------------------------------- */
+/* applying the stream */
+
+static void apply_rec(const char *s, size_t n)
+{
+	char a[RG_ADDR_MAX + 1];
+	size_t al;
+	struct store_rec rec;
+	if (fleet_rec_decode(s, n, a, &al, &rec)) {
+		FS(APPLY_BAD);
+		return;
+	}
+	struct gate *g = gate_find(a, al);
+	bool waited = g && g->state == G_WAIT;
+	int r = core_fleet_apply(a, al, &rec);
+	if (r == 0)
+		FS(APPLIED);
+	else if (r == -ENOENT)
+		FS(APPLY_SKIPPED);
+	else if (r == -EEXIST)
+		FS(APPLY_KEPT);
+	else
+		FS(APPLY_BAD);
+	if (g && g->state != G_HOLD) {
+		/* answered (core_fleet_apply opened the gate with the verdict) */
+		if (waited && r == 0)
+			FS(LOCK_SERVED);
+		gate_release(g);
+		if (r != 0)
+			core_fleet_go(a, al);
+	}
+}
+
+static int id_cmp(const char *a, const char *b)
+{
+	unsigned long long am = 0, as = 0, bm = 0, bs = 0;
+	sscanf(a, "%llu-%llu", &am, &as);
+	sscanf(b, "%llu-%llu", &bm, &bs);
+	return am < bm ? -1 : am > bm ? 1 : as < bs ? -1 : as > bs ? 1 : 0;
+}
+
+static void stream_read(void);
+
+static bool stream_cmd(redisCallbackFn *fn, int argc, const char **argv, const size_t *lens)
+{
+	struct fconn *c = &fl.stream;
+	if (c->state != C_READY || !c->ac)
+		return false;
+	if (redisAsyncCommandArgv(c->ac, fn, NULL, argc, argv, lens) != REDIS_OK)
+		return false;
+	conn_sent(c);
+	return true;
+}
+
+static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	redisReply *r = reply;
+	conn_got(&fl.stream);
+	if (!r)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		conn_drop(&fl.stream, "XREAD refused");
+		return;
+	}
+	FS(STREAM_READS);
+	fl.last_sync_s = loop_wall_s();
+	/* [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout */
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+		redisReply *ents = r->element[0]->element[1];
+		for (size_t i = 0; ents->type == REDIS_REPLY_ARRAY && i < ents->elements; i++) {
+			redisReply *e = ents->element[i];
+			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+			    e->element[0]->type != REDIS_REPLY_STRING)
+				continue;
+			snprintf(fl.last_id, sizeof(fl.last_id), "%s", e->element[0]->str);
+			redisReply *f = e->element[1];
+			const redisReply *node = NULL, *op = NULL, *rec = NULL, *addr = NULL;
+			for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
+				const redisReply *fk = f->element[k], *fv = f->element[k + 1];
+				if (fk->type != REDIS_REPLY_STRING || fv->type != REDIS_REPLY_STRING ||
+				    fk->len != 1)
+					continue;
+				if (fk->str[0] == 'n')
+					node = fv;
+				else if (fk->str[0] == 'o')
+					op = fv;
+				else if (fk->str[0] == 'r')
+					rec = fv;
+				else if (fk->str[0] == 'a')
+					addr = fv;
+			}
+			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+			fl.lag_ms = now_ms > ms ? now_ms - ms : 0;
+			if (node && !strcmp(node->str, fl.node))
+				continue; /* our own */
+			if (op && op->len == 1 && op->str[0] == 'v' && rec) {
+				apply_rec(rec->str, rec->len);
+			} else if (op && op->len == 1 && op->str[0] == 'd' && addr) {
+				if (core_fleet_del(addr->str, addr->len) == 0)
+					FS(DELETES);
+			} else {
+				FS(APPLY_BAD);
+			}
+		}
+	}
+	stream_read();
+}
+
+static void stream_read(void)
+{
+	char skey[64], cnt[16], blk[16];
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	snprintf(cnt, sizeof(cnt), "%u", FLEET_XREAD_COUNT);
+	snprintf(blk, sizeof(blk), "%u", FLEET_XREAD_BLOCK_MS);
+	const char *argv[] = {"XREAD", "COUNT", cnt, "BLOCK", blk, "STREAMS", skey, fl.last_id};
+	size_t lens[] = {5, 5, strlen(cnt), 5, strlen(blk), 7, strlen(skey), strlen(fl.last_id)};
+	fl.sync = SY_READ;
+	if (!stream_cmd(on_xread, 8, argv, lens))
+		fl.sync = SY_IDLE;
+}
+
+static void scan_step(void);
+
+/* One SCAN step's keys are in: the next step, or the stream. */
+static void scan_next(void)
+{
+	if (!strcmp(fl.scan_cursor, "0")) {
+		/* the keys are in: the stream from where it ended before the scan */
+		snprintf(fl.last_id, sizeof(fl.last_id), "%s", fl.resync_id);
+		log_msg(LOG_INFO, "fleet: resynchronised from the keys; following the stream from %s",
+			fl.last_id);
+		stream_read();
+		return;
+	}
+	scan_step();
+}
+
+static void on_mget(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	redisReply *r = reply;
+	conn_got(&fl.stream);
+	if (!r)
+		return;
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+		redisReply *v = r->element[i];
+		if (v->type != REDIS_REPLY_STRING)
+			continue; /* expired between SCAN and MGET */
+		FS(RESYNC_KEYS);
+		apply_rec(v->str, v->len);
+	}
+	scan_next();
+}
+
+static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	redisReply *r = reply;
+	conn_got(&fl.stream);
+	if (!r)
+		return;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_ARRAY) {
+		FS(ERRORS);
+		conn_drop(&fl.stream, "SCAN failed");
+		return;
+	}
+	snprintf(fl.scan_cursor, sizeof(fl.scan_cursor), "%s", r->element[0]->str);
+	redisReply *keys = r->element[1];
+	if (!keys->elements) {
+		scan_next();
+		return;
+	}
+	const char **argv = calloc(keys->elements + 1, sizeof(*argv));
+	size_t *lens = calloc(keys->elements + 1, sizeof(*lens));
+	if (!argv || !lens) {
+		free(argv);
+		free(lens);
+		conn_drop(&fl.stream, "out of memory");
+		return;
+	}
+	argv[0] = "MGET";
+	lens[0] = 4;
+	for (size_t i = 0; i < keys->elements; i++) {
+		argv[i + 1] = keys->element[i]->str;
+		lens[i + 1] = keys->element[i]->len;
+	}
+	if (!stream_cmd(on_mget, (int)keys->elements + 1, argv, lens))
+		fl.sync = SY_IDLE;
+	free(argv);
+	free(lens);
+}
+
+static void scan_step(void)
+{
+	char pat[96], cnt[16];
+	snprintf(pat, sizeof(pat), "%sv:*", fl.prefix);
+	snprintf(cnt, sizeof(cnt), "%u", FLEET_SCAN_COUNT);
+	const char *argv[] = {"SCAN", fl.scan_cursor, "MATCH", pat, "COUNT", cnt};
+	size_t lens[] = {4, strlen(fl.scan_cursor), 5, strlen(pat), 5, strlen(cnt)};
+	fl.sync = SY_SCAN;
+	if (!stream_cmd(on_scan, 6, argv, lens))
+		fl.sync = SY_IDLE;
+}
+
+/* The stream's first and last ids: resume from last_id, or resync. */
+static void on_probe(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	redisReply *r = reply;
+	conn_got(&fl.stream);
+	if (!r)
+		return;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		FS(ERRORS);
+		conn_drop(&fl.stream, "stream probe failed");
+		return;
+	}
+	/* MULTI/EXEC: [XRANGE - + COUNT 1, XREVRANGE + - COUNT 1] */
+	char first[48] = "", last[48] = "0-0";
+	redisReply *f = r->element[0], *l = r->element[1];
+	if (f->type == REDIS_REPLY_ARRAY && f->elements == 1 && f->element[0]->elements == 2)
+		snprintf(first, sizeof(first), "%s", f->element[0]->element[0]->str);
+	if (l->type == REDIS_REPLY_ARRAY && l->elements == 1 && l->element[0]->elements == 2)
+		snprintf(last, sizeof(last), "%s", l->element[0]->element[0]->str);
+	if (fl.last_id[0] && (!first[0] || id_cmp(first, fl.last_id) <= 0)) {
+		stream_read(); /* nothing trimmed past us */
+		return;
+	}
+	/* new, or away longer than the stream remembers: from the keys */
+	FS(RESYNCS);
+	snprintf(fl.resync_id, sizeof(fl.resync_id), "%s", last);
+	snprintf(fl.scan_cursor, sizeof(fl.scan_cursor), "0");
+	scan_step();
+}
+
+static void on_multi(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)priv;
+	(void)reply;
+	conn_got(&fl.stream);
+}
+
+static void stream_sync(void)
+{
+	char skey[64];
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+	size_t ml[] = {5}, el[] = {4};
+	const char *xr[] = {"XRANGE", skey, "-", "+", "COUNT", "1"};
+	const char *xrr[] = {"XREVRANGE", skey, "+", "-", "COUNT", "1"};
+	size_t xl[] = {6, strlen(skey), 1, 1, 5, 1}, xrl[] = {9, strlen(skey), 1, 1, 5, 1};
+	fl.sync = SY_PROBE;
+	if (!stream_cmd(on_multi, 1, multi, ml) || !stream_cmd(on_multi, 6, xr, xl) ||
+	    !stream_cmd(on_multi, 6, xrr, xrl) || !stream_cmd(on_probe, 1, exec, el))
+		conn_drop(&fl.stream, "cannot send");
+}
+
+/* ---------------------------------------------------------------------- */
+/* timer: reconnects, reply timeouts, waits over */
+
+static void tick(void *arg)
+{
+	(void)arg;
+	uint64_t now = loop_now_ms();
+	struct fconn *cs[] = {&fl.cmd, &fl.stream};
+	for (int i = 0; i < 2; i++) {
+		struct fconn *c = cs[i];
+		if (c->state == C_DOWN && now >= c->retry_at_ms)
+			conn_start(c);
+		/* a blocking XREAD answers within its BLOCK time */
+		uint64_t allow = fl.timeout_ms + (c == &fl.stream && fl.sync == SY_READ ?
+							   FLEET_XREAD_BLOCK_MS : 0);
+		if (c->ac && c->wait_since_ms && now - c->wait_since_ms > allow) {
+			FS(TIMEOUTS);
+			conn_drop(c, "no reply within redis_timeout");
+		}
+	}
+	for (struct gate *g = fl.waiting, *nx; g; g = nx) {
+		nx = g->wnext;
+		if (now < g->deadline_ms)
+			continue;
+		if (g->state == G_WAIT) {
+			FS(LOCK_TIMEOUTS);
+			gate_go(g, true);
+		} else {
+			gate_release(g); /* a held lock expired without a verdict */
+		}
+	}
+	if (up() && fl.nout)
+		outbox_flush();
+}
+
+/* ---------------------------------------------------------------------- */
+/* status, stats */
+
+static void hook_status(struct core_fleet_status *o, void *arg)
+{
+	(void)arg;
+	o->enabled = true;
+	o->connected = up();
+	snprintf(o->node, sizeof(o->node), "%s", fl.node);
+	snprintf(o->redis, sizeof(o->redis), "%s", fl.redis);
+	o->down_since_s = fl.down_since_s;
+	o->stream_lag_ms = fl.lag_ms;
+	o->last_sync_s = fl.last_sync_s;
+	o->applied = fl.st[FS_APPLIED];
+	o->published = fl.st[FS_PUBLISHED];
+	o->lock_waits = fl.st[FS_LOCK_WAITS];
+	o->uncoordinated = fl.st[FS_UNCOORDINATED];
+	o->outbox = fl.nout;
+}
+
+void fleet_stats_foreach(core_stat_fn fn, void *arg)
+{
+	if (!fl.on)
+		return;
+	fn("fleet", "connected", up(), "1 while both Redis connections are up", arg);
+	for (int i = 0; i < FS__COUNT; i++)
+		fn("fleet", fs_names[i], fl.st[i], fs_helps[i], arg);
+	fn("fleet", "stream_lag_ms", fl.lag_ms, "age of the last stream entry when applied", arg);
+	fn("fleet", "last_sync_s", fl.last_sync_s, "realtime of the last stream read", arg);
+	fn("fleet", "gates", fl.ngates, "addresses at the gate now", arg);
+	fn("fleet", "outbox", fl.nout, "verdicts waiting for Redis", arg);
+}
+
+/* ---------------------------------------------------------------------- */
+/* start, reload, stop */
+
+static int settings(const struct config *cfg, char *err, size_t errlen)
+{
+	char host[CONFIG_PATH_MAX];
+	int port;
+	int r = parse_redis(cfg->fleet_redis, host, sizeof(host), &port, err, errlen);
+	if (r)
+		return r;
+	char pw[256] = "";
+	if (cfg->fleet_password_file[0]) {
+		FILE *f = fopen(cfg->fleet_password_file, "r");
+		if (!f) {
+			int e = errno;
+			snprintf(err, errlen, "[fleet] redis_password_file %s: %s",
+				 cfg->fleet_password_file, strerror(e));
+			return -e;
+		}
+		if (!fgets(pw, sizeof(pw), f))
+			pw[0] = 0;
+		fclose(f);
+		pw[strcspn(pw, "\r\n")] = 0;
+		if (!pw[0]) {
+			snprintf(err, errlen, "[fleet] redis_password_file %s: empty",
+				 cfg->fleet_password_file);
+			return -EINVAL;
+		}
+	}
+	uint8_t secret[16];
+	if ((r = fleet_secret_read(cfg->fleet_secret_file, secret, err, errlen)))
+		return r;
+	if (fl.on && memcmp(secret, fl.secret, sizeof(secret)))
+		log_msg(LOG_WARNING, "fleet: secret_file changed: the new secret takes effect at the "
+			"next restart (docs/fleet.md: rolling the secret)");
+	if (!fl.on)
+		memcpy(fl.secret, secret, sizeof(secret));
+	bool same = fl.on && !strcmp(fl.redis, cfg->fleet_redis) && !strcmp(fl.user, cfg->fleet_user) &&
+		    !strcmp(fl.password, pw) && !strcmp(fl.prefix, cfg->fleet_prefix);
+	snprintf(fl.redis, sizeof(fl.redis), "%s", cfg->fleet_redis);
+	snprintf(fl.user, sizeof(fl.user), "%s", cfg->fleet_user);
+	memcpy(fl.password, pw, sizeof(pw));
+	memset(pw, 0, sizeof(pw));
+	if (strcmp(fl.prefix, cfg->fleet_prefix)) {
+		snprintf(fl.prefix, sizeof(fl.prefix), "%s", cfg->fleet_prefix);
+		fl.last_id[0] = 0; /* another key space: resync from its keys */
+	}
+	if (cfg->fleet_node[0]) {
+		snprintf(fl.node, sizeof(fl.node), "%s", cfg->fleet_node);
+	} else {
+		char hn[64] = "";
+		gethostname(hn, sizeof(hn) - 1);
+		snprintf(fl.node, sizeof(fl.node), "%s", hn[0] ? hn : "rcptgated");
+	}
+	fl.stream_max = cfg->fleet_stream_max;
+	fl.lock_ms = cfg->fleet_lock_ms;
+	fl.wait_ms = cfg->fleet_wait_ms;
+	fl.timeout_ms = cfg->fleet_connect_timeout_ms;
+	fl.backoff_max_ms = cfg->fleet_reconnect_max_ms;
+	return same ? 0 : 1;
+}
+
+int fleet_start(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->fleet_redis[0])
+		return 0;
+	int r = settings(cfg, err, errlen);
+	if (r < 0)
+		return r;
+	if (khash_new_key(fl.hkey)) {
+		snprintf(err, errlen, "fleet: getrandom failed");
+		return -EIO;
+	}
+	fl.timer = loop_timer_add(20, 20, tick, NULL);
+	if (!fl.timer) {
+		snprintf(err, errlen, "fleet: out of memory");
+		return -ENOMEM;
+	}
+	static const struct core_fleet_hooks hooks = {
+		.learned = hook_learned,
+		.deleted = hook_deleted,
+		.gate = hook_gate,
+		.status = hook_status,
+	};
+	core_set_fleet_hooks(&hooks);
+	fl.on = true;
+	conn_start(&fl.cmd);
+	conn_start(&fl.stream);
+	log_msg(LOG_INFO, "fleet: node %s, Redis %s, key prefix %s", fl.node, fl.redis, fl.prefix);
+	return 0;
+}
+
+int fleet_reload(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!fl.on) {
+		if (cfg->fleet_redis[0])
+			log_msg(LOG_WARNING, "fleet: [fleet] added: it takes effect at the next restart "
+				"(the table's hash secret changes)");
+		return 0;
+	}
+	if (!cfg->fleet_redis[0]) {
+		log_msg(LOG_WARNING, "fleet: [fleet] removed: it takes effect at the next restart");
+		return 0;
+	}
+	int r = settings(cfg, err, errlen);
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		conn_drop(&fl.cmd, "reconfigured");
+		conn_drop(&fl.stream, "reconfigured");
+		fl.cmd.retry_at_ms = fl.stream.retry_at_ms = 0;
+		fl.down_since_ms = 0; /* not an outage */
+		fl.down_since_s = 0;
+	}
+	return 0;
+}
+
+void fleet_stop(void)
+{
+	if (!fl.on)
+		return;
+	core_set_fleet_hooks(NULL);
+	loop_timer_cancel(fl.timer);
+	fl.on = false;
+	/* pending replies are called with NULL: gates let their callouts go */
+	if (fl.cmd.ac) {
+		redisAsyncContext *ac = fl.cmd.ac;
+		fl.cmd.ac = NULL;
+		fl.cmd.gen++;
+		redisAsyncFree(ac);
+	}
+	if (fl.stream.ac) {
+		redisAsyncContext *ac = fl.stream.ac;
+		fl.stream.ac = NULL;
+		fl.stream.gen++;
+		redisAsyncFree(ac);
+	}
+	for (size_t i = 0; i < fl.tab_size; i++)
+		while (fl.tab[i]) {
+			struct gate *g = fl.tab[i];
+			fl.tab[i] = g->next;
+			free(g);
+		}
+	free(fl.tab);
+	free(fl.outbox);
+	memset(fl.password, 0, sizeof(fl.password));
+	memset(&fl, 0, sizeof(fl));
+	fl.cmd.name = "commands";
+	fl.cmd.fd = -1;
+	fl.stream.name = "stream";
+	fl.stream.fd = -1;
+}
