@@ -1,0 +1,680 @@
+/*
+ * test_fleet.c — the fleet module against a real redis-server (started by
+ * the test on a Unix socket in a temporary directory): the [fleet] section,
+ * the shared hash secret in the table, a verdict learned here written to
+ * Redis (key + stream), the stream applied to the store and table, Redis
+ * asked before a callout, a lock held elsewhere waited for (served by the
+ * other node's verdict, or a callout alone after callout_wait), Redis down
+ * (callouts go on, counted uncoordinated; what was learned reaches Redis when
+ * it is back), catch-up from the last stream id or from the keys when the
+ * stream was trimmed, and two daemons (this process and a child rcptgated)
+ * verifying each address once between them.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "core.h"
+#include "daemon.h"
+#include "fleet.h"
+#include "khash.h"
+#include "rtable.h"
+#include "services.h"
+#include "spsc.h"
+#include "store.h"
+
+#define SECRET_HEX "00112233445566778899aabbccddeeff"
+
+/* ---- a loopback destination: local parts starting "no" do not exist;
+ * every RCPT counted */
+
+static int srv_fd = -1, srv_port;
+static int srv_rcpts;
+
+static void *responder(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char buf[4096], line[1024];
+	size_t len = 0;
+	dprintf(fd, "220 mx.test ESMTP\r\n");
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			break;
+		char out[8192];
+		size_t ol = 0;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (len < sizeof(line) - 1)
+					line[len++] = buf[i];
+				continue;
+			}
+			line[len && line[len - 1] == '\r' ? len - 1 : len] = 0;
+			len = 0;
+			const char *r;
+			if (!strncasecmp(line, "RCPT", 4))
+				__atomic_add_fetch(&srv_rcpts, 1, __ATOMIC_SEQ_CST);
+			if (!strncasecmp(line, "EHLO", 4))
+				r = "250-mx.test\r\n250 PIPELINING\r\n";
+			else if (!strncasecmp(line, "RCPT TO:<no", 11))
+				r = "550 5.1.1 User unknown in virtual mailbox table\r\n";
+			else if (!strncasecmp(line, "QUIT", 4))
+				r = "221 Bye\r\n";
+			else
+				r = "250 Ok\r\n";
+			size_t rl = strlen(r);
+			if (ol + rl < sizeof(out)) {
+				memcpy(out + ol, r, rl);
+				ol += rl;
+			}
+		}
+		if (ol && send(fd, out, ol, MSG_NOSIGNAL) < 0)
+			break;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void *acceptor(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int c = accept(srv_fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		pthread_t t;
+		pthread_create(&t, NULL, responder, (void *)(intptr_t)c);
+		pthread_detach(t);
+	}
+}
+
+static int rcpts(void)
+{
+	return __atomic_load_n(&srv_rcpts, __ATOMIC_SEQ_CST);
+}
+
+/* ---- redis-server in the temporary directory */
+
+static char dir[64], conf[128], shm[128], rsock[128], secret[128];
+static pid_t redis_pid, nodeb_pid;
+static redisContext *rc;
+
+static void redis_start(void)
+{
+	char rdir[100];
+	snprintf(rdir, sizeof(rdir), "%s/redis", dir);
+	mkdir(rdir, 0700);
+	redis_pid = fork();
+	cr_assert_geq(redis_pid, 0);
+	if (redis_pid == 0) {
+		freopen("/dev/null", "w", stdout);
+		execlp("redis-server", "redis-server", "--port", "0", "--unixsocket", rsock,
+		       "--unixsocketperm", "700", "--save", "", "--appendonly", "no", "--dir", rdir,
+		       (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 500; i++) {
+		redisContext *c = redisConnectUnix(rsock);
+		if (c && !c->err) {
+			redisReply *r = redisCommand(c, "PING");
+			bool ok = r && r->type == REDIS_REPLY_STATUS;
+			freeReplyObject(r);
+			if (ok) {
+				rc = c;
+				return;
+			}
+		}
+		if (c)
+			redisFree(c);
+		usleep(10000);
+	}
+	cr_assert_fail("redis-server did not start (is it installed? scripts/setup)");
+}
+
+static void redis_kill(void)
+{
+	if (rc)
+		redisFree(rc);
+	rc = NULL;
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGKILL);
+		waitpid(redis_pid, NULL, 0);
+	}
+	redis_pid = 0;
+	unlink(rsock);
+}
+
+static redisReply *cmd(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	redisReply *r = redisvCommand(rc, fmt, ap);
+	va_end(ap);
+	cr_assert_not_null(r, "redis: %s", rc->errstr);
+	return r;
+}
+
+static void key_of(const char *addr, char *out, const char *kind)
+{
+	uint8_t k[16];
+	char err[200];
+	cr_assert_eq(fleet_secret_read(secret, k, err, sizeof(err)), 0, "%s", err);
+	struct rg_key128 h;
+	khash128(k, addr, strlen(addr), &h);
+	sprintf(out, "rg:%s:%016" PRIx64 "%016" PRIx64, kind, h.hi, h.lo);
+}
+
+/* another node's verdict as it writes it: the key, and the stream unless
+ * key_only */
+static void other_node_learns(const char *addr, bool valid, bool key_only)
+{
+	struct store_rec rec = {.version = STORE_REC_VERSION};
+	rec.verdict = valid ? RT_VALID : RT_INVALID;
+	rec.source = RT_SRC_CALLOUT;
+	rec.updated = (uint64_t)time(NULL);
+	rec.refresh_at = rec.updated + 600;
+	rec.expiry = rec.updated + 3600;
+	rec.code = valid ? 250 : 550;
+	char val[FLEET_REC_MAX], key[100];
+	int n = fleet_rec_encode(addr, strlen(addr), &rec, val);
+	cr_assert_gt(n, 0);
+	key_of(addr, key, "v");
+	freeReplyObject(cmd("SET %s %b EXAT %" PRIu64, key, val, (size_t)n, rec.expiry));
+	if (!key_only)
+		freeReplyObject(cmd("XADD rg:stream MAXLEN ~ 100000 * n other o v r %b", val,
+				    (size_t)n));
+}
+
+/* ---- the daemon */
+
+static const char *fleet_extra = "";
+
+static void write_conf_at(const char *path, const char *shm_path, const char *store,
+			  const char *ctl, const char *node)
+{
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f,
+		"[global]\nshm_path = %s\nstore_path = %s\ncontrol_socket = %s\n"
+		"shm_max_lcores = 2\ntable_init_log2 = 10\ntable_max_log2 = 16\n"
+		"syslog_facility = local7\n\n"
+		"[fleet]\nredis = %s\nsecret_file = %s\nnode_name = %s\n%s\n"
+		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n",
+		shm_path, store, ctl, rsock, secret, node, fleet_extra, srv_port);
+	fclose(f);
+}
+
+static void write_conf(void)
+{
+	char store[100], ctl[100];
+	snprintf(store, sizeof(store), "%s/store", dir);
+	snprintf(ctl, sizeof(ctl), "%s/ctl.sock", dir);
+	write_conf_at(conf, shm, store, ctl, "a");
+}
+
+static void setup(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/rg-test-fleet-%d", (int)getpid());
+	snprintf(conf, sizeof(conf), "%s/rcptgated.conf", dir);
+	snprintf(shm, sizeof(shm), "/dev/shm/rg-test-fleet-%d", (int)getpid());
+	snprintf(rsock, sizeof(rsock), "%s/redis.sock", dir);
+	snprintf(secret, sizeof(secret), "%s/fleet.key", dir);
+	char c[200];
+	snprintf(c, sizeof(c), "rm -rf %s && mkdir -p %s", dir, dir);
+	cr_assert_eq(system(c), 0);
+	FILE *f = fopen(secret, "w");
+	fprintf(f, "%s\n", SECRET_HEX);
+	fclose(f);
+	sigset_t ss;
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGHUP);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &ss, NULL);
+	srv_rcpts = 0;
+	srv_fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof(a);
+	cr_assert_eq(bind(srv_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	getsockname(srv_fd, (struct sockaddr *)&a, &l);
+	srv_port = ntohs(a.sin_port);
+	listen(srv_fd, 64);
+	pthread_t t;
+	pthread_create(&t, NULL, acceptor, NULL);
+	pthread_detach(t);
+	redis_start();
+	write_conf();
+}
+
+static void teardown(void)
+{
+	daemon_fini();
+	if (nodeb_pid > 0) {
+		kill(nodeb_pid, SIGKILL);
+		waitpid(nodeb_pid, NULL, 0);
+		nodeb_pid = 0;
+	}
+	redis_kill();
+	char c[400];
+	snprintf(c, sizeof(c), "rm -rf %s %s %s-b", dir, shm, shm);
+	if (system(c) != 0)
+		fprintf(stderr, "cleanup failed\n");
+}
+
+static void start(void)
+{
+	struct daemon_opts o = {.config_path = conf, .services = rcptgated_services,
+				.nservices = RCPTGATED_NSERVICES};
+	char err[512] = "";
+	cr_assert_eq(daemon_init(&o, err, sizeof(err)), 0, "daemon_init: %s", err);
+}
+
+static void spin(int ms)
+{
+	uint64_t end = daemon_now_ms() + (uint64_t)ms;
+	while (daemon_now_ms() < end)
+		daemon_loop_once(5);
+}
+
+struct stat_q {
+	const char *name;
+	uint64_t v;
+	bool found;
+};
+
+static void stat_fn(const char *g, const char *n, uint64_t v, const char *h, void *arg)
+{
+	(void)h;
+	struct stat_q *q = arg;
+	if (!strcmp(g, "fleet") && !strcmp(n, q->name)) {
+		q->v = v;
+		q->found = true;
+	}
+}
+
+static uint64_t fstat_v(const char *name)
+{
+	struct stat_q q = {.name = name};
+	core_stats_foreach(stat_fn, &q);
+	cr_assert(q.found, "no fleet counter %s", name);
+	return q.v;
+}
+
+static bool connected(void)
+{
+	struct core_status st;
+	core_status(&st);
+	return st.fleet.connected;
+}
+
+static void wait_connected(void)
+{
+	for (int i = 0; i < 400 && !connected(); i++)
+		spin(10);
+	cr_assert(connected(), "fleet connected to Redis");
+}
+
+static void push_miss_at(const char *path, const char *addr)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(path, &m, err, sizeof(err)), 0, "%s", err);
+	const struct shm_hdr *h = shm_hdr(&m);
+	struct spsc_hdr *r = (struct spsc_hdr *)((uint8_t *)shm_lcore_at(&m, 1) + h->miss_ring_off);
+	struct msg_miss *mm = spsc_reserve(r);
+	cr_assert_not_null(mm);
+	memset(mm, 0, sizeof(*mm));
+	struct rg_key128 k;
+	khash128(h->hash_key, addr, strlen(addr), &k);
+	mm->key_hi = k.hi;
+	mm->key_lo = k.lo;
+	mm->len = (uint16_t)strlen(addr);
+	memcpy(mm->addr, addr, mm->len);
+	spsc_commit(r);
+	shm_detach(&m);
+}
+
+static bool table_has_at(const char *path, const char *addr, uint8_t verdict)
+{
+	struct shm_map m;
+	char err[256];
+	if (shm_attach_reader(path, &m, err, sizeof(err)))
+		return false;
+	struct rtable_reader rd;
+	rtable_reader_init(&rd, &m, NULL);
+	struct rg_key128 k;
+	khash128(shm_hdr(&m)->hash_key, addr, strlen(addr), &k);
+	struct rtable_val v;
+	bool ok = rtable_lookup(&rd, &k, &v) && v.verdict == verdict;
+	shm_detach(&m);
+	return ok;
+}
+
+static bool table_has(const char *addr, uint8_t verdict)
+{
+	return table_has_at(shm, addr, verdict);
+}
+
+static void wait_table(const char *addr, uint8_t verdict, int ms)
+{
+	for (int i = 0; i < ms / 10 && !table_has(addr, verdict); i++)
+		spin(10);
+	cr_assert(table_has(addr, verdict), "%s in the table", addr);
+}
+
+TestSuite(fleet, .init = setup, .fini = teardown, .timeout = 90);
+
+/* ---- the [fleet] section */
+
+Test(fleet, config_section)
+{
+	struct config c;
+	char err[512];
+	cr_assert_eq(config_load_string("t.conf", "[global]\n[fleet]\nredis = /run/redis.sock\n"
+					"secret_file = /etc/k\nnode_name = edge1\ncallout_wait = 500ms\n",
+					&c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(c.fleet_redis, "/run/redis.sock");
+	cr_expect_str_eq(c.fleet_node, "edge1");
+	cr_expect_str_eq(c.fleet_prefix, "rg:");
+	cr_expect_eq(c.fleet_wait_ms, 500);
+	cr_expect_eq(c.fleet_lock_ms, 15000);
+	config_free(&c);
+	/* absent: no fleet */
+	cr_assert_eq(config_load_string("t.conf", "[global]\n", &c, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(c.fleet_redis, "");
+	config_free(&c);
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		{"[fleet]\nredis = /r.sock\n", "needs secret_file"},
+		{"[global]\nredis = /r.sock\n", "belongs in [fleet]"},
+		{"[fleet]\nstore_path = /x\n", "does not belong in [fleet]"},
+		{"[fleet]\nredis = /r\nsecret_file = /k\ncallout_wait = 20s\n", "shorter than"},
+		{"[fleet]\nredis = /r\nredis = /s\n", "given twice"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = 0;
+		cr_expect_neq(config_load_string("t.conf", bad[i].text, &c, err, sizeof(err)), 0,
+			      "%s accepted", bad[i].text);
+		cr_expect(strstr(err, bad[i].msg), "%s: '%s' lacks '%s'", bad[i].text, err, bad[i].msg);
+		config_free(&c);
+	}
+}
+
+/* The table hashes with the fleet's secret; a bad secret file stops the start. */
+Test(fleet, shared_secret)
+{
+	start();
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0, "%s", err);
+	static const uint8_t want[16] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+					 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+	cr_assert_arr_eq(shm_hdr(&m)->hash_key, want, 16);
+	shm_detach(&m);
+	daemon_fini();
+	FILE *f = fopen(secret, "w");
+	fprintf(f, "not hex\n");
+	fclose(f);
+	struct daemon_opts o = {.config_path = conf, .services = rcptgated_services,
+				.nservices = RCPTGATED_NSERVICES};
+	char e2[512] = "";
+	cr_assert_neq(daemon_init(&o, e2, sizeof(e2)), 0);
+	cr_assert(strstr(e2, "32 hex digits"), "%s", e2);
+}
+
+/* A verdict learned here goes to Redis: its key (with the expiry) and the stream. */
+Test(fleet, verdict_shared)
+{
+	start();
+	wait_connected();
+	push_miss_at(shm, "nobody@dm.test");
+	wait_table("nobody@dm.test", RT_INVALID, 3000);
+	cr_assert_eq(rcpts(), 1);
+	char key[100];
+	key_of("nobody@dm.test", key, "v");
+	redisReply *r = NULL;
+	for (int i = 0; i < 100; i++) {
+		spin(10);
+		freeReplyObject(r);
+		r = cmd("GET %s", key);
+		if (r->type == REDIS_REPLY_STRING)
+			break;
+	}
+	cr_assert_eq(r->type, REDIS_REPLY_STRING, "key written");
+	char a[RG_ADDR_MAX + 1];
+	size_t al;
+	struct store_rec rec;
+	cr_assert_eq(fleet_rec_decode(r->str, r->len, a, &al, &rec), 0, "%s", r->str);
+	cr_expect_str_eq(a, "nobody@dm.test");
+	cr_expect_eq(rec.verdict, RT_INVALID);
+	cr_expect_eq(rec.code, 550);
+	freeReplyObject(r);
+	r = cmd("TTL %s", key);
+	cr_expect_gt(r->integer, 0, "the key expires with the verdict");
+	freeReplyObject(r);
+	r = cmd("XRANGE rg:stream - +");
+	cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+	cr_assert_eq(r->elements, 1);
+	redisReply *fields = r->element[0]->element[1];
+	cr_expect_str_eq(fields->element[1]->str, "a", "the node's name");
+	freeReplyObject(r);
+	cr_expect_eq(fstat_v("published"), 1);
+	cr_expect_eq(fstat_v("locks_taken"), 1);
+}
+
+/* Another node's verdict on the stream reaches this node's store and table. */
+Test(fleet, stream_applied)
+{
+	start();
+	wait_connected();
+	other_node_learns("remote@dm.test", true, false);
+	other_node_learns("noremote@dm.test", false, false);
+	other_node_learns("x@unmanaged.test", true, false);
+	wait_table("remote@dm.test", RT_VALID, 3000);
+	wait_table("noremote@dm.test", RT_INVALID, 3000);
+	struct core_lookup l;
+	char err[256];
+	cr_assert_eq(core_lookup("noremote@dm.test", &l, err, sizeof(err)), 0, "%s", err);
+	cr_expect(l.in_store, "in the store too");
+	cr_expect_eq(l.verdict, CORE_V_INVALID);
+	cr_expect_eq(fstat_v("applied"), 2);
+	cr_expect_eq(fstat_v("apply_skipped"), 1, "a domain not managed here");
+	cr_expect_eq(rcpts(), 0, "no callout");
+	/* a miss for it now is answered here: nothing asked */
+	struct core_status st;
+	core_status(&st);
+	cr_expect(st.fleet.enabled && st.fleet.connected);
+	cr_expect_gt(st.fleet.last_sync_s, 0);
+	cr_expect_eq(st.fleet.applied, 2);
+}
+
+/* On a miss the node looks into Redis before it calls out. */
+Test(fleet, redis_asked_before_callout)
+{
+	start();
+	wait_connected();
+	other_node_learns("keyonly@dm.test", true, true);
+	push_miss_at(shm, "keyonly@dm.test");
+	wait_table("keyonly@dm.test", RT_VALID, 3000);
+	spin(100);
+	cr_expect_eq(rcpts(), 0, "answered from Redis, no callout");
+	cr_expect_eq(fstat_v("gate_hits"), 1);
+	cr_expect_eq(fstat_v("locks_taken"), 0);
+}
+
+/* A lock held by another node: wait for its verdict on the stream. */
+Test(fleet, lock_wait_served)
+{
+	start();
+	wait_connected();
+	char lk[100];
+	key_of("erin@dm.test", lk, "l");
+	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	push_miss_at(shm, "erin@dm.test");
+	spin(300);
+	cr_assert_eq(rcpts(), 0, "no callout while another node holds the lock");
+	cr_assert_eq(fstat_v("lock_waits"), 1);
+	other_node_learns("erin@dm.test", true, false);
+	wait_table("erin@dm.test", RT_VALID, 2000);
+	spin(50);
+	cr_expect_eq(rcpts(), 0);
+	cr_expect_eq(fstat_v("lock_wait_served"), 1);
+	cr_expect_eq(fstat_v("lock_timeouts"), 0);
+}
+
+/* ... and when no verdict comes within callout_wait, call out alone. */
+Test(fleet, lock_wait_timeout)
+{
+	fleet_extra = "callout_wait = 300ms\n";
+	write_conf();
+	start();
+	fleet_extra = "";
+	wait_connected();
+	char lk[100];
+	key_of("nofrank@dm.test", lk, "l");
+	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	push_miss_at(shm, "nofrank@dm.test");
+	spin(150);
+	cr_assert_eq(rcpts(), 0, "still waiting");
+	wait_table("nofrank@dm.test", RT_INVALID, 3000);
+	cr_expect_eq(rcpts(), 1, "called out alone after the wait");
+	cr_expect_eq(fstat_v("lock_timeouts"), 1);
+}
+
+/* Redis down: callouts go on (uncoordinated), and what was learned meanwhile
+ * reaches Redis when it is back. */
+Test(fleet, redis_down_and_back)
+{
+	start();
+	wait_connected();
+	redis_kill();
+	spin(200);
+	cr_assert_not(connected());
+	push_miss_at(shm, "grace@dm.test");
+	wait_table("grace@dm.test", RT_VALID, 3000);
+	cr_expect_eq(rcpts(), 1, "verified alone");
+	cr_expect_geq(fstat_v("uncoordinated"), 1);
+	struct core_status st;
+	core_status(&st);
+	cr_expect_gt(st.fleet.down_since_s, 0);
+	cr_expect_eq(st.fleet.outbox, 1);
+	spin(500); /* several reconnect attempts: one outage */
+	cr_expect_eq(fstat_v("outages"), 1);
+	redis_start();
+	wait_connected();
+	char key[100];
+	key_of("grace@dm.test", key, "v");
+	redisReply *r = NULL;
+	for (int i = 0; i < 100; i++) {
+		spin(10);
+		freeReplyObject(r);
+		r = cmd("GET %s", key);
+		if (r->type == REDIS_REPLY_STRING)
+			break;
+	}
+	cr_expect_eq(r->type, REDIS_REPLY_STRING, "the verdict learned while down is in Redis");
+	freeReplyObject(r);
+	core_status(&st);
+	cr_expect_eq(st.fleet.outbox, 0);
+	cr_expect_eq(st.fleet.down_since_s, 0);
+}
+
+/* A dropped connection resumes from the last stream id; trimmed past it, the
+ * node resynchronises from the keys. */
+Test(fleet, catch_up)
+{
+	start();
+	wait_connected();
+	other_node_learns("first@dm.test", true, false);
+	wait_table("first@dm.test", RT_VALID, 3000);
+	uint64_t resyncs = fstat_v("resyncs");
+	/* away briefly: the entries written meanwhile come from the stream */
+	freeReplyObject(cmd("CLIENT KILL TYPE normal SKIPME yes"));
+	other_node_learns("second@dm.test", true, false);
+	wait_table("second@dm.test", RT_VALID, 3000);
+	cr_expect_eq(fstat_v("resyncs"), resyncs, "resumed from the last id");
+	/* away while the stream is trimmed past it: from the keys */
+	freeReplyObject(cmd("CLIENT KILL TYPE normal SKIPME yes"));
+	char a[64];
+	for (int i = 0; i < 30; i++) {
+		snprintf(a, sizeof(a), "bulk%d@dm.test", i);
+		other_node_learns(a, true, false);
+	}
+	freeReplyObject(cmd("XTRIM rg:stream MAXLEN 5"));
+	for (int i = 0; i < 300; i++) {
+		spin(10);
+		if (table_has("bulk0@dm.test", RT_VALID) && table_has("bulk29@dm.test", RT_VALID))
+			break;
+	}
+	for (int i = 0; i < 30; i++) {
+		snprintf(a, sizeof(a), "bulk%d@dm.test", i);
+		cr_expect(table_has(a, RT_VALID), "%s caught up", a);
+	}
+	cr_expect_eq(fstat_v("resyncs"), resyncs + 1, "resynchronised from the keys");
+	cr_expect_eq(rcpts(), 0);
+}
+
+/* Two daemons (this one and a child rcptgated) both see a miss for each of
+ * 40 addresses: the destination is asked once per address. */
+Test(fleet, two_nodes_one_callout)
+{
+	const char *bin = getenv("RG_RCPTGATED");
+	cr_assert_not_null(bin, "RG_RCPTGATED not set");
+	char confb[128], shmb[140], storeb[100], ctlb[100];
+	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
+	snprintf(shmb, sizeof(shmb), "%s-b", shm);
+	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
+	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
+	write_conf_at(confb, shmb, storeb, ctlb, "b");
+	nodeb_pid = fork();
+	cr_assert_geq(nodeb_pid, 0);
+	if (nodeb_pid == 0) {
+		freopen("/dev/null", "w", stderr);
+		execl(bin, bin, "-c", confb, "-e", (char *)NULL);
+		_exit(127);
+	}
+	start();
+	wait_connected();
+	struct stat sb;
+	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
+		spin(10);
+	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
+	spin(300); /* node b connected to Redis */
+	enum { N = 40 };
+	char a[N][64];
+	for (int i = 0; i < N; i++) {
+		snprintf(a[i], sizeof(a[i]), "%suser%d@dm.test", i % 2 ? "no" : "", i);
+		push_miss_at(shmb, a[i]);
+		push_miss_at(shm, a[i]);
+	}
+	int done = 0;
+	for (int t = 0; t < 600 && done < 2 * N; t++) {
+		spin(10);
+		done = 0;
+		for (int i = 0; i < N; i++) {
+			uint8_t v = i % 2 ? RT_INVALID : RT_VALID;
+			done += table_has(a[i], v) + table_has_at(shmb, a[i], v);
+		}
+	}
+	cr_assert_eq(done, 2 * N, "every verdict in both tables");
+	spin(200);
+	cr_expect_eq(rcpts(), N, "each address verified once for the fleet (%d RCPTs)", rcpts());
+	cr_log_info("two nodes: %d RCPTs for %d addresses; here: %" PRIu64 " locks, %" PRIu64
+		    " waits served, %" PRIu64 " gate hits, %" PRIu64 " uncoordinated",
+		    rcpts(), N, fstat_v("locks_taken"), fstat_v("lock_wait_served"),
+		    fstat_v("gate_hits"), fstat_v("uncoordinated"));
+}
