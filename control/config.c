@@ -249,6 +249,11 @@ static const struct config_key config_keys[] = {
 	 "Redis connect and reply timeout"},
 	{"reconnect_max", SC_FLEET, KT_MS, G(fleet_reconnect_max_ms), "10s", 100, 600000,
 	 "ceiling of the reconnect backoff"},
+	{"harvest_limit", SC_FLEET, KT_U32, G(fleet_harvest_limit), "0", 0, 100000000,
+	 "invalid RCPTs per window per source prefix summed over the fleet, then blocked "
+	 "everywhere; 0 = off"},
+	{"harvest_window", SC_FLEET, KT_MS, G(fleet_harvest_window_ms), "60s", 1000, 3600000,
+	 "window of harvest_limit"},
 };
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 _Static_assert(NKEYS <= 128, "set_mask holds 128 keys");

@@ -184,6 +184,9 @@ struct config {
 	uint32_t fleet_wait_ms;			/* wait for another node's verdict */
 	uint32_t fleet_connect_timeout_ms;
 	uint32_t fleet_reconnect_max_ms;	/* backoff ceiling */
+	uint32_t fleet_harvest_limit;		/* invalid RCPTs per window per source
+						 * prefix, summed over the fleet; 0 = off */
+	uint32_t fleet_harvest_window_ms;
 
 	struct config_dom defaults;	/* [global] values of domain keys */
 	struct config_dom *dom;		/* [domain NAME] sections, in file order */

@@ -273,6 +273,12 @@ struct core_fleet_hooks {
 	 * core_fleet_go); false: queue it now */
 	bool (*gate)(const char *addr, size_t len, void *arg);
 	void (*status)(struct core_fleet_status *st, void *arg);
+	/* every event drained from the rings (rejections counted for the
+	 * fleet's harvest protection, the data plane's harvest blocks shared) */
+	void (*event)(const struct msg_event *ev, void *arg);
+	/* a block or unblock by hand here: share it; false when not shared */
+	bool (*block)(const char *prefix, uint32_t ttl_s, void *arg);
+	bool (*unblock)(const char *prefix, void *arg);
 	void *arg;
 };
 /* NULL unsets (fleet_stop). */
@@ -287,6 +293,13 @@ int core_fleet_apply(const char *addr, size_t len, const struct store_rec *rec);
 int core_fleet_del(const char *addr, size_t len);
 /* The gate lets addr's callout go: this node calls out. */
 void core_fleet_go(const char *addr, size_t len);
+/* rcptctl block/unblock: share with the fleet.  true when shared (a fleet
+ * is configured), false in single-box mode. */
+bool core_fleet_block(const char *prefix, uint32_t ttl_s);
+bool core_fleet_unblock(const char *prefix);
+/* A harvest block decided elsewhere in the fleet: handed to the harvest
+ * hook (the xdp module) as the data plane's own report would be. */
+void core_fleet_harvest(const struct msg_event *ev);
 
 /* ---------------------------------------------------------------------- */
 /* Modules the daemon drives (xdp's under RG_HAVE_XDP, which control_lib sets).  *_start runs once after the shared memory, store and loop are up;

@@ -635,15 +635,28 @@ static int v_block(struct ctl_conn *c, const struct ctlproto_req *r, char *err, 
 
 	if (rc < 0)
 		return errno_status(rc);
+	/* with a fleet: every node blocks it (their allowlists still apply) */
+	bool fleet = core_fleet_block(r->arg[CTLK_PREFIX], r->ttl);
 	jb_str(&c->out, "prefix", r->arg[CTLK_PREFIX]);
 	jb_u64(&c->out, "ttl", r->ttl);
+	if (fleet)
+		jb_bool(&c->out, "fleet", true);
 	return CTLS_OK;
 }
 
 static int v_unblock(struct ctl_conn *c, const struct ctlproto_req *r, char *err, size_t el)
 {
 	int rc = xdp_unblock(r->arg[CTLK_PREFIX], err, el);
+	struct xdp_prefix p;
 
+	/* with a fleet: unblocked everywhere, blocked here or not */
+	if (!xdp_prefix_parse(r->arg[CTLK_PREFIX], &p) && core_fleet_unblock(r->arg[CTLK_PREFIX])) {
+		if (rc == -ENOENT) {
+			rc = 0;
+			err[0] = 0;
+		}
+		jb_bool(&c->out, "fleet", true);
+	}
 	if (rc < 0) {
 		if (rc == -ENOENT && !err[0])
 			snprintf(err, el, "%s: not blocked", r->arg[CTLK_PREFIX]);

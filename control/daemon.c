@@ -854,6 +854,8 @@ static void on_event(const struct msg_event *ev, void *arg)
 		if (dm.harvest_fn)
 			dm.harvest_fn(ev, dm.harvest_arg);
 	}
+	if (dm.fleet.event)
+		dm.fleet.event(ev, dm.fleet.arg);
 }
 
 void core_set_harvest_hook(core_harvest_fn fn, void *arg)
@@ -927,6 +929,22 @@ int core_fleet_del(const char *addr, size_t len)
 void core_fleet_go(const char *addr, size_t len)
 {
 	callout_gate_open(addr, len);
+}
+
+bool core_fleet_block(const char *prefix, uint32_t ttl_s)
+{
+	return dm.fleet.block && dm.fleet.block(prefix, ttl_s, dm.fleet.arg);
+}
+
+bool core_fleet_unblock(const char *prefix)
+{
+	return dm.fleet.unblock && dm.fleet.unblock(prefix, dm.fleet.arg);
+}
+
+void core_fleet_harvest(const struct msg_event *ev)
+{
+	if (dm.harvest_fn)
+		dm.harvest_fn(ev, dm.harvest_arg);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -24,6 +24,17 @@
  * calls out alone.  Every failure (Redis down, an error reply) lets the
  * callout go at once, counted "uncoordinated".
  *
+ * Harvest (harvest_limit > 0): every rejection the data plane reports is
+ * counted per source prefix (IPv4 /32 and /24, IPv6 /64, as the data plane
+ * counts), added to Redis every FLEET_HARVEST_FLUSH_MS (h:<window>:<prefix>,
+ * INCRBY + PEXPIRE in one script that also reads the previous window); the
+ * fleet's sum over a sliding window reaching harvest_limit blocks the prefix
+ * on every node.  A block, decided here (this sum, or the data plane's own
+ * harvest report) or by hand (rcptctl block/unblock), goes on the stream;
+ * b:<prefix> (SET NX PX block_ttl) makes one node announce a harvest block.
+ * Each node enters it in its XDP blocklist through the xdp module (harvest
+ * blocks with its backoff and allowlist, manual ones as given).
+ *
  * Down and back: the first failure is logged once; reconnects back off from
  * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
  * wait in an outbox (FLEET_OUTBOX_MAX, the newest per address, the rest
@@ -53,6 +64,7 @@
 #include "loop.h"
 #include "rtable.h"
 #include "ttl.h"
+#include "xdp.h"
 
 #define FLEET_STATS_LIST(X)                                                             \
 	X(CONNECTS, "connects", "Redis connections established")                        \
@@ -79,7 +91,14 @@
 	X(UNCOORDINATED, "uncoordinated", "callouts made without the fleet (Redis down or failing)") \
 	X(STREAM_READS, "stream_reads", "XREAD replies")                                \
 	X(RESYNCS, "resyncs", "full resynchronisations from the keys")                  \
-	X(RESYNC_KEYS, "resync_keys", "keys read by resynchronisations")
+	X(RESYNC_KEYS, "resync_keys", "keys read by resynchronisations")                \
+	X(REJECTS_COUNTED, "harvest_counted", "rejections counted for the fleet's harvest sums") \
+	X(HARVEST_DROPPED, "harvest_dropped", "rejections not counted: FLEET_HARVEST_SLOTS full or Redis down") \
+	X(HARVEST_BLOCKS, "harvest_blocks", "harvest blocks this node announced to the fleet") \
+	X(BLOCKS_SHARED, "blocks_shared", "blocks and unblocks by hand written to the stream") \
+	X(BLOCKS_UNSHARED, "blocks_unshared", "blocks by hand not shared: Redis down")  \
+	X(BLOCKS_APPLIED, "blocks_applied", "blocks from the fleet entered here")       \
+	X(UNBLOCKS_APPLIED, "unblocks_applied", "unblocks from the fleet applied here")
 
 enum fleet_stat {
 #define FS_ENUM(id, name, help) FS_##id,
@@ -150,6 +169,14 @@ static struct {
 	char node[64];
 	uint8_t secret[16];
 	uint32_t stream_max, lock_ms, wait_ms, timeout_ms, backoff_max_ms;
+	uint32_t harvest_limit, harvest_window_ms, block_ttl;
+	/* rejections per source prefix since the last flush */
+	struct hcount {
+		struct xdp_prefix p;
+		uint32_t n;
+	} *hc;
+	uint32_t nhc;
+	uint64_t hc_flushed_ms;
 	/* Redis */
 	struct fconn cmd, stream;
 	uint64_t timer;
@@ -178,6 +205,8 @@ static void conn_start(struct fconn *c);
 static void conn_drop(struct fconn *c, const char *why);
 static void stream_sync(void);
 static void outbox_flush(void);
+static void apply_block(const redisReply *op, const redisReply *pf, const redisReply *m,
+			const redisReply *t, const redisReply *c);
 
 /* ---------------------------------------------------------------------- */
 /* the secret and the encoding */
@@ -1015,6 +1044,7 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 			snprintf(fl.last_id, sizeof(fl.last_id), "%s", e->element[0]->str);
 			redisReply *f = e->element[1];
 			const redisReply *node = NULL, *op = NULL, *rec = NULL, *addr = NULL;
+			const redisReply *pf = NULL, *man = NULL, *ttl = NULL, *cnt = NULL;
 			for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
 				const redisReply *fk = f->element[k], *fv = f->element[k + 1];
 				if (fk->type != REDIS_REPLY_STRING || fv->type != REDIS_REPLY_STRING ||
@@ -1028,6 +1058,14 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 					rec = fv;
 				else if (fk->str[0] == 'a')
 					addr = fv;
+				else if (fk->str[0] == 'p')
+					pf = fv;
+				else if (fk->str[0] == 'm')
+					man = fv;
+				else if (fk->str[0] == 't')
+					ttl = fv;
+				else if (fk->str[0] == 'c')
+					cnt = fv;
 			}
 			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
 			struct timespec ts;
@@ -1041,6 +1079,8 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 			} else if (op && op->len == 1 && op->str[0] == 'd' && addr) {
 				if (core_fleet_del(addr->str, addr->len) == 0)
 					FS(DELETES);
+			} else if (op && op->len == 1 && (op->str[0] == 'b' || op->str[0] == 'u')) {
+				apply_block(op, pf, man, ttl, cnt);
 			} else {
 				FS(APPLY_BAD);
 			}
@@ -1204,6 +1244,271 @@ static void stream_sync(void)
 }
 
 /* ---------------------------------------------------------------------- */
+/* harvest sums and blocks */
+
+static void wall_ms_now(uint64_t *ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	*ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A block for the stream: o=b (p prefix, m manual, t ttl, c count) or o=u. */
+static bool stream_block(const char *op, const char *prefix, bool manual, uint32_t ttl,
+			 uint32_t count)
+{
+	char skey[64], maxlen[16], t[16], c[16];
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
+	snprintf(t, sizeof(t), "%u", ttl);
+	snprintf(c, sizeof(c), "%u", count);
+	const char *argv[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "n", fl.node, "o", op,
+			      "p", prefix, "m", manual ? "1" : "0", "t", t, "c", c};
+	size_t lens[18];
+	for (int i = 0; i < 18; i++)
+		lens[i] = strlen(argv[i]);
+	return cmd_argv(on_write_reply, NULL, 18, argv, lens);
+}
+
+/* The xdp module's harvest hook, as if the data plane had reported it. */
+static void harvest_here(const struct xdp_prefix *p, uint32_t count)
+{
+	struct msg_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MSG_EV_HARVEST;
+	ev.family = p->family;
+	ev.prefix_len = p->len;
+	memcpy(ev.client_ip, p->addr, sizeof(p->addr));
+	ev.count = count;
+	core_fleet_harvest(&ev);
+}
+
+struct announce {
+	struct xdp_prefix p;
+	uint32_t count;
+	bool here;		/* block it here too once announced */
+};
+
+static void on_announce(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct announce *a = priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	if (r && r->type == REDIS_REPLY_STATUS) {
+		/* first to see it: the fleet hears it from this node */
+		char buf[XDP_PREFIX_STRLEN];
+		xdp_prefix_format(&a->p, buf, sizeof(buf));
+		FS(HARVEST_BLOCKS);
+		stream_block("b", buf, false, fl.block_ttl, a->count);
+		log_msg(LOG_NOTICE, "fleet: harvest from %s: %u invalid recipients over the fleet: "
+			"blocked on every node", buf, a->count);
+		if (a->here)
+			harvest_here(&a->p, a->count);
+	} else if (r && r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+	}
+	free(a);
+}
+
+/* One node announces a harvest block (b:<prefix> SET NX PX block_ttl). */
+static void announce(const struct xdp_prefix *p, uint32_t count, bool here)
+{
+	struct announce *a = calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	a->p = *p;
+	a->count = count;
+	a->here = here;
+	char buf[XDP_PREFIX_STRLEN], bkey[128], px[24];
+	xdp_prefix_format(p, buf, sizeof(buf));
+	snprintf(bkey, sizeof(bkey), "%sb:%s", fl.prefix, buf);
+	snprintf(px, sizeof(px), "%" PRIu64, (uint64_t)fl.block_ttl * 1000u);
+	const char *argv[] = {"SET", bkey, fl.node, "NX", "PX", px};
+	size_t lens[] = {3, strlen(bkey), strlen(fl.node), 2, 2, strlen(px)};
+	if (!cmd_argv(on_announce, a, 6, argv, lens)) {
+		free(a);
+		if (here)
+			harvest_here(p, count); /* Redis down: this node still blocks */
+	}
+}
+
+/* INCRBY this window's counter, keep it two windows, read the previous one. */
+static const char harvest_lua[] =
+	"local c = redis.call('INCRBY', KEYS[1], ARGV[1]) "
+	"redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
+	"local p = redis.call('GET', KEYS[2]) "
+	"return {c, tonumber(p or '0')}";
+
+struct hsum {
+	struct xdp_prefix p;
+	double frac;		/* of the current window gone when sent */
+};
+
+static void on_hsum(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct hsum *h = priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+		/* sliding window: the previous one weighted by what is left of it */
+		double est = (double)r->element[0]->integer +
+			     (double)r->element[1]->integer * (1.0 - h->frac);
+		if (fl.harvest_limit && est >= (double)fl.harvest_limit)
+			announce(&h->p, (uint32_t)est, true);
+	} else if (r && r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		log_kind(LOG_K_GENERAL, LOG_ERR, "fleet: harvest sum refused: %.200s", r->str);
+	}
+	free(h);
+}
+
+static void harvest_flush(void)
+{
+	if (!fl.nhc)
+		return;
+	uint64_t now;
+	wall_ms_now(&now);
+	uint64_t win = now / fl.harvest_window_ms;
+	double frac = (double)(now % fl.harvest_window_ms) / (double)fl.harvest_window_ms;
+	char px[24];
+	snprintf(px, sizeof(px), "%" PRIu64, (uint64_t)fl.harvest_window_ms * 2u);
+	for (uint32_t i = 0; i < FLEET_HARVEST_SLOTS && fl.nhc; i++) {
+		struct hcount *c = &fl.hc[i];
+		if (!c->n)
+			continue;
+		char buf[XDP_PREFIX_STRLEN], k1[128], k2[128], n[16];
+		xdp_prefix_format(&c->p, buf, sizeof(buf));
+		snprintf(k1, sizeof(k1), "%sh:%" PRIu64 ":%s", fl.prefix, win, buf);
+		snprintf(k2, sizeof(k2), "%sh:%" PRIu64 ":%s", fl.prefix, win - 1, buf);
+		snprintf(n, sizeof(n), "%u", c->n);
+		struct hsum *h = calloc(1, sizeof(*h));
+		const char *argv[] = {"EVAL", harvest_lua, "2", k1, k2, n, px};
+		size_t lens[] = {4, sizeof(harvest_lua) - 1, 1, strlen(k1), strlen(k2), strlen(n),
+				 strlen(px)};
+		if (h) {
+			h->p = c->p;
+			h->frac = frac;
+		}
+		if (!h || !cmd_argv(on_hsum, h, 7, argv, lens)) {
+			free(h);
+			fl.st[FS_HARVEST_DROPPED] += c->n;
+		}
+		c->n = 0;
+		fl.nhc--;
+	}
+	fl.nhc = 0;
+}
+
+static void harvest_count(uint8_t family, const uint8_t *ip, unsigned plen)
+{
+	struct xdp_prefix p;
+	if (xdp_prefix_make(family, ip, plen, &p))
+		return;
+	uint64_t h = khash64(fl.hkey, &p, sizeof(p));
+	for (uint32_t k = 0; k < 8; k++) {
+		struct hcount *c = &fl.hc[(h + k) & (FLEET_HARVEST_SLOTS - 1)];
+		if (c->n && memcmp(&c->p, &p, sizeof(p)))
+			continue;
+		if (!c->n) {
+			c->p = p;
+			fl.nhc++;
+		}
+		c->n++;
+		FS(REJECTS_COUNTED);
+		return;
+	}
+	FS(HARVEST_DROPPED);
+}
+
+static void hook_event(const struct msg_event *ev, void *arg)
+{
+	(void)arg;
+	if (ev->family != 4 && ev->family != 6)
+		return;
+	if (ev->type == MSG_EV_HARVEST) {
+		/* the data plane's own verdict: blocked here already; tell the fleet */
+		struct xdp_prefix p;
+		unsigned len = ev->prefix_len ? ev->prefix_len : (ev->family == 4 ? 32 : 128);
+		if (up() && !xdp_prefix_make(ev->family, ev->client_ip, len, &p))
+			announce(&p, ev->count, false);
+		return;
+	}
+	if (ev->type != MSG_EV_REJECT || !fl.harvest_limit || !fl.hc)
+		return;
+	if (!up()) {
+		FS(HARVEST_DROPPED);
+		return;
+	}
+	if (ev->family == 4) {
+		harvest_count(4, ev->client_ip, 32);
+		harvest_count(4, ev->client_ip, 24);
+	} else {
+		harvest_count(6, ev->client_ip, 64);
+	}
+}
+
+static bool hook_block(const char *prefix, uint32_t ttl_s, void *arg)
+{
+	(void)arg;
+	if (!up() || !stream_block("b", prefix, true, ttl_s, 0)) {
+		FS(BLOCKS_UNSHARED);
+		log_msg(LOG_WARNING, "fleet: block of %s not shared: Redis unreachable", prefix);
+		return false;
+	}
+	FS(BLOCKS_SHARED);
+	return true;
+}
+
+static bool hook_unblock(const char *prefix, void *arg)
+{
+	(void)arg;
+	char bkey[128];
+	snprintf(bkey, sizeof(bkey), "%sb:%s", fl.prefix, prefix);
+	const char *argv[] = {"DEL", bkey};
+	size_t lens[] = {3, strlen(bkey)};
+	if (!up() || !cmd_argv(on_write_reply, NULL, 2, argv, lens) ||
+	    !stream_block("u", prefix, true, 0, 0)) {
+		FS(BLOCKS_UNSHARED);
+		log_msg(LOG_WARNING, "fleet: unblock of %s not shared: Redis unreachable", prefix);
+		return false;
+	}
+	FS(BLOCKS_SHARED);
+	return true;
+}
+
+/* A block or unblock from the stream. */
+static void apply_block(const redisReply *op, const redisReply *pf, const redisReply *m,
+			const redisReply *t, const redisReply *c)
+{
+	struct xdp_prefix p;
+	char err[200] = "";
+	if (!pf || xdp_prefix_parse(pf->str, &p)) {
+		FS(APPLY_BAD);
+		return;
+	}
+	if (op->str[0] == 'u') {
+		if (xdp_unblock(pf->str, err, sizeof(err)) == 0)
+			FS(UNBLOCKS_APPLIED);
+		return;
+	}
+	if (m && m->str[0] == '1') {
+		uint32_t ttl = t ? (uint32_t)strtoul(t->str, NULL, 10) : 0;
+		int r = xdp_block(pf->str, ttl, err, sizeof(err));
+		if (r == 0)
+			FS(BLOCKS_APPLIED);
+		else
+			log_msg(LOG_WARNING, "fleet: block of %s from the fleet not applied: %s",
+				pf->str, err);
+		return;
+	}
+	FS(BLOCKS_APPLIED);
+	harvest_here(&p, c ? (uint32_t)strtoul(c->str, NULL, 10) : 0);
+}
+
+/* ---------------------------------------------------------------------- */
 /* timer: reconnects, reply timeouts, waits over */
 
 static void tick(void *arg)
@@ -1236,6 +1541,10 @@ static void tick(void *arg)
 	}
 	if (up() && fl.nout)
 		outbox_flush();
+	if (fl.nhc && now - fl.hc_flushed_ms >= FLEET_HARVEST_FLUSH_MS) {
+		fl.hc_flushed_ms = now;
+		harvest_flush();
+	}
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1330,6 +1639,13 @@ static int settings(const struct config *cfg, char *err, size_t errlen)
 	fl.wait_ms = cfg->fleet_wait_ms;
 	fl.timeout_ms = cfg->fleet_connect_timeout_ms;
 	fl.backoff_max_ms = cfg->fleet_reconnect_max_ms;
+	fl.harvest_limit = cfg->fleet_harvest_limit;
+	fl.harvest_window_ms = cfg->fleet_harvest_window_ms;
+	fl.block_ttl = cfg->block_ttl;
+	if (fl.harvest_limit && !fl.hc && !(fl.hc = calloc(FLEET_HARVEST_SLOTS, sizeof(*fl.hc)))) {
+		snprintf(err, errlen, "fleet: out of memory");
+		return -ENOMEM;
+	}
 	return same ? 0 : 1;
 }
 
@@ -1354,6 +1670,9 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 		.deleted = hook_deleted,
 		.gate = hook_gate,
 		.status = hook_status,
+		.event = hook_event,
+		.block = hook_block,
+		.unblock = hook_unblock,
 	};
 	core_set_fleet_hooks(&hooks);
 	fl.on = true;
@@ -1416,6 +1735,7 @@ void fleet_stop(void)
 		}
 	free(fl.tab);
 	free(fl.outbox);
+	free(fl.hc);
 	memset(fl.password, 0, sizeof(fl.password));
 	memset(&fl, 0, sizeof(fl));
 	fl.cmd.name = "commands";

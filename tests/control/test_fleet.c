@@ -10,8 +10,10 @@
  * stream was trimmed, and two daemons (this process and a child rcptgated)
  * verifying each address once between them.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -35,6 +37,7 @@
 #include "services.h"
 #include "spsc.h"
 #include "store.h"
+#include "xdp.h"
 
 #define SECRET_HEX "00112233445566778899aabbccddeeff"
 
@@ -210,10 +213,10 @@ static void write_conf_at(const char *path, const char *shm_path, const char *st
 	fprintf(f,
 		"[global]\nshm_path = %s\nstore_path = %s\ncontrol_socket = %s\n"
 		"shm_max_lcores = 2\ntable_init_log2 = 10\ntable_max_log2 = 16\n"
-		"syslog_facility = local7\n\n"
+		"syslog_facility = local7\nxdp_pin_dir = %s/bpf\n\n"
 		"[fleet]\nredis = %s\nsecret_file = %s\nnode_name = %s\n%s\n"
 		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n",
-		shm_path, store, ctl, rsock, secret, node, fleet_extra, srv_port);
+		shm_path, store, ctl, dir, rsock, secret, node, fleet_extra, srv_port);
 	fclose(f);
 }
 
@@ -695,4 +698,201 @@ Test(fleet, two_nodes_one_callout)
 		    " waits served, %" PRIu64 " gate hits, %" PRIu64 " uncoordinated",
 		    rcpts(), N, fstat_v("locks_taken"), fstat_v("lock_wait_served"),
 		    fstat_v("gate_hits"), fstat_v("uncoordinated"));
+}
+
+/* ---- harvest sums and blocks */
+
+static void push_reject(const char *client)
+{
+	struct shm_map m;
+	char err[256];
+	cr_assert_eq(shm_attach_reader(shm, &m, err, sizeof(err)), 0, "%s", err);
+	const struct shm_hdr *h = shm_hdr(&m);
+	struct spsc_hdr *r = (struct spsc_hdr *)((uint8_t *)shm_lcore_at(&m, 0) + h->event_ring_off);
+	struct msg_event *ev = spsc_reserve(r);
+	cr_assert_not_null(ev);
+	memset(ev, 0, sizeof(*ev));
+	ev->type = MSG_EV_REJECT;
+	ev->code = 550;
+	ev->family = 4;
+	inet_pton(AF_INET, client, ev->client_ip);
+	ev->rcpt_len = 13;
+	memcpy(ev->rcpt, "nobody@dm.test", 13);
+	spsc_commit(r);
+	shm_detach(&m);
+}
+
+struct blk_q {
+	const char *prefix;
+	bool found, manual;
+};
+
+static int blk_fn(const struct xdp_block_info *b, void *arg)
+{
+	struct blk_q *q = arg;
+	if (!strcmp(b->prefix, q->prefix)) {
+		q->found = true;
+		q->manual = b->manual;
+	}
+	return 0;
+}
+
+static bool blocked(const char *prefix, bool *manual)
+{
+	struct blk_q q = {.prefix = prefix};
+	xdp_blocks_foreach(blk_fn, &q);
+	if (manual)
+		*manual = q.manual;
+	return q.found;
+}
+
+/* Stream entries (their op and prefix) written by node a. */
+static int stream_ops(const char *op, const char *prefix)
+{
+	redisReply *r = cmd("XRANGE rg:stream - +");
+	int n = 0;
+	for (size_t i = 0; i < r->elements; i++) {
+		redisReply *f = r->element[i]->element[1];
+		const char *no = "", *o = "", *p = "";
+		for (size_t k = 0; k + 1 < f->elements; k += 2) {
+			if (!strcmp(f->element[k]->str, "n"))
+				no = f->element[k + 1]->str;
+			if (!strcmp(f->element[k]->str, "o"))
+				o = f->element[k + 1]->str;
+			if (!strcmp(f->element[k]->str, "p"))
+				p = f->element[k + 1]->str;
+		}
+		n += !strcmp(no, "a") && !strcmp(o, op) && !strcmp(p, prefix);
+	}
+	freeReplyObject(r);
+	return n;
+}
+
+/* Rejections of one source on two nodes add up: over harvest_limit together
+ * (never alone), it is blocked here and announced to the fleet. */
+Test(fleet, harvest_summed_over_nodes)
+{
+	fleet_extra = "harvest_limit = 10\nharvest_window = 60s\n";
+	write_conf();
+	start();
+	fleet_extra = "";
+	wait_connected();
+	if (!xdp_maps_supported())
+		cr_skip_test("built without libbpf: no XDP blocklist");
+	/* alone: 5 rejections stay under the limit */
+	for (int i = 0; i < 5; i++)
+		push_reject("198.18.5.7");
+	spin(300);
+	cr_assert_eq(fstat_v("harvest_counted"), 10, "/32 and /24 each counted");
+	cr_assert_not(blocked("198.18.5.7/32", NULL), "5 of 10: not blocked");
+	/* another node counted 4 of the same source in this window */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t win = ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) / 60000u;
+	freeReplyObject(cmd("INCRBY rg:h:%" PRIu64 ":198.18.5.7/32 4", win));
+	for (int i = 0; i < 2; i++)
+		push_reject("198.18.5.7");
+	for (int i = 0; i < 100 && !blocked("198.18.5.7/32", NULL); i++)
+		spin(10);
+	bool manual = true;
+	cr_assert(blocked("198.18.5.7/32", &manual), "5 + 4 + 2 over the fleet: blocked");
+	cr_expect_not(manual, "a harvest block");
+	cr_expect_not(blocked("198.18.5.0/24", NULL), "the /24 saw 7 only");
+	cr_expect_eq(fstat_v("harvest_blocks"), 1);
+	cr_expect_eq(stream_ops("b", "198.18.5.7/32"), 1, "announced on the stream");
+	redisReply *r = cmd("PTTL rg:b:198.18.5.7/32");
+	cr_expect_gt(r->integer, 0, "one announcement per block_ttl");
+	freeReplyObject(r);
+}
+
+/* A block decided elsewhere (harvest or by hand) enters this node's
+ * blocklist; an unblock leaves it. */
+Test(fleet, blocks_from_the_fleet)
+{
+	start();
+	wait_connected();
+	if (!xdp_maps_supported())
+		cr_skip_test("built without libbpf: no XDP blocklist");
+	freeReplyObject(cmd("XADD rg:stream * n other o b p 198.18.9.0/24 m 1 t 600 c 0"));
+	freeReplyObject(cmd("XADD rg:stream * n other o b p 198.18.10.3/32 m 0 t 3600 c 40"));
+	for (int i = 0; i < 100 && !blocked("198.18.10.3/32", NULL); i++)
+		spin(10);
+	bool manual = false;
+	cr_assert(blocked("198.18.9.0/24", &manual));
+	cr_expect(manual, "blocked by hand elsewhere");
+	cr_assert(blocked("198.18.10.3/32", &manual));
+	cr_expect_not(manual, "a harvest block elsewhere");
+	freeReplyObject(cmd("XADD rg:stream * n other o u p 198.18.9.0/24 m 1 t 0 c 0"));
+	for (int i = 0; i < 100 && blocked("198.18.9.0/24", NULL); i++)
+		spin(10);
+	cr_expect_not(blocked("198.18.9.0/24", NULL), "unblocked by the fleet");
+	cr_expect_eq(fstat_v("blocks_applied"), 2);
+	cr_expect_eq(fstat_v("unblocks_applied"), 1);
+}
+
+/* rcptctl against the in-process daemon, the loop pumped meanwhile. */
+static int rcptctl_run(const char *const args[], char *out, size_t outlen)
+{
+	const char *bin = getenv("RG_RCPTCTL");
+	cr_assert_not_null(bin, "RG_RCPTCTL not set");
+	char sock[100];
+	snprintf(sock, sizeof(sock), "%s/ctl.sock", dir);
+	int p[2], ws;
+	size_t have = 0;
+	cr_assert_eq(pipe(p), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		const char *argv[12] = {bin, "--socket", sock};
+		int i = 3;
+		for (int j = 0; args[j] && i < 11; j++)
+			argv[i++] = args[j];
+		argv[i] = NULL;
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		alarm(20);
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	for (;;) {
+		ssize_t r = read(p[0], out + have, outlen - 1 - have);
+		if (r > 0) {
+			have += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			break;
+		daemon_loop_once(5);
+	}
+	out[have] = 0;
+	close(p[0]);
+	while (waitpid(pid, &ws, WNOHANG) == 0)
+		daemon_loop_once(5);
+	return WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+}
+
+/* rcptctl block/unblock act fleet-wide: written to the stream; an unblock
+ * of a prefix not blocked here still reaches the others. */
+Test(fleet, block_by_hand_fleet_wide)
+{
+	start();
+	wait_connected();
+	if (!xdp_maps_supported())
+		cr_skip_test("built without libbpf: no XDP blocklist");
+	char out[4096];
+	const char *blk[] = {"block", "198.18.7.0/24", "--json", NULL};
+	cr_assert_eq(rcptctl_run(blk, out, sizeof(out)), 0, "%s", out);
+	cr_expect(strstr(out, "\"fleet\": true") || strstr(out, "\"fleet\":true"), "%s", out);
+	cr_assert(blocked("198.18.7.0/24", NULL));
+	spin(50);
+	cr_expect_eq(stream_ops("b", "198.18.7.0/24"), 1);
+	const char *ub[] = {"unblock", "198.18.8.0/24", NULL};
+	cr_assert_eq(rcptctl_run(ub, out, sizeof(out)), 0, "not blocked here, unblocked fleet-wide: %s",
+		     out);
+	spin(50);
+	cr_expect_eq(stream_ops("u", "198.18.8.0/24"), 1);
+	cr_expect_eq(fstat_v("blocks_shared"), 2);
 }
