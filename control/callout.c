@@ -593,6 +593,10 @@ static bool probe_due(const struct callout_dom *d, uint64_t now)
 
 static void refill(struct callout_dom *d, uint64_t now)
 {
+	if (co->hooks.budget && co->hooks.budget(d, &d->conn_tokens, &d->rcpt_tokens, co->hooks.arg)) {
+		d->tokens_ms = now; /* back to local refill: from now, no burst */
+		return;
+	}
 	if (!d->tokens_ms) {
 		d->conn_tokens = d->cfg.dest_conn_rate;
 		d->rcpt_tokens = d->cfg.dest_rcpt_rate > d->cfg.batch ? d->cfg.dest_rcpt_rate : d->cfg.batch;

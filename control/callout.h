@@ -158,6 +158,9 @@ struct callout_hooks {
 	/* an address is about to be queued (not for verify): true when it is
 	 * held at the gate until callout_gate_open() or callout_gate_answer() */
 	bool (*gate)(const char *addr, size_t len, void *arg);
+	/* rate tokens of d: true when they come from elsewhere (a budget shared
+	 * by a fleet), added to *conn and *rcpt; false: refilled here */
+	bool (*budget)(const struct callout_dom *d, double *conn, double *rcpt, void *arg);
 	void *arg;
 };
 

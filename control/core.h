@@ -279,6 +279,11 @@ struct core_fleet_hooks {
 	/* a block or unblock by hand here: share it; false when not shared */
 	bool (*block)(const char *prefix, uint32_t ttl_s, void *arg);
 	bool (*unblock)(const char *prefix, void *arg);
+	/* a domain's callout rate tokens: true when the fleet's shared budget
+	 * hands them out (added to *conn and *rcpt, at most the burst given);
+	 * false: the domain refills its own bucket */
+	bool (*budget)(const char *domain, uint32_t conn_rate, uint32_t rcpt_rate,
+		       uint32_t rcpt_burst, double *conn, double *rcpt, void *arg);
 	void *arg;
 };
 /* NULL unsets (fleet_stop). */

@@ -881,6 +881,16 @@ static bool fleet_gate(const char *addr, size_t len, void *arg)
 	return dm.fleet.gate && dm.fleet.gate(addr, len, dm.fleet.arg);
 }
 
+static bool fleet_budget(const struct callout_dom *d, double *conn, double *rcpt, void *arg)
+{
+	(void)arg;
+	const struct config_dom *c = &d->cfg;
+	return dm.fleet.budget &&
+	       dm.fleet.budget(c->name, c->dest_conn_rate, c->dest_rcpt_rate,
+			       c->dest_rcpt_rate > c->batch ? c->dest_rcpt_rate : c->batch, conn, rcpt,
+			       dm.fleet.arg);
+}
+
 int core_fleet_apply(const char *addr, size_t len, const struct store_rec *in)
 {
 	char dom[RG_DOMAIN_MAX + 1];
@@ -1204,7 +1214,7 @@ int daemon_init(const struct daemon_opts *o, char *err, size_t errlen)
 	dm.started_s = dm.loaded_s = dm.wall_s;
 	rebuild_table();
 	struct callout_hooks h = {.result = on_result, .domain_changed = on_domain_changed,
-				  .gate = fleet_gate};
+				  .gate = fleet_gate, .budget = fleet_budget};
 	if ((r = callout_init(&h)) || (r = callout_configure(cfg))) {
 		snprintf(err, errlen, "callout engine: %s", strerror(-r));
 		return r;

@@ -35,6 +35,14 @@
  * Each node enters it in its XDP blocklist through the xdp module (harvest
  * blocks with its backoff and allowlist, manual ones as given).
  *
+ * Budgets: dest_conn_rate and dest_rcpt_rate of a domain hold for the fleet
+ * as a whole: one token bucket per domain and kind in Redis (r:<domain>,
+ * a script run by EVALSHA: refill by Redis's clock, take what is there up
+ * to what was asked).  A node asks for a tenth of a second's worth at a
+ * time and keeps at most two such batches, so Redis is asked about ten times
+ * a second per busy domain, not per RCPT.  Redis down: each node refills
+ * its own bucket (single-box rates, per node).  dest_max_conns stays per node.
+ *
  * Down and back: the first failure is logged once; reconnects back off from
  * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
  * wait in an outbox (FLEET_OUTBOX_MAX, the newest per address, the rest
@@ -50,6 +58,7 @@
 #include <errno.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +107,11 @@
 	X(BLOCKS_SHARED, "blocks_shared", "blocks and unblocks by hand written to the stream") \
 	X(BLOCKS_UNSHARED, "blocks_unshared", "blocks by hand not shared: Redis down")  \
 	X(BLOCKS_APPLIED, "blocks_applied", "blocks from the fleet entered here")       \
-	X(UNBLOCKS_APPLIED, "unblocks_applied", "unblocks from the fleet applied here")
+	X(UNBLOCKS_APPLIED, "unblocks_applied", "unblocks from the fleet applied here")  \
+	X(BUDGET_ASKS, "budget_asks", "rate tokens asked of the fleet's shared buckets") \
+	X(BUDGET_CONN, "budget_conn_tokens", "connection tokens granted by the shared buckets") \
+	X(BUDGET_RCPT, "budget_rcpt_tokens", "RCPT tokens granted by the shared buckets")  \
+	X(BUDGET_EMPTY, "budget_empty", "asks answered with no token: the fleet's rate used up")
 
 enum fleet_stat {
 #define FS_ENUM(id, name, help) FS_##id,
@@ -177,6 +190,16 @@ static struct {
 	} *hc;
 	uint32_t nhc;
 	uint64_t hc_flushed_ms;
+	/* shared rate budgets, one per domain asked about */
+	struct fbudget {
+		struct fbudget *next;
+		uint64_t h;
+		double conn, rcpt;	/* granted, not handed to the callout engine yet */
+		bool inflight;
+		uint64_t retry_ms;
+		char name[RG_DOMAIN_MAX + 1];
+	} **btab;
+	char budget_sha[41], harvest_sha[41];
 	/* Redis */
 	struct fconn cmd, stream;
 	uint64_t timer;
@@ -202,6 +225,7 @@ static struct {
 #define FS(x) (fl.st[FS_##x]++)
 
 static void conn_start(struct fconn *c);
+static void scripts_load(void);
 static void conn_drop(struct fconn *c, const char *why);
 static void stream_sync(void);
 static void outbox_flush(void);
@@ -451,6 +475,8 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *priv)
 	c->state = C_READY;
 	c->backoff_ms = 0;
 	FS(CONNECTS);
+	if (c == &fl.cmd)
+		scripts_load();
 	if (c == &fl.stream)
 		stream_sync();
 	came_up();
@@ -1334,7 +1360,7 @@ static void announce(const struct xdp_prefix *p, uint32_t count, bool here)
 }
 
 /* INCRBY this window's counter, keep it two windows, read the previous one. */
-static const char harvest_lua[] =
+static const char fleet_harvest_lua[] =
 	"local c = redis.call('INCRBY', KEYS[1], ARGV[1]) "
 	"redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
 	"local p = redis.call('GET', KEYS[2]) "
@@ -1385,9 +1411,8 @@ static void harvest_flush(void)
 		snprintf(k2, sizeof(k2), "%sh:%" PRIu64 ":%s", fl.prefix, win - 1, buf);
 		snprintf(n, sizeof(n), "%u", c->n);
 		struct hsum *h = calloc(1, sizeof(*h));
-		const char *argv[] = {"EVAL", harvest_lua, "2", k1, k2, n, px};
-		size_t lens[] = {4, sizeof(harvest_lua) - 1, 1, strlen(k1), strlen(k2), strlen(n),
-				 strlen(px)};
+		const char *argv[] = {"EVALSHA", fl.harvest_sha, "2", k1, k2, n, px};
+		size_t lens[] = {7, 40, 1, strlen(k1), strlen(k2), strlen(n), strlen(px)};
 		if (h) {
 			h->p = c->p;
 			h->frac = frac;
@@ -1506,6 +1531,145 @@ static void apply_block(const redisReply *op, const redisReply *pf, const redisR
 	}
 	FS(BLOCKS_APPLIED);
 	harvest_here(&p, c ? (uint32_t)strtoul(c->str, NULL, 10) : 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* shared rate budgets */
+
+/* Two token buckets (connections, RCPTs) of one domain, by Redis's clock.
+ * KEYS: the buckets; ARGV: per bucket rate/s, burst, tokens wanted. */
+static const char fleet_budget_lua[] =
+	"local tm = redis.call('TIME') "
+	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000) "
+	"local out = {} "
+	"for i = 1, 2 do "
+	"  local rate = tonumber(ARGV[3 * i - 2]) "
+	"  local burst = tonumber(ARGV[3 * i - 1]) "
+	"  local want = tonumber(ARGV[3 * i]) "
+	"  local v = redis.call('HMGET', KEYS[i], 't', 'ts') "
+	"  local t = tonumber(v[1]) "
+	"  local ts = tonumber(v[2]) "
+	"  if not t then t = burst ts = now end "
+	"  if now > ts then t = math.min(burst, t + (now - ts) * rate / 1000) ts = now end "
+	"  local got = math.min(want, math.floor(t)) "
+	"  t = t - got "
+	"  redis.call('HSET', KEYS[i], 't', tostring(t), 'ts', ts) "
+	"  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 60000) "
+	"  out[i] = got "
+	"end "
+	"return out";
+
+#define FLEET_BUDGET_BUCKETS 1024u
+#define FLEET_BUDGET_RETRY_MS 20u	/* an empty bucket is asked again after */
+
+static void sha1_hex(const char *s, char out[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL);
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* Load the scripts on every new connection (a restarted Redis has none);
+ * EVALSHA afterwards runs them by their digest. */
+static void scripts_load(void)
+{
+	const char *scripts[] = {fleet_budget_lua, fleet_harvest_lua};
+	for (int i = 0; i < 2; i++) {
+		const char *argv[] = {"SCRIPT", "LOAD", scripts[i]};
+		size_t lens[] = {6, 4, strlen(scripts[i])};
+		cmd_argv(on_write_reply, NULL, 3, argv, lens);
+	}
+}
+
+static void on_budget(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct fbudget *b = priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	b->inflight = false;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+	    r->element[0]->type == REDIS_REPLY_INTEGER && r->element[1]->type == REDIS_REPLY_INTEGER) {
+		b->conn += (double)r->element[0]->integer;
+		b->rcpt += (double)r->element[1]->integer;
+		fl.st[FS_BUDGET_CONN] += (uint64_t)r->element[0]->integer;
+		fl.st[FS_BUDGET_RCPT] += (uint64_t)r->element[1]->integer;
+		if (!r->element[0]->integer && !r->element[1]->integer) {
+			FS(BUDGET_EMPTY);
+			b->retry_ms = loop_now_ms() + FLEET_BUDGET_RETRY_MS;
+		}
+		return;
+	}
+	if (r && r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		log_kind(LOG_K_GENERAL, LOG_ERR, "fleet: shared budget refused: %.200s", r->str);
+		if (!strncmp(r->str, "NOSCRIPT", 8))
+			scripts_load();
+	}
+	b->retry_ms = loop_now_ms() + FLEET_BUDGET_RETRY_MS;
+}
+
+static struct fbudget *budget_of(const char *domain)
+{
+	size_t len = strlen(domain);
+	uint64_t h = khash64(fl.hkey, domain, len);
+	struct fbudget **head = &fl.btab[h & (FLEET_BUDGET_BUCKETS - 1)];
+	for (struct fbudget *b = *head; b; b = b->next)
+		if (b->h == h && !strcmp(b->name, domain))
+			return b;
+	struct fbudget *b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	b->h = h;
+	snprintf(b->name, sizeof(b->name), "%s", domain);
+	b->next = *head;
+	*head = b;
+	return b;
+}
+
+static bool hook_budget(const char *domain, uint32_t conn_rate, uint32_t rcpt_rate,
+			uint32_t rcpt_burst, double *conn, double *rcpt, void *arg)
+{
+	(void)arg;
+	if (!up() || !fl.btab)
+		return false;
+	struct fbudget *b = budget_of(domain);
+	if (!b)
+		return false;
+	/* a tenth of a second's worth per ask; at most two asks' worth held */
+	uint32_t want_c = conn_rate / 10 ? conn_rate / 10 : 1;
+	uint32_t want_r = rcpt_rate / 10 ? rcpt_rate / 10 : 1;
+	*conn += b->conn;
+	*rcpt += b->rcpt;
+	b->conn = b->rcpt = 0;
+	if (*conn > 2.0 * want_c)
+		*conn = 2.0 * want_c;
+	if (*rcpt > 2.0 * want_r)
+		*rcpt = 2.0 * want_r;
+	uint64_t now = loop_now_ms();
+	if (b->inflight || now < b->retry_ms || (*conn >= want_c && *rcpt >= want_r))
+		return true;
+	char ck[RG_DOMAIN_MAX + 64], rk[RG_DOMAIN_MAX + 64], a[6][16];
+	snprintf(ck, sizeof(ck), "%sr:%s:conn", fl.prefix, domain);
+	snprintf(rk, sizeof(rk), "%sr:%s:rcpt", fl.prefix, domain);
+	snprintf(a[0], 16, "%u", conn_rate);
+	snprintf(a[1], 16, "%u", conn_rate);
+	snprintf(a[2], 16, "%u", *conn >= want_c ? 0u : want_c);
+	snprintf(a[3], 16, "%u", rcpt_rate);
+	snprintf(a[4], 16, "%u", rcpt_burst);
+	snprintf(a[5], 16, "%u", *rcpt >= want_r ? 0u : want_r);
+	const char *argv[] = {"EVALSHA", fl.budget_sha, "2", ck, rk,
+			      a[0], a[1], a[2], a[3], a[4], a[5]};
+	size_t lens[11] = {7, 40, 1, strlen(ck), strlen(rk)};
+	for (int i = 0; i < 6; i++)
+		lens[5 + i] = strlen(a[i]);
+	if (!cmd_argv(on_budget, b, 11, argv, lens))
+		return false;
+	b->inflight = true;
+	FS(BUDGET_ASKS);
+	return true;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1656,6 +1820,13 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 	int r = settings(cfg, err, errlen);
 	if (r < 0)
 		return r;
+	sha1_hex(fleet_budget_lua, fl.budget_sha);
+	sha1_hex(fleet_harvest_lua, fl.harvest_sha);
+	fl.btab = calloc(FLEET_BUDGET_BUCKETS, sizeof(*fl.btab));
+	if (!fl.btab) {
+		snprintf(err, errlen, "fleet: out of memory");
+		return -ENOMEM;
+	}
 	if (khash_new_key(fl.hkey)) {
 		snprintf(err, errlen, "fleet: getrandom failed");
 		return -EIO;
@@ -1673,6 +1844,7 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 		.event = hook_event,
 		.block = hook_block,
 		.unblock = hook_unblock,
+		.budget = hook_budget,
 	};
 	core_set_fleet_hooks(&hooks);
 	fl.on = true;
@@ -1736,6 +1908,13 @@ void fleet_stop(void)
 	free(fl.tab);
 	free(fl.outbox);
 	free(fl.hc);
+	for (size_t i = 0; fl.btab && i < FLEET_BUDGET_BUCKETS; i++)
+		while (fl.btab[i]) {
+			struct fbudget *b = fl.btab[i];
+			fl.btab[i] = b->next;
+			free(b);
+		}
+	free(fl.btab);
 	memset(fl.password, 0, sizeof(fl.password));
 	memset(&fl, 0, sizeof(fl));
 	fl.cmd.name = "commands";

@@ -204,6 +204,7 @@ static void other_node_learns(const char *addr, bool valid, bool key_only)
 /* ---- the daemon */
 
 static const char *fleet_extra = "";
+static const char *dom_extra = "";
 
 static void write_conf_at(const char *path, const char *shm_path, const char *store,
 			  const char *ctl, const char *node)
@@ -215,8 +216,8 @@ static void write_conf_at(const char *path, const char *shm_path, const char *st
 		"shm_max_lcores = 2\ntable_init_log2 = 10\ntable_max_log2 = 16\n"
 		"syslog_facility = local7\nxdp_pin_dir = %s/bpf\n\n"
 		"[fleet]\nredis = %s\nsecret_file = %s\nnode_name = %s\n%s\n"
-		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n",
-		shm_path, store, ctl, dir, rsock, secret, node, fleet_extra, srv_port);
+		"[domain dm.test]\ndestination = 127.0.0.1:%d\naccept_all_probe = no\n%s",
+		shm_path, store, ctl, dir, rsock, secret, node, fleet_extra, srv_port, dom_extra);
 	fclose(f);
 }
 
@@ -895,4 +896,58 @@ Test(fleet, block_by_hand_fleet_wide)
 	spin(50);
 	cr_expect_eq(stream_ops("u", "198.18.8.0/24"), 1);
 	cr_expect_eq(fstat_v("blocks_shared"), 2);
+}
+
+/* dest_rcpt_rate holds for the fleet as a whole: two nodes at 20 RCPTs/s
+ * each take about 80/20 - 1 = 3 s for 80 addresses between them (a node
+ * alone would let 2 x 20 per second through and finish in about 1 s). */
+Test(fleet, rcpt_rate_shared)
+{
+	const char *bin = getenv("RG_RCPTGATED");
+	cr_assert_not_null(bin, "RG_RCPTGATED not set");
+	dom_extra = "dest_rcpt_rate = 20\nbatch = 10\ndest_conn_rate = 100\n";
+	char confb[128], shmb[140], storeb[100], ctlb[100];
+	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
+	snprintf(shmb, sizeof(shmb), "%s-b", shm);
+	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
+	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
+	write_conf_at(confb, shmb, storeb, ctlb, "b");
+	write_conf();
+	dom_extra = "";
+	nodeb_pid = fork();
+	cr_assert_geq(nodeb_pid, 0);
+	if (nodeb_pid == 0) {
+		freopen("/dev/null", "w", stderr);
+		execl(bin, bin, "-c", confb, "-e", (char *)NULL);
+		_exit(127);
+	}
+	start();
+	wait_connected();
+	struct stat sb;
+	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
+		spin(10);
+	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
+	spin(300);
+	enum { N = 80 };
+	char a[N][64];
+	uint64_t t0 = daemon_now_ms();
+	for (int i = 0; i < N; i++) {
+		snprintf(a[i], sizeof(a[i]), "rate%d@dm.test", i);
+		push_miss_at(i % 2 ? shmb : shm, a[i]);
+	}
+	int done = 0;
+	uint64_t t1 = t0;
+	for (int t = 0; t < 1000 && done < N; t++) {
+		spin(10);
+		done = 0;
+		for (int i = 0; i < N; i++)
+			done += table_has_at(i % 2 ? shmb : shm, a[i], RT_VALID);
+		t1 = daemon_now_ms();
+	}
+	cr_assert_eq(done, N, "all verified");
+	cr_log_info("two nodes, 20 RCPTs/s for the fleet: %d addresses in %llu ms (%d RCPTs)", N,
+		    (unsigned long long)(t1 - t0), rcpts());
+	cr_expect_geq(t1 - t0, 2500, "80 RCPTs at 20/s for the fleet take about 3 s, took %llu ms",
+		      (unsigned long long)(t1 - t0));
+	cr_expect_leq(t1 - t0, 6000, "and not much more: %llu ms", (unsigned long long)(t1 - t0));
 }
