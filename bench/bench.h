@@ -15,6 +15,7 @@ int bench_callout(int argc, char **argv);
 int bench_peer(int argc, char **argv);
 int bench_smtpload(int argc, char **argv);
 int bench_list(int argc, char **argv);
+int bench_fleet(int argc, char **argv);
 
 /* CLOCK_MONOTONIC in ns. */
 uint64_t bench_now_ns(void);

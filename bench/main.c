@@ -31,6 +31,9 @@ static const struct subcmd subcmds[] = {
 #ifdef BENCH_HAVE_LIST
 	{"list", bench_list, "closed list of N addresses: load/s, reload time, bytes/address"},
 #endif
+#ifdef BENCH_HAVE_FLEET
+	{"fleet", bench_fleet, "1-3 rcptgated sharing Redis: callouts/address, propagation, miss path"},
+#endif
 #ifdef BENCH_HAVE_PEER
 	{"peer", bench_peer, "RCPT answers/s: rcptgate inline vs a Postfix front line"},
 #endif

@@ -140,7 +140,8 @@ struct fconn {
 	const char *name;
 	redisAsyncContext *ac;
 	int fd;
-	uint32_t events;
+	uint32_t events;		/* what hiredis wants */
+	uint32_t epoll_events;		/* what the loop watches */
 	bool registered;
 	enum conn_state state;
 	uint64_t retry_at_ms;		/* next connect attempt while down */
@@ -199,7 +200,7 @@ static struct {
 		uint64_t retry_ms;
 		char name[RG_DOMAIN_MAX + 1];
 	} **btab;
-	char budget_sha[41], harvest_sha[41];
+	char budget_sha[41], harvest_sha[41], gate_sha[41], share_sha[41];
 	/* Redis */
 	struct fconn cmd, stream;
 	uint64_t timer;
@@ -340,6 +341,26 @@ static void key_hex(const char *addr, size_t len, char out[40])
 }
 
 /* ---------------------------------------------------------------------- */
+/* the scripts (loaded at every connection, run by EVALSHA: one round trip
+ * and one command where there would be two) */
+
+/* The gate: the verdict if there is one ({1, value}), else the callout lock:
+ * {2} taken, {0} held by another node.  KEYS: v:, l:; ARGV: node, lock ms. */
+static const char fleet_gate_lua[] =
+	"local v = redis.call('GET', KEYS[1]) "
+	"if v then return {1, v} end "
+	"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end "
+	"return {0}";
+
+/* Sharing a verdict: the key with its expiry (0 = none), then the stream.
+ * KEYS: v:, stream; ARGV: value, expiry (unix s), stream MAXLEN, node. */
+static const char fleet_share_lua[] =
+	"if ARGV[2] ~= '0' then redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2]) "
+	"else redis.call('SET', KEYS[1], ARGV[1]) end "
+	"return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'n', ARGV[4], 'o', 'v', "
+	"'r', ARGV[1])";
+
+/* ---------------------------------------------------------------------- */
 /* hiredis's event hooks on the loop */
 
 static void on_fd(int fd, uint32_t events, void *arg);
@@ -348,11 +369,15 @@ static void ev_register(struct fconn *c)
 {
 	if (c->fd < 0)
 		return;
+	/* hiredis asks for write interest at every command: tell epoll only
+	 * what changes */
 	if (!c->registered) {
-		if (loop_add_fd(c->fd, c->events, on_fd, c) == 0)
+		if (loop_add_fd(c->fd, c->events, on_fd, c) == 0) {
 			c->registered = true;
-	} else {
-		loop_mod_fd(c->fd, c->events);
+			c->epoll_events = c->events;
+		}
+	} else if (c->events != c->epoll_events && loop_mod_fd(c->fd, c->events) == 0) {
+		c->epoll_events = c->events;
 	}
 }
 
@@ -700,15 +725,10 @@ static bool share(const char *addr, size_t len, const struct store_rec *rec)
 	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
 	snprintf(exat, sizeof(exat), "%" PRIu64, rec->expiry);
 	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
-	const char *set[] = {"SET", vkey, val, "EXAT", exat};
-	size_t setl[] = {3, strlen(vkey), (size_t)n, 4, strlen(exat)};
-	const char *xadd[] = {"XADD", skey, "MAXLEN", "~", maxlen, "*", "n", fl.node, "o", "v",
-			      "r", val};
-	size_t xl[] = {4, strlen(skey), 6, 1, strlen(maxlen), 1, 1, strlen(fl.node), 1, 1, 1,
-		       (size_t)n};
-	if (!cmd_argv(on_write_reply, NULL, rec->expiry ? 5 : 3, set, setl))
-		return false;
-	if (!cmd_argv(on_write_reply, NULL, 12, xadd, xl))
+	const char *argv[] = {"EVALSHA", fl.share_sha, "2", vkey, skey, val, exat, maxlen, fl.node};
+	size_t lens[] = {7, 40, 1, strlen(vkey), strlen(skey), (size_t)n, strlen(exat),
+			 strlen(maxlen), strlen(fl.node)};
+	if (!cmd_argv(on_write_reply, NULL, 9, argv, lens))
 		return false;
 	FS(PUBLISHED);
 	return true;
@@ -882,24 +902,41 @@ static void on_lock(redisAsyncContext *ac, void *reply, void *priv)
 	wait_add(g, loop_now_ms() + fl.wait_ms);
 }
 
-static void on_get(redisAsyncContext *ac, void *reply, void *priv)
+static void on_gate(redisAsyncContext *ac, void *reply, void *priv)
 {
 	(void)ac;
 	struct gate *g = priv;
 	redisReply *r = reply;
 	if (!gate_reply(g))
 		return;
-	if (!r || r->type == REDIS_REPLY_ERROR) {
-		if (r)
+	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		if (r) {
 			FS(ERRORS);
+			if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
+				scripts_load();
+		}
 		gate_go(g, false);
 		return;
 	}
-	if (r->type == REDIS_REPLY_STRING) {
+	if (r->element[0]->integer == 2) {
+		FS(LOCKS);
+		g->state = G_LOCK;
+		gate_go(g, true);
+		return;
+	}
+	if (r->element[0]->integer == 0) {
+		FS(LOCK_WAITS);
+		g->state = G_WAIT;
+		wait_add(g, loop_now_ms() + fl.wait_ms);
+		return;
+	}
+	if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
+		redisReply *v = r->element[1];
 		char a[RG_ADDR_MAX + 1];
 		size_t al;
 		struct store_rec rec;
-		if (fleet_rec_decode(r->str, r->len, a, &al, &rec) == 0 && al == g->len &&
+		if (fleet_rec_decode(v->str, v->len, a, &al, &rec) == 0 && al == g->len &&
 		    !memcmp(a, g->addr, al) && ttl_live(&rec, loop_wall_s()) &&
 		    !ttl_refresh_due(&rec, loop_wall_s())) {
 			FS(GATE_HITS);
@@ -972,9 +1009,12 @@ static bool hook_gate(const char *addr, size_t len, void *arg)
 	key_hex(addr, len, g->key);
 	char vkey[96];
 	snprintf(vkey, sizeof(vkey), "%sv:%s", fl.prefix, g->key);
-	const char *argv[] = {"GET", vkey};
-	size_t lens[] = {3, strlen(vkey)};
-	if (!cmd_argv(on_get, g, 2, argv, lens)) {
+	char lkey[96], px[16];
+	snprintf(lkey, sizeof(lkey), "%sl:%s", fl.prefix, g->key);
+	snprintf(px, sizeof(px), "%u", fl.lock_ms);
+	const char *argv[] = {"EVALSHA", fl.gate_sha, "2", vkey, lkey, fl.node, px};
+	size_t lens[] = {7, 40, 1, strlen(vkey), strlen(lkey), strlen(fl.node), strlen(px)};
+	if (!cmd_argv(on_gate, g, 7, argv, lens)) {
 		free(g);
 		FS(UNCOORDINATED);
 		return false;
@@ -1575,8 +1615,9 @@ static void sha1_hex(const char *s, char out[41])
  * EVALSHA afterwards runs them by their digest. */
 static void scripts_load(void)
 {
-	const char *scripts[] = {fleet_budget_lua, fleet_harvest_lua};
-	for (int i = 0; i < 2; i++) {
+	const char *scripts[] = {fleet_budget_lua, fleet_harvest_lua, fleet_gate_lua,
+				 fleet_share_lua};
+	for (int i = 0; i < 4; i++) {
 		const char *argv[] = {"SCRIPT", "LOAD", scripts[i]};
 		size_t lens[] = {6, 4, strlen(scripts[i])};
 		cmd_argv(on_write_reply, NULL, 3, argv, lens);
@@ -1822,6 +1863,8 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 		return r;
 	sha1_hex(fleet_budget_lua, fl.budget_sha);
 	sha1_hex(fleet_harvest_lua, fl.harvest_sha);
+	sha1_hex(fleet_gate_lua, fl.gate_sha);
+	sha1_hex(fleet_share_lua, fl.share_sha);
 	fl.btab = calloc(FLEET_BUDGET_BUCKETS, sizeof(*fl.btab));
 	if (!fl.btab) {
 		snprintf(err, errlen, "fleet: out of memory");
