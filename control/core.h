@@ -305,6 +305,10 @@ bool core_fleet_unblock(const char *prefix);
 /* A harvest block decided elsewhere in the fleet: handed to the harvest
  * hook (the xdp module) as the data plane's own report would be. */
 void core_fleet_harvest(const struct msg_event *ev);
+/* A recipient refused outside the data plane (the policy service): counted
+ * like the data plane's rejections (the fleet's harvest sums).  client is
+ * an IPv4 or IPv6 address; anything else is ignored. */
+void core_note_reject(const char *client);
 
 /* ---------------------------------------------------------------------- */
 /* Modules the daemon drives (xdp's under RG_HAVE_XDP, which control_lib sets).  *_start runs once after the shared memory, store and loop are up;

@@ -15,6 +15,7 @@
  */
 #include "daemon.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
@@ -949,6 +950,23 @@ bool core_fleet_block(const char *prefix, uint32_t ttl_s)
 bool core_fleet_unblock(const char *prefix)
 {
 	return dm.fleet.unblock && dm.fleet.unblock(prefix, dm.fleet.arg);
+}
+
+void core_note_reject(const char *client)
+{
+	struct msg_event ev;
+	if (!dm.fleet.event || !client)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = MSG_EV_REJECT;
+	ev.code = 550;
+	if (inet_pton(AF_INET, client, ev.client_ip) == 1)
+		ev.family = 4;
+	else if (inet_pton(AF_INET6, client, ev.client_ip) == 1)
+		ev.family = 6;
+	else
+		return;
+	dm.fleet.event(&ev, dm.fleet.arg);
 }
 
 void core_fleet_harvest(const struct msg_event *ev)

@@ -370,7 +370,11 @@ static void pconn_answer_check(struct pconn *c)
 				 c->chk.addr, c->out + 7);
 		}
 	}
-	pconn_send(c, policy_reply(&c->chk, c->out, sizeof(c->out)));
+	int n = policy_reply(&c->chk, c->out, sizeof(c->out));
+	/* a refusal counts toward the fleet's harvest sums, as the data plane's do */
+	if (n > 7 && c->out[7] == '5' && !c->chk.warn)
+		core_note_reject(c->parser.req.client_address);
+	pconn_send(c, n);
 }
 
 static void check_done(const struct core_check *res, void *arg)
