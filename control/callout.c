@@ -591,9 +591,11 @@ static bool probe_due(const struct callout_dom *d, uint64_t now)
 	return !d->aa_checked_ms || now - d->aa_checked_ms >= (uint64_t)d->cfg.accept_all_interval * 1000u;
 }
 
-static void refill(struct callout_dom *d, uint64_t now)
+static void refill(struct callout_dom *d, uint64_t now, uint32_t *max_conns)
 {
-	if (co->hooks.budget && co->hooks.budget(d, &d->conn_tokens, &d->rcpt_tokens, co->hooks.arg)) {
+	*max_conns = d->cfg.dest_max_conns;
+	if (co->hooks.budget &&
+	    co->hooks.budget(d, &d->conn_tokens, &d->rcpt_tokens, max_conns, co->hooks.arg)) {
 		d->tokens_ms = now; /* back to local refill: from now, no burst */
 		return;
 	}
@@ -628,7 +630,8 @@ void tx_start(struct sess *s)
 	if (!s->verify)
 		s->ntx = 0;
 	if (!s->verify) {
-		refill(d, now);
+		uint32_t max_conns;
+		refill(d, now, &max_conns);
 		uint32_t limit = d->cfg.batch;
 		if (d->rcpt_limit && d->rcpt_limit < limit)
 			limit = d->rcpt_limit;
@@ -1037,10 +1040,11 @@ static void schedule(struct callout_dom *d, uint64_t now)
 									   "no destination");
 		return;
 	}
-	refill(d, now);
+	uint32_t max_conns;
+	refill(d, now, &max_conns);
 	if (co->nsessions >= CALLOUT_MAX_SESSIONS && d->nqueued > d->reserved && !d->sessions_open)
 		ST(SESSIONS_LIMIT);
-	while (d->nqueued > d->reserved && d->sessions_open < d->cfg.dest_max_conns &&
+	while (d->nqueued > d->reserved && d->sessions_open < max_conns &&
 	       co->nsessions < CALLOUT_MAX_SESSIONS && d->conn_tokens >= 1.0 && d->rcpt_tokens >= 1.0) {
 		if (half_open && (d->trial || d->sessions_open))
 			break;

@@ -158,9 +158,12 @@ struct callout_hooks {
 	/* an address is about to be queued (not for verify): true when it is
 	 * held at the gate until callout_gate_open() or callout_gate_answer() */
 	bool (*gate)(const char *addr, size_t len, void *arg);
-	/* rate tokens of d: true when they come from elsewhere (a budget shared
-	 * by a fleet), added to *conn and *rcpt; false: refilled here */
-	bool (*budget)(const struct callout_dom *d, double *conn, double *rcpt, void *arg);
+	/* rate tokens and session slots of d: true when they come from
+	 * elsewhere (a budget shared by a fleet): tokens added to *conn and
+	 * *rcpt, *max_conns (in: dest_max_conns) the sessions d may have open
+	 * now; false: refilled here, dest_max_conns as configured */
+	bool (*budget)(const struct callout_dom *d, double *conn, double *rcpt, uint32_t *max_conns,
+		       void *arg);
 	void *arg;
 };
 

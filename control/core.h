@@ -263,6 +263,18 @@ void core_set_harvest_hook(core_harvest_fn fn, void *arg);
 /* ---------------------------------------------------------------------- */
 /* the fleet (fleet.h): hooks the fleet module sets in fleet_start          */
 
+/* One domain's callout budget, asked every time its callouts are scheduled. */
+struct core_budget {
+	const char *domain;
+	uint32_t conn_rate, rcpt_rate;	/* configured, per second */
+	uint32_t rcpt_burst;		/* the bucket's size */
+	uint32_t max_conns;		/* configured dest_max_conns */
+	uint32_t sessions_open;		/* this node's, now */
+	bool waiting;			/* addresses wait for a session */
+	double *conn, *rcpt;		/* tokens: granted ones are added */
+	uint32_t *allowed_conns;	/* sessions this node may have open now */
+};
+
 struct core_fleet_hooks {
 	/* a definite verdict learned here (callout, by hand): share it */
 	void (*learned)(const char *addr, size_t len, const struct store_rec *rec, void *arg);
@@ -279,11 +291,10 @@ struct core_fleet_hooks {
 	/* a block or unblock by hand here: share it; false when not shared */
 	bool (*block)(const char *prefix, uint32_t ttl_s, void *arg);
 	bool (*unblock)(const char *prefix, void *arg);
-	/* a domain's callout rate tokens: true when the fleet's shared budget
-	 * hands them out (added to *conn and *rcpt, at most the burst given);
-	 * false: the domain refills its own bucket */
-	bool (*budget)(const char *domain, uint32_t conn_rate, uint32_t rcpt_rate,
-		       uint32_t rcpt_burst, double *conn, double *rcpt, void *arg);
+	/* a domain's callout rate tokens and session slots: true when the
+	 * fleet's shared budget hands them out; false: the domain refills its
+	 * own bucket and opens up to dest_max_conns sessions */
+	bool (*budget)(struct core_budget *b, void *arg);
 	void *arg;
 };
 /* NULL unsets (fleet_stop). */

@@ -882,14 +882,24 @@ static bool fleet_gate(const char *addr, size_t len, void *arg)
 	return dm.fleet.gate && dm.fleet.gate(addr, len, dm.fleet.arg);
 }
 
-static bool fleet_budget(const struct callout_dom *d, double *conn, double *rcpt, void *arg)
+static bool fleet_budget(const struct callout_dom *d, double *conn, double *rcpt,
+			 uint32_t *max_conns, void *arg)
 {
 	(void)arg;
 	const struct config_dom *c = &d->cfg;
-	return dm.fleet.budget &&
-	       dm.fleet.budget(c->name, c->dest_conn_rate, c->dest_rcpt_rate,
-			       c->dest_rcpt_rate > c->batch ? c->dest_rcpt_rate : c->batch, conn, rcpt,
-			       dm.fleet.arg);
+	struct core_budget b = {
+		.domain = c->name,
+		.conn_rate = c->dest_conn_rate,
+		.rcpt_rate = c->dest_rcpt_rate,
+		.rcpt_burst = c->dest_rcpt_rate > c->batch ? c->dest_rcpt_rate : c->batch,
+		.max_conns = c->dest_max_conns,
+		.sessions_open = d->sessions_open,
+		.waiting = d->nqueued > d->reserved,
+		.conn = conn,
+		.rcpt = rcpt,
+		.allowed_conns = max_conns,
+	};
+	return dm.fleet.budget && dm.fleet.budget(&b, dm.fleet.arg);
 }
 
 int core_fleet_apply(const char *addr, size_t len, const struct store_rec *in)

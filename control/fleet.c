@@ -41,7 +41,12 @@
  * to what was asked).  A node asks for a tenth of a second's worth at a
  * time and keeps at most two such batches, so Redis is asked about ten times
  * a second per busy domain, not per RCPT.  Redis down: each node refills
- * its own bucket (single-box rates, per node).  dest_max_conns stays per node.
+ * its own bucket (single-box rates, per node).  dest_max_conns: a semaphore
+ * per domain (s:<domain>, a sorted set of leases scored by their expiry),
+ * one slot taken per session wanted beyond those held, leases renewed every
+ * FLEET_SLOT_RENEW_MS while the domain is busy, given back after
+ * FLEET_SLOT_IDLE_MS without need; a node that dies leaves its slots to
+ * expire (FLEET_SLOT_LEASE_MS).
  *
  * Down and back: the first failure is logged once; reconnects back off from
  * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
@@ -111,7 +116,10 @@
 	X(BUDGET_ASKS, "budget_asks", "rate tokens asked of the fleet's shared buckets") \
 	X(BUDGET_CONN, "budget_conn_tokens", "connection tokens granted by the shared buckets") \
 	X(BUDGET_RCPT, "budget_rcpt_tokens", "RCPT tokens granted by the shared buckets")  \
-	X(BUDGET_EMPTY, "budget_empty", "asks answered with no token: the fleet's rate used up")
+	X(BUDGET_EMPTY, "budget_empty", "asks answered with no token: the fleet's rate used up") \
+	X(SLOTS_TAKEN, "slots_taken", "session slots taken from the fleet's dest_max_conns")  \
+	X(SLOTS_FULL, "slots_full", "session slots refused: the fleet's dest_max_conns in use") \
+	X(SLOTS_RELEASED, "slots_released", "session slots given back")
 
 enum fleet_stat {
 #define FS_ENUM(id, name, help) FS_##id,
@@ -198,9 +206,14 @@ static struct {
 		double conn, rcpt;	/* granted, not handed to the callout engine yet */
 		bool inflight;
 		uint64_t retry_ms;
+		/* session slots of the fleet's semaphore held by this node */
+		uint32_t held, next_slot;
+		uint32_t *slots;		/* their ids, held of them */
+		bool slot_inflight;
+		uint64_t slot_retry_ms, idle_ms, last_call_ms, renewed_ms;
 		char name[RG_DOMAIN_MAX + 1];
 	} **btab;
-	char budget_sha[41], harvest_sha[41], gate_sha[41], share_sha[41];
+	char budget_sha[41], harvest_sha[41], gate_sha[41], share_sha[41], slot_sha[41];
 	/* Redis */
 	struct fconn cmd, stream;
 	uint64_t timer;
@@ -227,6 +240,7 @@ static struct {
 
 static void conn_start(struct fconn *c);
 static void scripts_load(void);
+static void slots_forget(void);
 static void conn_drop(struct fconn *c, const char *why);
 static void stream_sync(void);
 static void outbox_flush(void);
@@ -465,6 +479,7 @@ static void came_up(void)
 	} else {
 		log_msg(LOG_INFO, "fleet: node %s connected to Redis %s", fl.node, fl.redis);
 	}
+	slots_forget();
 	outbox_flush();
 }
 
@@ -1601,6 +1616,20 @@ static const char fleet_budget_lua[] =
 
 #define FLEET_BUDGET_BUCKETS 1024u
 #define FLEET_BUDGET_RETRY_MS 20u	/* an empty bucket is asked again after */
+#define FLEET_SLOT_LEASE_MS 5000u	/* a session slot's lease */
+#define FLEET_SLOT_RENEW_MS 1000u	/* renewed this often while in use */
+#define FLEET_SLOT_IDLE_MS 200u		/* a slot not needed this long is given back */
+
+/* A session slot: expired leases dropped, then one more if under the limit.
+ * KEYS: the set; ARGV: limit, member, lease ms.  1 taken, 0 full. */
+static const char fleet_slot_lua[] =
+	"local tm = redis.call('TIME') "
+	"local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000) "
+	"redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+	"if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end "
+	"redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[2]) "
+	"redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 2) "
+	"return 1";
 
 static void sha1_hex(const char *s, char out[41])
 {
@@ -1616,8 +1645,8 @@ static void sha1_hex(const char *s, char out[41])
 static void scripts_load(void)
 {
 	const char *scripts[] = {fleet_budget_lua, fleet_harvest_lua, fleet_gate_lua,
-				 fleet_share_lua};
-	for (int i = 0; i < 4; i++) {
+				 fleet_share_lua, fleet_slot_lua};
+	for (int i = 0; i < 5; i++) {
 		const char *argv[] = {"SCRIPT", "LOAD", scripts[i]};
 		size_t lens[] = {6, 4, strlen(scripts[i])};
 		cmd_argv(on_write_reply, NULL, 3, argv, lens);
@@ -1670,15 +1699,152 @@ static struct fbudget *budget_of(const char *domain)
 	return b;
 }
 
-static bool hook_budget(const char *domain, uint32_t conn_rate, uint32_t rcpt_rate,
-			uint32_t rcpt_burst, double *conn, double *rcpt, void *arg)
+static void slot_member(uint32_t id, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%u", fl.node, id);
+}
+
+static void slot_key(const struct fbudget *b, char *out, size_t n)
+{
+	snprintf(out, n, "%ss:%s", fl.prefix, b->name);
+}
+
+static void on_slot(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct fbudget *b = priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	b->slot_inflight = false;
+	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+		uint32_t *ns = realloc(b->slots, (b->held + 1) * sizeof(*ns));
+		if (ns) {
+			b->slots = ns;
+			b->slots[b->held++] = b->next_slot++;
+			FS(SLOTS_TAKEN);
+			return;
+		}
+	} else if (r && r->type == REDIS_REPLY_INTEGER) {
+		FS(SLOTS_FULL);
+	} else if (r && r->type == REDIS_REPLY_ERROR) {
+		FS(ERRORS);
+		log_kind(LOG_K_GENERAL, LOG_ERR, "fleet: session slot refused: %.200s", r->str);
+	}
+	b->slot_retry_ms = loop_now_ms() + FLEET_BUDGET_RETRY_MS;
+}
+
+/* Give back the last slot held (ZREM). */
+static void slot_release(struct fbudget *b)
+{
+	char key[RG_DOMAIN_MAX + 64], mem[96];
+	slot_key(b, key, sizeof(key));
+	slot_member(b->slots[b->held - 1], mem, sizeof(mem));
+	const char *argv[] = {"ZREM", key, mem};
+	size_t lens[] = {4, strlen(key), strlen(mem)};
+	cmd_argv(on_write_reply, NULL, 3, argv, lens);
+	b->held--;
+	FS(SLOTS_RELEASED);
+}
+
+/* Renew every lease held (ZADD XX: a lease already expired stays gone). */
+static void slot_renew(struct fbudget *b, uint64_t now)
+{
+	char key[RG_DOMAIN_MAX + 64], score[24], (*mem)[96] = calloc(b->held, 96);
+	const char **argv = calloc(3 + 2 * (size_t)b->held, sizeof(*argv));
+	size_t *lens = calloc(3 + 2 * (size_t)b->held, sizeof(*lens));
+	struct timespec ts;
+	if (!mem || !argv || !lens)
+		goto out;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(score, sizeof(score), "%" PRIu64,
+		 (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + FLEET_SLOT_LEASE_MS);
+	slot_key(b, key, sizeof(key));
+	argv[0] = "ZADD";
+	argv[1] = key;
+	argv[2] = "XX";
+	for (uint32_t i = 0; i < b->held; i++) {
+		slot_member(b->slots[i], mem[i], 96);
+		argv[3 + 2 * i] = score;
+		argv[4 + 2 * i] = mem[i];
+	}
+	for (size_t i = 0; i < 3 + 2 * (size_t)b->held; i++)
+		lens[i] = strlen(argv[i]);
+	cmd_argv(on_write_reply, NULL, 3 + 2 * (int)b->held, argv, lens);
+	b->renewed_ms = now;
+out:
+	free(mem);
+	free(argv);
+	free(lens);
+}
+
+/* Every tick: leases of busy domains renewed, idle domains' slots given back. */
+static void slots_tick(uint64_t now)
+{
+	if (!fl.btab || !up())
+		return;
+	for (size_t i = 0; i < FLEET_BUDGET_BUCKETS; i++)
+		for (struct fbudget *b = fl.btab[i]; b; b = b->next) {
+			if (!b->held)
+				continue;
+			if (now - b->last_call_ms > FLEET_SLOT_RENEW_MS) {
+				while (b->held)
+					slot_release(b);
+			} else if (now - b->renewed_ms >= FLEET_SLOT_RENEW_MS) {
+				slot_renew(b, now);
+			}
+		}
+}
+
+/* Redis came back: the slots held were in the Redis that went away (or
+ * have expired meanwhile): start again from none. */
+static void slots_forget(void)
+{
+	for (size_t i = 0; fl.btab && i < FLEET_BUDGET_BUCKETS; i++)
+		for (struct fbudget *b = fl.btab[i]; b; b = b->next)
+			b->held = 0;
+}
+
+static bool hook_budget(struct core_budget *cb, void *arg)
 {
 	(void)arg;
 	if (!up() || !fl.btab)
 		return false;
-	struct fbudget *b = budget_of(domain);
+	struct fbudget *b = budget_of(cb->domain);
 	if (!b)
 		return false;
+	uint64_t now = loop_now_ms();
+	b->last_call_ms = now;
+	/* sessions: as many as slots held; one more asked for while addresses
+	 * wait and every slot is in use; one given back when not needed */
+	if (cb->waiting && cb->sessions_open >= b->held && b->held < cb->max_conns &&
+	    !b->slot_inflight && now >= b->slot_retry_ms) {
+		char key[RG_DOMAIN_MAX + 64], mem[96], lim[16], lease[16];
+		slot_key(b, key, sizeof(key));
+		slot_member(b->next_slot, mem, sizeof(mem));
+		snprintf(lim, sizeof(lim), "%u", cb->max_conns);
+		snprintf(lease, sizeof(lease), "%u", FLEET_SLOT_LEASE_MS);
+		const char *argv[] = {"EVALSHA", fl.slot_sha, "1", key, lim, mem, lease};
+		size_t lens[] = {7, 40, 1, strlen(key), strlen(lim), strlen(mem), strlen(lease)};
+		if (cmd_argv(on_slot, b, 7, argv, lens)) {
+			b->slot_inflight = true;
+			if (!b->held)
+				b->renewed_ms = now;
+		}
+	}
+	if (!cb->waiting && b->held > cb->sessions_open) {
+		if (!b->idle_ms)
+			b->idle_ms = now;
+		else if (now - b->idle_ms >= FLEET_SLOT_IDLE_MS) {
+			slot_release(b);
+			b->idle_ms = 0;
+		}
+	} else {
+		b->idle_ms = 0;
+	}
+	*cb->allowed_conns = b->held < cb->max_conns ? b->held : cb->max_conns;
+	const char *domain = cb->domain;
+	uint32_t conn_rate = cb->conn_rate, rcpt_rate = cb->rcpt_rate, rcpt_burst = cb->rcpt_burst;
+	double *conn = cb->conn, *rcpt = cb->rcpt;
 	/* a tenth of a second's worth per ask; at most two asks' worth held */
 	uint32_t want_c = conn_rate / 10 ? conn_rate / 10 : 1;
 	uint32_t want_r = rcpt_rate / 10 ? rcpt_rate / 10 : 1;
@@ -1689,7 +1855,6 @@ static bool hook_budget(const char *domain, uint32_t conn_rate, uint32_t rcpt_ra
 		*conn = 2.0 * want_c;
 	if (*rcpt > 2.0 * want_r)
 		*rcpt = 2.0 * want_r;
-	uint64_t now = loop_now_ms();
 	if (b->inflight || now < b->retry_ms || (*conn >= want_c && *rcpt >= want_r))
 		return true;
 	char ck[RG_DOMAIN_MAX + 64], rk[RG_DOMAIN_MAX + 64], a[6][16];
@@ -1746,6 +1911,7 @@ static void tick(void *arg)
 	}
 	if (up() && fl.nout)
 		outbox_flush();
+	slots_tick(now);
 	if (fl.nhc && now - fl.hc_flushed_ms >= FLEET_HARVEST_FLUSH_MS) {
 		fl.hc_flushed_ms = now;
 		harvest_flush();
@@ -1865,6 +2031,7 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 	sha1_hex(fleet_harvest_lua, fl.harvest_sha);
 	sha1_hex(fleet_gate_lua, fl.gate_sha);
 	sha1_hex(fleet_share_lua, fl.share_sha);
+	sha1_hex(fleet_slot_lua, fl.slot_sha);
 	fl.btab = calloc(FLEET_BUDGET_BUCKETS, sizeof(*fl.btab));
 	if (!fl.btab) {
 		snprintf(err, errlen, "fleet: out of memory");
@@ -1955,6 +2122,7 @@ void fleet_stop(void)
 		while (fl.btab[i]) {
 			struct fbudget *b = fl.btab[i];
 			fl.btab[i] = b->next;
+			free(b->slots);
 			free(b);
 		}
 	free(fl.btab);

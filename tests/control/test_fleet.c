@@ -46,12 +46,20 @@
 
 static int srv_fd = -1, srv_port;
 static int srv_rcpts;
+static int srv_active, srv_max_active;	/* concurrent sessions (connected, no QUIT yet) */
+static int srv_rcpt_delay_ms;		/* before each RCPT reply */
 
 static void *responder(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	char buf[4096], line[1024];
 	size_t len = 0;
+	bool counted = true;
+	int act = __atomic_add_fetch(&srv_active, 1, __ATOMIC_SEQ_CST);
+	int mx = __atomic_load_n(&srv_max_active, __ATOMIC_SEQ_CST);
+	while (act > mx && !__atomic_compare_exchange_n(&srv_max_active, &mx, act, false,
+							 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+		;
 	dprintf(fd, "220 mx.test ESMTP\r\n");
 	for (;;) {
 		ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -68,8 +76,11 @@ static void *responder(void *arg)
 			line[len && line[len - 1] == '\r' ? len - 1 : len] = 0;
 			len = 0;
 			const char *r;
-			if (!strncasecmp(line, "RCPT", 4))
+			if (!strncasecmp(line, "RCPT", 4)) {
 				__atomic_add_fetch(&srv_rcpts, 1, __ATOMIC_SEQ_CST);
+				if (srv_rcpt_delay_ms)
+					usleep((useconds_t)srv_rcpt_delay_ms * 1000u);
+			}
 			if (!strncasecmp(line, "EHLO", 4))
 				r = "250-mx.test\r\n250 PIPELINING\r\n";
 			else if (!strncasecmp(line, "RCPT TO:<no", 11))
@@ -78,6 +89,12 @@ static void *responder(void *arg)
 				r = "221 Bye\r\n";
 			else
 				r = "250 Ok\r\n";
+			/* a client that says QUIT is done with the session (it may
+			 * open its next one before this thread sees the close) */
+			if (!strncasecmp(line, "QUIT", 4) && counted) {
+				__atomic_sub_fetch(&srv_active, 1, __ATOMIC_SEQ_CST);
+				counted = false;
+			}
 			size_t rl = strlen(r);
 			if (ol + rl < sizeof(out)) {
 				memcpy(out + ol, r, rl);
@@ -87,6 +104,8 @@ static void *responder(void *arg)
 		if (ol && send(fd, out, ol, MSG_NOSIGNAL) < 0)
 			break;
 	}
+	if (counted)
+		__atomic_sub_fetch(&srv_active, 1, __ATOMIC_SEQ_CST);
 	close(fd);
 	return NULL;
 }
@@ -249,6 +268,7 @@ static void setup(void)
 	sigaddset(&ss, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &ss, NULL);
 	srv_rcpts = 0;
+	srv_active = srv_max_active = srv_rcpt_delay_ms = 0;
 	srv_fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t l = sizeof(a);
@@ -377,6 +397,31 @@ static void wait_table(const char *addr, uint8_t verdict, int ms)
 	for (int i = 0; i < ms / 10 && !table_has(addr, verdict); i++)
 		spin(10);
 	cr_assert(table_has(addr, verdict), "%s in the table", addr);
+}
+
+/* Node b (a child rcptgated) connected to Redis: its stats say so. */
+static bool child_connected(const char *ctlsock)
+{
+	const char *ctl = getenv("RG_RCPTCTL");
+	cr_assert_not_null(ctl, "RG_RCPTCTL not set");
+	char line[400], out[16384] = "";
+	size_t ol = 0;
+	snprintf(line, sizeof(line), "%s --socket %s stats 2>/dev/null", ctl, ctlsock);
+	FILE *p = popen(line, "r");
+	if (!p)
+		return false;
+	while (ol < sizeof(out) - 1 && fgets(out + ol, (int)(sizeof(out) - ol), p))
+		ol += strlen(out + ol);
+	pclose(p);
+	return strstr(out, "fleet.connected 1\n") != NULL;
+}
+
+static void wait_child_connected(const char *ctlsock)
+{
+	bool ok = false;
+	for (int i = 0; i < 100 && !(ok = child_connected(ctlsock)); i++)
+		spin(20);
+	cr_assert(ok, "node b connected to Redis");
 }
 
 TestSuite(fleet, .init = setup, .fini = teardown, .timeout = 90);
@@ -657,7 +702,7 @@ Test(fleet, two_nodes_one_callout)
 	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
 		spin(10);
 	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
-	spin(300); /* node b connected to Redis */
+	wait_child_connected(ctlb); /* node b connected to Redis */
 	enum { N = 40 };
 	char a[N][64];
 	for (int i = 0; i < N; i++) {
@@ -927,7 +972,7 @@ Test(fleet, rcpt_rate_shared)
 	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
 		spin(10);
 	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
-	spin(300);
+	wait_child_connected(ctlb);
 	enum { N = 80 };
 	char a[N][64];
 	uint64_t t0 = daemon_now_ms();
@@ -959,7 +1004,8 @@ Test(fleet, acl_user)
 {
 	freeReplyObject(cmd("ACL SETUSER rcptgate on >s3cret-pw ~rg:* resetchannels -@all +get "
 			    "+set +del +mget +scan +xadd +xread +xrange +xrevrange +multi +exec "
-			    "+evalsha +script|load +ping +incrby +pexpire +hset +hmget +time"));
+			    "+evalsha +script|load +ping +incrby +pexpire +hset +hmget +time +zadd +zrem "
+			    "+zcard +zremrangebyscore"));
 	freeReplyObject(cmd("ACL SETUSER default off"));
 	char pw[128], extra[300];
 	snprintf(pw, sizeof(pw), "%s/redis.pass", dir);
@@ -994,4 +1040,54 @@ Test(fleet, acl_user)
 	push_miss_at(shm, "alone@dm.test");
 	wait_table("alone@dm.test", RT_VALID, 3000);
 	cr_expect_geq(fstat_v("uncoordinated"), 1);
+}
+
+/* dest_max_conns holds for the fleet as a whole: two nodes, 2 sessions at
+ * most between them at a slow destination (each node alone would open 2). */
+Test(fleet, max_conns_shared)
+{
+	const char *bin = getenv("RG_RCPTGATED");
+	cr_assert_not_null(bin, "RG_RCPTGATED not set");
+	srv_rcpt_delay_ms = 40;
+	dom_extra = "dest_max_conns = 2\nbatch = 1\nsession_max_rcpts = 3\ndest_conn_rate = 1000\n";
+	char confb[128], shmb[140], storeb[100], ctlb[100];
+	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
+	snprintf(shmb, sizeof(shmb), "%s-b", shm);
+	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
+	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
+	write_conf_at(confb, shmb, storeb, ctlb, "b");
+	write_conf();
+	dom_extra = "";
+	nodeb_pid = fork();
+	cr_assert_geq(nodeb_pid, 0);
+	if (nodeb_pid == 0) {
+		freopen("/dev/null", "w", stderr);
+		execl(bin, bin, "-c", confb, "-e", (char *)NULL);
+		_exit(127);
+	}
+	start();
+	wait_connected();
+	struct stat sb;
+	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
+		spin(10);
+	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
+	wait_child_connected(ctlb);
+	enum { N = 40 };
+	char a[N][64];
+	for (int i = 0; i < N; i++) {
+		snprintf(a[i], sizeof(a[i]), "conn%d@dm.test", i);
+		push_miss_at(i % 2 ? shmb : shm, a[i]);
+	}
+	int done = 0;
+	for (int t = 0; t < 1500 && done < N; t++) {
+		spin(10);
+		done = 0;
+		for (int i = 0; i < N; i++)
+			done += table_has_at(i % 2 ? shmb : shm, a[i], RT_VALID);
+	}
+	cr_assert_eq(done, N, "all verified");
+	cr_log_info("two nodes, dest_max_conns 2 for the fleet: at most %d sessions at once",
+		    srv_max_active);
+	cr_expect_leq(srv_max_active, 2, "sessions at once over the fleet: %d", srv_max_active);
+	cr_expect_eq(srv_max_active, 2, "and the fleet uses both");
 }
