@@ -214,6 +214,19 @@ static struct {
 		char name[RG_DOMAIN_MAX + 1];
 	} **btab;
 	char budget_sha[41], harvest_sha[41], gate_sha[41], share_sha[41], slot_sha[41];
+	/* what this loop turn asks and shares, sent as one script call each */
+	struct gate *gbatch[FLEET_BATCH_MAX];
+	unsigned ngbatch;
+	struct sbatch_ent {
+		char vkey[96];
+		char val[FLEET_REC_MAX];
+		char exat[24];
+		size_t vlen;
+		uint16_t len;
+		char addr[RG_ADDR_MAX + 1];
+		struct store_rec rec;
+	} *sbatch;
+	unsigned nsbatch;
 	/* Redis */
 	struct fconn cmd, stream;
 	uint64_t timer;
@@ -244,6 +257,8 @@ static void slots_forget(void);
 static void conn_drop(struct fconn *c, const char *why);
 static void stream_sync(void);
 static void outbox_flush(void);
+static void share_flush(void);
+static void gate_flush(void);
 static void apply_block(const redisReply *op, const redisReply *pf, const redisReply *m,
 			const redisReply *t, const redisReply *c);
 
@@ -358,21 +373,35 @@ static void key_hex(const char *addr, size_t len, char out[40])
 /* the scripts (loaded at every connection, run by EVALSHA: one round trip
  * and one command where there would be two) */
 
-/* The gate: the verdict if there is one ({1, value}), else the callout lock:
- * {2} taken, {0} held by another node.  KEYS: v:, l:; ARGV: node, lock ms. */
+/* The gate, for the addresses of one loop turn at once: per address the
+ * verdict if there is one ({1, value}), else its callout lock: {2} taken,
+ * {0} held by another node.  KEYS: n v: keys, then their n l: keys;
+ * ARGV: node, lock ms. */
 static const char fleet_gate_lua[] =
-	"local v = redis.call('GET', KEYS[1]) "
-	"if v then return {1, v} end "
-	"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end "
-	"return {0}";
+	"local n = #KEYS / 2 "
+	"local out = {} "
+	"for i = 1, n do "
+	"  local v = redis.call('GET', KEYS[i]) "
+	"  if v then out[i] = {1, v} "
+	"  elseif redis.call('SET', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then out[i] = {2} "
+	"  else out[i] = {0} end "
+	"end "
+	"return out";
 
-/* Sharing a verdict: the key with its expiry (0 = none), then the stream.
- * KEYS: v:, stream; ARGV: value, expiry (unix s), stream MAXLEN, node. */
+/* Sharing the verdicts of one loop turn: each key with its expiry (0 =
+ * none), then the stream.  KEYS: n v: keys, then the stream; ARGV: stream
+ * MAXLEN, node, then per verdict its value and expiry (unix s). */
 static const char fleet_share_lua[] =
-	"if ARGV[2] ~= '0' then redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2]) "
-	"else redis.call('SET', KEYS[1], ARGV[1]) end "
-	"return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'n', ARGV[4], 'o', 'v', "
-	"'r', ARGV[1])";
+	"local n = #KEYS - 1 "
+	"for i = 1, n do "
+	"  local val = ARGV[1 + 2 * i] "
+	"  local ex = ARGV[2 + 2 * i] "
+	"  if ex ~= '0' then redis.call('SET', KEYS[i], val, 'EXAT', ex) "
+	"  else redis.call('SET', KEYS[i], val) end "
+	"  redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[2], 'o', 'v', "
+	"             'r', val) "
+	"end "
+	"return n";
 
 /* ---------------------------------------------------------------------- */
 /* hiredis's event hooks on the loop */
@@ -740,9 +769,9 @@ static bool share(const char *addr, size_t len, const struct store_rec *rec)
 	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
 	snprintf(exat, sizeof(exat), "%" PRIu64, rec->expiry);
 	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
-	const char *argv[] = {"EVALSHA", fl.share_sha, "2", vkey, skey, val, exat, maxlen, fl.node};
-	size_t lens[] = {7, 40, 1, strlen(vkey), strlen(skey), (size_t)n, strlen(exat),
-			 strlen(maxlen), strlen(fl.node)};
+	const char *argv[] = {"EVALSHA", fl.share_sha, "2", vkey, skey, maxlen, fl.node, val, exat};
+	size_t lens[] = {7, 40, 1, strlen(vkey), strlen(skey), strlen(maxlen), strlen(fl.node),
+			 (size_t)n, strlen(exat)};
 	if (!cmd_argv(on_write_reply, NULL, 9, argv, lens))
 		return false;
 	FS(PUBLISHED);
@@ -790,8 +819,70 @@ static void hook_learned(const char *addr, size_t len, const struct store_rec *r
 	struct gate *g = gate_find(addr, len);
 	if (g && g->state == G_HOLD)
 		gate_release(g); /* the lock is left to expire (see the header) */
-	if (!up() || !share(addr, len, rec))
+	if (!up() || !fl.sbatch) {
 		outbox_put(addr, len, rec, false);
+		return;
+	}
+	struct sbatch_ent *e = &fl.sbatch[fl.nsbatch];
+	int n = fleet_rec_encode(addr, len, rec, e->val);
+	if (n < 0)
+		return; /* cannot be carried */
+	char hex[40];
+	key_hex(addr, len, hex);
+	snprintf(e->vkey, sizeof(e->vkey), "%sv:%s", fl.prefix, hex);
+	snprintf(e->exat, sizeof(e->exat), "%" PRIu64, rec->expiry);
+	e->vlen = (size_t)n;
+	e->len = (uint16_t)len;
+	memcpy(e->addr, addr, len);
+	e->addr[len] = 0;
+	e->rec = *rec;
+	if (++fl.nsbatch == FLEET_BATCH_MAX)
+		share_flush();
+}
+
+/* The turn's verdicts to Redis in one call; kept for later when it fails. */
+static void share_flush(void)
+{
+	unsigned n = fl.nsbatch;
+	if (!n)
+		return;
+	fl.nsbatch = 0;
+	char skey[64], maxlen[16], nk[16];
+	snprintf(skey, sizeof(skey), "%sstream", fl.prefix);
+	snprintf(maxlen, sizeof(maxlen), "%u", fl.stream_max);
+	snprintf(nk, sizeof(nk), "%u", n + 1);
+	int argc = 3 + (int)n + 1 + 2 + 2 * (int)n;
+	const char **argv = calloc((size_t)argc, sizeof(*argv));
+	size_t *lens = calloc((size_t)argc, sizeof(*lens));
+	bool ok = false;
+	if (argv && lens) {
+		int k = 0;
+		argv[k++] = "EVALSHA";
+		argv[k++] = fl.share_sha;
+		argv[k++] = nk;
+		for (unsigned i = 0; i < n; i++)
+			argv[k++] = fl.sbatch[i].vkey;
+		argv[k++] = skey;
+		argv[k++] = maxlen;
+		argv[k++] = fl.node;
+		for (unsigned i = 0; i < n; i++) {
+			argv[k] = fl.sbatch[i].val;
+			lens[k++] = fl.sbatch[i].vlen;
+			argv[k++] = fl.sbatch[i].exat;
+		}
+		for (int i = 0; i < argc; i++)
+			if (!lens[i])
+				lens[i] = strlen(argv[i]);
+		ok = cmd_argv(on_write_reply, NULL, argc, argv, lens);
+	}
+	free(argv);
+	free(lens);
+	if (ok) {
+		fl.st[FS_PUBLISHED] += n;
+		return;
+	}
+	for (unsigned i = 0; i < n; i++)
+		outbox_put(fl.sbatch[i].addr, fl.sbatch[i].len, &fl.sbatch[i].rec, false);
 }
 
 static void hook_deleted(const char *addr, size_t len, void *arg)
@@ -917,13 +1008,15 @@ static void on_lock(redisAsyncContext *ac, void *reply, void *priv)
 	wait_add(g, loop_now_ms() + fl.wait_ms);
 }
 
-static void on_gate(redisAsyncContext *ac, void *reply, void *priv)
+/* One address's answer from the gate script (NULL: none, go alone). */
+static void gate_result(struct gate *g, const redisReply *r)
 {
-	(void)ac;
-	struct gate *g = priv;
-	redisReply *r = reply;
-	if (!gate_reply(g))
+	g->inflight--;
+	if (g->state == G_DONE) {
+		if (!g->inflight)
+			free(g);
 		return;
+	}
 	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
 		if (r) {
@@ -947,7 +1040,7 @@ static void on_gate(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	}
 	if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-		redisReply *v = r->element[1];
+		const redisReply *v = r->element[1];
 		char a[RG_ADDR_MAX + 1];
 		size_t al;
 		struct store_rec rec;
@@ -976,6 +1069,76 @@ static void on_gate(redisAsyncContext *ac, void *reply, void *priv)
 		return;
 	}
 	g->inflight++;
+}
+
+struct gbatch {
+	unsigned n;
+	struct gate *g[];
+};
+
+static void on_gate_batch(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	struct gbatch *b = priv;
+	redisReply *r = reply;
+	conn_got(&fl.cmd);
+	bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == b->n;
+	if (r && !ok) {
+		FS(ERRORS);
+		if (r->type == REDIS_REPLY_ERROR) {
+			log_kind(LOG_K_GENERAL, LOG_ERR, "fleet: gate refused: %.200s", r->str);
+			if (!strncmp(r->str, "NOSCRIPT", 8))
+				scripts_load();
+		}
+	}
+	for (unsigned i = 0; i < b->n; i++)
+		gate_result(b->g[i], ok ? r->element[i] : NULL);
+	free(b);
+}
+
+/* The turn's gates to Redis in one call. */
+static void gate_flush(void)
+{
+	unsigned n = fl.ngbatch;
+	if (!n)
+		return;
+	fl.ngbatch = 0;
+	struct gbatch *b = malloc(sizeof(*b) + n * sizeof(b->g[0]));
+	char (*keys)[96] = calloc(2 * (size_t)n, 96);
+	int argc = 3 + 2 * (int)n + 2;
+	const char **argv = calloc((size_t)argc, sizeof(*argv));
+	size_t *lens = calloc((size_t)argc, sizeof(*lens));
+	char nk[16], px[16];
+	bool ok = false;
+	if (b && keys && argv && lens) {
+		b->n = n;
+		memcpy(b->g, fl.gbatch, n * sizeof(b->g[0]));
+		snprintf(nk, sizeof(nk), "%u", 2 * n);
+		snprintf(px, sizeof(px), "%u", fl.lock_ms);
+		int k = 0;
+		argv[k++] = "EVALSHA";
+		argv[k++] = fl.gate_sha;
+		argv[k++] = nk;
+		for (unsigned i = 0; i < n; i++) {
+			snprintf(keys[i], 96, "%sv:%s", fl.prefix, fl.gbatch[i]->key);
+			snprintf(keys[n + i], 96, "%sl:%s", fl.prefix, fl.gbatch[i]->key);
+		}
+		for (unsigned i = 0; i < 2 * n; i++)
+			argv[k++] = keys[i];
+		argv[k++] = fl.node;
+		argv[k++] = px;
+		for (int i = 0; i < argc; i++)
+			lens[i] = strlen(argv[i]);
+		ok = cmd_argv(on_gate_batch, b, argc, argv, lens);
+	}
+	free(keys);
+	free(argv);
+	free(lens);
+	if (ok)
+		return;
+	free(b);
+	for (unsigned i = 0; i < n; i++)
+		gate_result(fl.gbatch[i], NULL);
 }
 
 static bool hook_gate(const char *addr, size_t len, void *arg)
@@ -1022,25 +1185,17 @@ static bool hook_gate(const char *addr, size_t len, void *arg)
 	memcpy(g->addr, addr, len);
 	g->addr[len] = 0;
 	key_hex(addr, len, g->key);
-	char vkey[96];
-	snprintf(vkey, sizeof(vkey), "%sv:%s", fl.prefix, g->key);
-	char lkey[96], px[16];
-	snprintf(lkey, sizeof(lkey), "%sl:%s", fl.prefix, g->key);
-	snprintf(px, sizeof(px), "%u", fl.lock_ms);
-	const char *argv[] = {"EVALSHA", fl.gate_sha, "2", vkey, lkey, fl.node, px};
-	size_t lens[] = {7, 40, 1, strlen(vkey), strlen(lkey), strlen(fl.node), strlen(px)};
-	if (!cmd_argv(on_gate, g, 7, argv, lens)) {
-		free(g);
-		FS(UNCOORDINATED);
-		return false;
-	}
+	/* asked with the rest of this turn's (gate_flush, at the turn's end) */
 	g->inflight = 1;
+	fl.gbatch[fl.ngbatch++] = g;
 	g->state = G_GET;
 	struct gate **b = &fl.tab[g->h & (fl.tab_size - 1)];
 	g->next = *b;
 	*b = g;
 	fl.ngates++;
 	FS(GATED);
+	if (fl.ngbatch == FLEET_BATCH_MAX)
+		gate_flush();
 	return true;
 }
 
@@ -1918,6 +2073,17 @@ static void tick(void *arg)
 	}
 }
 
+/* After every loop turn (after the core's): what the turn asked and learned
+ * goes to Redis, one script call each. */
+static void fleet_turn(void *arg)
+{
+	(void)arg;
+	if (!fl.on)
+		return;
+	gate_flush();
+	share_flush();
+}
+
 /* ---------------------------------------------------------------------- */
 /* status, stats */
 
@@ -2033,7 +2199,8 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 	sha1_hex(fleet_share_lua, fl.share_sha);
 	sha1_hex(fleet_slot_lua, fl.slot_sha);
 	fl.btab = calloc(FLEET_BUDGET_BUCKETS, sizeof(*fl.btab));
-	if (!fl.btab) {
+	fl.sbatch = calloc(FLEET_BATCH_MAX, sizeof(*fl.sbatch));
+	if (!fl.btab || !fl.sbatch || loop_on_turn(fleet_turn, NULL)) {
 		snprintf(err, errlen, "fleet: out of memory");
 		return -ENOMEM;
 	}
@@ -2126,6 +2293,7 @@ void fleet_stop(void)
 			free(b);
 		}
 	free(fl.btab);
+	free(fl.sbatch);
 	memset(fl.password, 0, sizeof(fl.password));
 	memset(&fl, 0, sizeof(fl));
 	fl.cmd.name = "commands";
