@@ -163,12 +163,13 @@ enum gate_state { G_GET = 1, G_LOCK, G_WAIT, G_HOLD, G_DONE };
 
 struct gate {
 	struct gate *next;		/* hash chain */
-	struct gate *wnext, *wprev;	/* waiting list (G_WAIT, G_HOLD) */
+	struct gate *wnext, *wprev;	/* its deadline list (G_WAIT or G_HOLD) */
 	uint64_t h;
 	uint64_t deadline_ms;
 	uint32_t inflight;		/* commands whose reply names this gate */
 	uint8_t state;
 	bool in_wait;
+	uint8_t wlist;			/* which deadline list: WL_WAIT, WL_HOLD */
 	uint16_t len;
 	char key[40];			/* hex of the table key */
 	char addr[RG_ADDR_MAX + 1];
@@ -241,7 +242,10 @@ static struct {
 	/* gates */
 	struct gate **tab;
 	size_t tab_size, ngates;
-	struct gate *waiting;		/* G_WAIT and G_HOLD, with deadlines */
+	/* gates with a deadline, one list per kind (G_WAIT: callout_wait,
+	 * G_HOLD: callout_lock): each in deadline order, as every entry of a
+	 * list waits as long; the timer looks at their heads only */
+	struct gate *whead[2], *wtail[2];
 	uint8_t hkey[16];		/* the gate hash's own key */
 	/* verdicts waiting for Redis */
 	struct outbox_ent *outbox;
@@ -911,30 +915,39 @@ static struct gate *gate_find(const char *addr, size_t len)
 	return NULL;
 }
 
-static void wait_add(struct gate *g, uint64_t deadline)
-{
-	g->deadline_ms = deadline;
-	if (g->in_wait)
-		return;
-	g->wprev = NULL;
-	g->wnext = fl.waiting;
-	if (fl.waiting)
-		fl.waiting->wprev = g;
-	fl.waiting = g;
-	g->in_wait = true;
-}
+enum { WL_WAIT = 0, WL_HOLD = 1 };
 
 static void wait_del(struct gate *g)
 {
 	if (!g->in_wait)
 		return;
+	unsigned l = g->wlist;
 	if (g->wprev)
 		g->wprev->wnext = g->wnext;
 	else
-		fl.waiting = g->wnext;
+		fl.whead[l] = g->wnext;
 	if (g->wnext)
 		g->wnext->wprev = g->wprev;
+	else
+		fl.wtail[l] = g->wprev;
 	g->in_wait = false;
+}
+
+/* To the tail of its list (G_WAIT or G_HOLD). */
+static void wait_add(struct gate *g, uint64_t deadline)
+{
+	unsigned l = g->state == G_HOLD ? WL_HOLD : WL_WAIT;
+	wait_del(g);
+	g->deadline_ms = deadline;
+	g->wlist = (uint8_t)l;
+	g->wnext = NULL;
+	g->wprev = fl.wtail[l];
+	if (fl.wtail[l])
+		fl.wtail[l]->wnext = g;
+	else
+		fl.whead[l] = g;
+	fl.wtail[l] = g;
+	g->in_wait = true;
 }
 
 /* Done with an address: out of the hash now, freed when no reply names it. */
@@ -2053,17 +2066,15 @@ static void tick(void *arg)
 			conn_drop(c, "no reply within redis_timeout");
 		}
 	}
-	for (struct gate *g = fl.waiting, *nx; g; g = nx) {
-		nx = g->wnext;
-		if (now < g->deadline_ms)
-			continue;
-		if (g->state == G_WAIT) {
-			FS(LOCK_TIMEOUTS);
-			gate_go(g, true);
-		} else {
-			gate_release(g); /* a held lock expired without a verdict */
-		}
+	/* (a reload that shortens callout_wait or callout_lock delays the
+	 * newer entries' ends until the older ones' at most) */
+	struct gate *g;
+	while ((g = fl.whead[WL_WAIT]) && now >= g->deadline_ms) {
+		FS(LOCK_TIMEOUTS);
+		gate_go(g, true);
 	}
+	while ((g = fl.whead[WL_HOLD]) && now >= g->deadline_ms)
+		gate_release(g); /* a held lock expired without a verdict */
 	if (up() && fl.nout)
 		outbox_flush();
 	slots_tick(now);
