@@ -22,7 +22,11 @@
  * deleting it would let a node whose GET just missed call out again); not
  * taken, it waits for the verdict on the stream, at most callout_wait, then
  * calls out alone.  Every failure (Redis down, an error reply) lets the
- * callout go at once, counted "uncoordinated".
+ * callout go at once, counted "uncoordinated".  Both steps are one script,
+ * run once per loop turn for every address the turn gated (up to
+ * FLEET_BATCH_MAX per call); the verdicts a turn learned are shared the same
+ * way (key + stream entry each, one call), so Redis is asked per turn, not
+ * per address.
  *
  * Harvest (harvest_limit > 0): every rejection the data plane reports is
  * counted per source prefix (IPv4 /32 and /24, IPv6 /64, as the data plane
