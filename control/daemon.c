@@ -908,7 +908,10 @@ int core_fleet_apply(const char *addr, size_t len, const struct store_rec *in)
 	if (!dm.core_ready || len == 0 || len > RG_ADDR_MAX || memchr(addr, 0, len) ||
 	    addr_domain(addr, len, dom) || (in->verdict != RT_VALID && in->verdict != RT_INVALID))
 		return -EINVAL;
-	if (!config_domain(dm.cfg, dom))
+	const struct config_dom *dc = config_domain(dm.cfg, dom);
+	/* not ours to judge, or a closed list here (only a verdict set by hand
+	 * overrides the list, as on this node) */
+	if (!dc || (dc->mode == DT_MODE_LIST && in->source != RT_SRC_MANUAL))
 		return -ENOENT;
 	struct store_rec old, rec = *in;
 	uint64_t now = daemon_wall_s();

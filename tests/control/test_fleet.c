@@ -1091,3 +1091,25 @@ Test(fleet, max_conns_shared)
 	cr_expect_leq(srv_max_active, 2, "sessions at once over the fleet: %d", srv_max_active);
 	cr_expect_eq(srv_max_active, 2, "and the fleet uses both");
 }
+
+/* A closed list here is not overridden by another node's callout verdict
+ * (only by one set by hand, as on this node). */
+Test(fleet, closed_list_kept)
+{
+	char lst[128], extra[300];
+	snprintf(lst, sizeof(lst), "%s/list.txt", dir);
+	FILE *f = fopen(lst, "w");
+	fprintf(f, "alice@list.test\n");
+	fclose(f);
+	snprintf(extra, sizeof(extra), "\n[domain list.test]\nmode = list\nlist = %s\n", lst);
+	dom_extra = extra;
+	write_conf();
+	dom_extra = "";
+	start();
+	wait_connected();
+	other_node_learns("mallory@list.test", true, false);
+	other_node_learns("remote2@dm.test", true, false);
+	wait_table("remote2@dm.test", RT_VALID, 3000);
+	cr_expect_not(table_has("mallory@list.test", RT_VALID), "the list says unlisted");
+	cr_expect_eq(fstat_v("apply_skipped"), 1);
+}
