@@ -910,6 +910,11 @@ void sess_close(struct sess *s, bool ok)
 		s->next->prev = s->prev;
 	co->nsessions--;
 	d->sessions_open--;
+	if (co->hooks.budget) {
+		/* a shared budget hears of the end (the session's slot may go back) */
+		uint32_t max_conns;
+		refill(d, daemon_now_ms(), &max_conns);
+	}
 	s->dead = true;
 	s->fd = -1;
 	s->next = co->graveyard;

@@ -48,9 +48,9 @@
  * its own bucket (single-box rates, per node).  dest_max_conns: a semaphore
  * per domain (s:<domain>, a sorted set of leases scored by their expiry),
  * one slot taken per session wanted beyond those held, leases renewed every
- * FLEET_SLOT_RENEW_MS while the domain is busy, given back after
- * FLEET_SLOT_IDLE_MS without need; a node that dies leaves its slots to
- * expire (FLEET_SLOT_LEASE_MS).
+ * FLEET_SLOT_RENEW_MS while held, slots beyond the sessions open given back
+ * after FLEET_SLOT_IDLE_MS without waiting addresses; a node that dies
+ * leaves its slots to expire (FLEET_SLOT_LEASE_MS).
  *
  * Down and back: the first failure is logged once; reconnects back off from
  * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
@@ -215,7 +215,9 @@ static struct {
 		uint32_t held, next_slot;
 		uint32_t *slots;		/* their ids, held of them */
 		bool slot_inflight;
-		uint64_t slot_retry_ms, idle_ms, last_call_ms, renewed_ms;
+		uint64_t slot_retry_ms, idle_ms, renewed_ms;
+		uint32_t last_sessions;	/* the domain's sessions at the last call */
+		bool last_waiting;	/* ... and whether addresses waited */
 		char name[RG_DOMAIN_MAX + 1];
 	} **btab;
 	char budget_sha[41], harvest_sha[41], gate_sha[41], share_sha[41], slot_sha[41];
@@ -1790,7 +1792,7 @@ static const char fleet_budget_lua[] =
 #define FLEET_BUDGET_RETRY_MS 20u	/* an empty bucket is asked again after */
 #define FLEET_SLOT_LEASE_MS 5000u	/* a session slot's lease */
 #define FLEET_SLOT_RENEW_MS 1000u	/* renewed this often while in use */
-#define FLEET_SLOT_IDLE_MS 200u		/* a slot not needed this long is given back */
+#define FLEET_SLOT_IDLE_MS 100u		/* a slot not needed this long is given back */
 
 /* A session slot: expired leases dropped, then one more if under the limit.
  * KEYS: the set; ARGV: limit, member, lease ms.  1 taken, 0 full. */
@@ -1949,7 +1951,9 @@ out:
 	free(lens);
 }
 
-/* Every tick: leases of busy domains renewed, idle domains' slots given back. */
+/* Every tick: slots beyond the sessions open given back once not needed
+ * for FLEET_SLOT_IDLE_MS (the callout engine reports every session's end),
+ * the leases of the others renewed. */
 static void slots_tick(uint64_t now)
 {
 	if (!fl.btab || !up())
@@ -1958,12 +1962,19 @@ static void slots_tick(uint64_t now)
 		for (struct fbudget *b = fl.btab[i]; b; b = b->next) {
 			if (!b->held)
 				continue;
-			if (now - b->last_call_ms > FLEET_SLOT_RENEW_MS) {
-				while (b->held)
-					slot_release(b);
-			} else if (now - b->renewed_ms >= FLEET_SLOT_RENEW_MS) {
-				slot_renew(b, now);
+			if (!b->last_waiting && b->held > b->last_sessions) {
+				if (!b->idle_ms) {
+					b->idle_ms = now;
+				} else if (now - b->idle_ms >= FLEET_SLOT_IDLE_MS) {
+					while (b->held > b->last_sessions)
+						slot_release(b);
+					b->idle_ms = 0;
+				}
+			} else {
+				b->idle_ms = 0;
 			}
+			if (b->held && now - b->renewed_ms >= FLEET_SLOT_RENEW_MS)
+				slot_renew(b, now);
 		}
 }
 
@@ -1985,7 +1996,8 @@ static bool hook_budget(struct core_budget *cb, void *arg)
 	if (!b)
 		return false;
 	uint64_t now = loop_now_ms();
-	b->last_call_ms = now;
+	b->last_sessions = cb->sessions_open;
+	b->last_waiting = cb->waiting;
 	/* sessions: as many as slots held; one more asked for while addresses
 	 * wait and every slot is in use; one given back when not needed */
 	if (cb->waiting && cb->sessions_open >= b->held && b->held < cb->max_conns &&
@@ -2002,16 +2014,6 @@ static bool hook_budget(struct core_budget *cb, void *arg)
 			if (!b->held)
 				b->renewed_ms = now;
 		}
-	}
-	if (!cb->waiting && b->held > cb->sessions_open) {
-		if (!b->idle_ms)
-			b->idle_ms = now;
-		else if (now - b->idle_ms >= FLEET_SLOT_IDLE_MS) {
-			slot_release(b);
-			b->idle_ms = 0;
-		}
-	} else {
-		b->idle_ms = 0;
 	}
 	*cb->allowed_conns = b->held < cb->max_conns ? b->held : cb->max_conns;
 	const char *domain = cb->domain;
