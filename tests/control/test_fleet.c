@@ -845,6 +845,8 @@ Test(fleet, harvest_summed_over_nodes)
 	cr_expect_not(manual, "a harvest block");
 	cr_expect_not(blocked("198.18.5.0/24", NULL), "the /24 saw 7 only");
 	cr_expect_eq(fstat_v("harvest_blocks"), 1);
+	for (int i = 0; i < 100 && stream_ops("b", "198.18.5.7/32") < 1; i++)
+		spin(10);
 	cr_expect_eq(stream_ops("b", "198.18.5.7/32"), 1, "announced on the stream");
 	redisReply *r = cmd("PTTL rg:b:198.18.5.7/32");
 	cr_expect_gt(r->integer, 0, "one announcement per block_ttl");
@@ -933,12 +935,14 @@ Test(fleet, block_by_hand_fleet_wide)
 	cr_assert_eq(rcptctl_run(blk, out, sizeof(out)), 0, "%s", out);
 	cr_expect(strstr(out, "\"fleet\": true") || strstr(out, "\"fleet\":true"), "%s", out);
 	cr_assert(blocked("198.18.7.0/24", NULL));
-	spin(50);
+	for (int i = 0; i < 100 && stream_ops("b", "198.18.7.0/24") < 1; i++)
+		spin(10);
 	cr_expect_eq(stream_ops("b", "198.18.7.0/24"), 1);
 	const char *ub[] = {"unblock", "198.18.8.0/24", NULL};
 	cr_assert_eq(rcptctl_run(ub, out, sizeof(out)), 0, "not blocked here, unblocked fleet-wide: %s",
 		     out);
-	spin(50);
+	for (int i = 0; i < 100 && stream_ops("u", "198.18.8.0/24") < 1; i++)
+		spin(10);
 	cr_expect_eq(stream_ops("u", "198.18.8.0/24"), 1);
 	cr_expect_eq(fstat_v("blocks_shared"), 2);
 }
@@ -1112,4 +1116,105 @@ Test(fleet, closed_list_kept)
 	wait_table("remote2@dm.test", RT_VALID, 3000);
 	cr_expect_not(table_has("mallory@list.test", RT_VALID), "the list says unlisted");
 	cr_expect_eq(fstat_v("apply_skipped"), 1);
+}
+
+/* The record as keys and stream carry it: round trip, and every malformed
+ * form refused (named cases). */
+Test(fleet, rec_codec)
+{
+	struct store_rec r = {.version = STORE_REC_VERSION, .verdict = RT_INVALID,
+			      .source = RT_SRC_CALLOUT, .flags = 0, .code = 550,
+			      .updated = 1700000000, .refresh_at = 1700000600, .expiry = 1700003600};
+	char buf[FLEET_REC_MAX], a[RG_ADDR_MAX + 1];
+	size_t al;
+	struct store_rec o;
+	int n = fleet_rec_encode("x y@dm.test", 11, &r, buf);
+	cr_assert_gt(n, 0);
+	cr_assert_eq(fleet_rec_decode(buf, (size_t)n, a, &al, &o), 0, "%s", buf);
+	cr_expect_str_eq(a, "x y@dm.test", "the address may hold a space (quoted local part)");
+	cr_expect_eq(al, 11);
+	cr_expect(o.verdict == r.verdict && o.source == r.source && o.code == r.code &&
+		  o.updated == r.updated && o.refresh_at == r.refresh_at && o.expiry == r.expiry);
+	static const struct {
+		const char *name, *text;
+	} bad[] = {
+		{"empty", ""},
+		{"version 2", "2 1 0 0 1 2 3 250 a@b"},
+		{"verdict 3", "1 3 0 0 1 2 3 250 a@b"},
+		{"verdict 0", "1 0 0 0 1 2 3 250 a@b"},
+		{"source 256", "1 1 256 0 1 2 3 250 a@b"},
+		{"code 1000", "1 1 0 0 1 2 3 1000 a@b"},
+		{"field missing", "1 1 0 0 1 2 3 a@b"},
+		{"no address", "1 1 0 0 1 2 3 250 "},
+		{"address without @", "1 1 0 0 1 2 3 250 ab"},
+		{"not a number", "1 1 0 0 x 2 3 250 a@b"},
+		{"overflow", "1 1 0 0 99999999999999999999999 2 3 250 a@b"},
+		{"two spaces", "1 1 0 0  1 2 3 250 a@b"},
+		{"negative", "1 1 0 0 -1 2 3 250 a@b"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect_eq(fleet_rec_decode(bad[i].text, strlen(bad[i].text), a, &al, &o), -EINVAL,
+			     "%s accepted", bad[i].name);
+	char nul[] = "1 1 0 0 1 2 3 250 a\0@b";
+	cr_expect_eq(fleet_rec_decode(nul, sizeof(nul) - 1, a, &al, &o), -EINVAL, "a NUL accepted");
+	char longaddr[RG_ADDR_MAX + 2];
+	memset(longaddr, 'x', sizeof(longaddr) - 1);
+	longaddr[sizeof(longaddr) - 1] = 0;
+	longaddr[10] = '@';
+	cr_expect_lt(fleet_rec_encode(longaddr, strlen(longaddr), &r, buf), 0, "over RG_ADDR_MAX");
+}
+
+/* A Redis that stops answering (SIGSTOP) does not hold misses: after
+ * redis_timeout the node drops the connection and calls out alone. */
+Test(fleet, redis_stuck)
+{
+	fleet_extra = "redis_timeout = 300ms\n";
+	write_conf();
+	start();
+	fleet_extra = "";
+	wait_connected();
+	kill(redis_pid, SIGSTOP);
+	uint64_t t0 = daemon_now_ms();
+	push_miss_at(shm, "stuck@dm.test");
+	wait_table("stuck@dm.test", RT_VALID, 5000);
+	uint64_t took = daemon_now_ms() - t0;
+	kill(redis_pid, SIGCONT);
+	cr_log_info("verdict with Redis stopped after %llu ms", (unsigned long long)took);
+	cr_expect_leq(took, 2000, "bounded by redis_timeout, took %llu ms", (unsigned long long)took);
+	cr_expect_geq(fstat_v("timeouts"), 1);
+	cr_expect_geq(fstat_v("uncoordinated"), 1);
+	wait_connected();
+	cr_expect_eq(fstat_v("outages"), 1);
+}
+
+/* A reload with another key_prefix moves the node to that key space. */
+Test(fleet, reload_prefix)
+{
+	start();
+	wait_connected();
+	fleet_extra = "key_prefix = rg2:\n";
+	write_conf();
+	fleet_extra = "";
+	char err[512];
+	cr_assert_eq(core_reload(err, sizeof(err)), 0, "%s", err);
+	spin(50);
+	wait_connected();
+	push_miss_at(shm, "moved@dm.test");
+	wait_table("moved@dm.test", RT_VALID, 3000);
+	char key[100], k2[120];
+	key_of("moved@dm.test", key, "v"); /* "rg:v:<hex>" */
+	snprintf(k2, sizeof(k2), "rg2:%s", key + 3);
+	redisReply *r = NULL;
+	for (int i = 0; i < 100; i++) {
+		spin(10);
+		freeReplyObject(r);
+		r = cmd("GET %s", k2);
+		if (r->type == REDIS_REPLY_STRING)
+			break;
+	}
+	cr_expect_eq(r->type, REDIS_REPLY_STRING, "written under the new prefix (%s)", k2);
+	freeReplyObject(r);
+	r = cmd("EXISTS %s", key);
+	cr_expect_eq(r->integer, 0, "nothing under the old prefix");
+	freeReplyObject(r);
 }
