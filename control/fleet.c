@@ -52,6 +52,11 @@
  * after FLEET_SLOT_IDLE_MS without waiting addresses; a node that dies
  * leaves its slots to expire (FLEET_SLOT_LEASE_MS).
  *
+ * A restart resumes from the stream position saved next to the store
+ * (FLEET_POS_FILE, written once a second with the id read a second earlier,
+ * whose verdicts the store has committed since; a lost or stale file only
+ * means a resynchronisation from the keys).
+ *
  * Down and back: the first failure is logged once; reconnects back off from
  * FLEET_BACKOFF_MIN_MS doubling to reconnect_max; verdicts learned meanwhile
  * wait in an outbox (FLEET_OUTBOX_MAX, the newest per address, the rest
@@ -110,6 +115,7 @@
 	X(STREAM_READS, "stream_reads", "XREAD replies")                                \
 	X(RESYNCS, "resyncs", "full resynchronisations from the keys")                  \
 	X(RESYNC_KEYS, "resync_keys", "keys read by resynchronisations")                \
+	X(POS_ERRORS, "position_errors", "stream positions that could not be saved next to the store")                \
 	X(REJECTS_COUNTED, "harvest_counted", "rejections counted for the fleet's harvest sums") \
 	X(HARVEST_DROPPED, "harvest_dropped", "rejections not counted: FLEET_HARVEST_SLOTS full or Redis down") \
 	X(HARVEST_BLOCKS, "harvest_blocks", "harvest blocks this node announced to the fleet") \
@@ -241,6 +247,11 @@ static struct {
 	uint64_t down_since_ms, down_since_s;
 	/* the stream */
 	char last_id[48];		/* "" = never read: resync from the keys */
+	/* the stream position kept next to the store, for a restart */
+	char pos_path[CONFIG_PATH_MAX + 32];
+	char pos_written[48];		/* what the file says */
+	char pos_pending[48];		/* last_id a second ago: committed since */
+	uint64_t pos_ms;
 	char resync_id[48];		/* stream end taken before a resync */
 	char scan_cursor[32];
 	enum sync_state sync;
@@ -264,6 +275,7 @@ static struct {
 static void conn_start(struct fconn *c);
 static void scripts_load(void);
 static void slots_forget(void);
+static void pos_tick(uint64_t now);
 static void conn_drop(struct fconn *c, const char *why);
 static void stream_sync(void);
 static void outbox_flush(void);
@@ -2084,6 +2096,7 @@ static void tick(void *arg)
 	if (up() && fl.nout)
 		outbox_flush();
 	slots_tick(now);
+	pos_tick(now);
 	if (fl.nhc && now - fl.hc_flushed_ms >= FLEET_HARVEST_FLUSH_MS) {
 		fl.hc_flushed_ms = now;
 		harvest_flush();
@@ -2099,6 +2112,66 @@ static void fleet_turn(void *arg)
 		return;
 	gate_flush();
 	share_flush();
+}
+
+/* ---------------------------------------------------------------------- */
+/* the stream position across restarts */
+
+static bool id_valid(const char *s)
+{
+	size_t d = strspn(s, "0123456789");
+	return d > 0 && s[d] == '-' && strspn(s + d + 1, "0123456789") > 0 &&
+	       s[d + 1 + strspn(s + d + 1, "0123456789")] == 0;
+}
+
+static void pos_load(void)
+{
+	FILE *f = fopen(fl.pos_path, "r");
+	if (!f)
+		return;
+	char pfx[64] = "", id[64] = "";
+	bool ok = fgets(pfx, sizeof(pfx), f) && fgets(id, sizeof(id), f);
+	fclose(f);
+	pfx[strcspn(pfx, "\n")] = 0;
+	id[strcspn(id, "\n")] = 0;
+	if (!ok || strcmp(pfx, fl.prefix) || !id_valid(id) || strlen(id) >= sizeof(fl.last_id)) {
+		log_msg(LOG_NOTICE, "fleet: %s not used (another key prefix, or unreadable): "
+			"resynchronising from the keys", fl.pos_path);
+		return;
+	}
+	snprintf(fl.last_id, sizeof(fl.last_id), "%s", id);
+	snprintf(fl.pos_written, sizeof(fl.pos_written), "%s", id);
+	log_msg(LOG_INFO, "fleet: resuming the stream after %s", id);
+}
+
+/* Atomic (write + rename); not synced: a lost file costs a resync only. */
+static void pos_save(const char *id)
+{
+	if (!fl.pos_path[0] || !id[0] || !strcmp(id, fl.pos_written))
+		return;
+	char tmp[sizeof(fl.pos_path) + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", fl.pos_path);
+	FILE *f = fopen(tmp, "w");
+	if (!f) {
+		FS(POS_ERRORS);
+		return;
+	}
+	fprintf(f, "%s\n%s\n", fl.prefix, id);
+	if (fclose(f) || rename(tmp, fl.pos_path)) {
+		FS(POS_ERRORS);
+		unlink(tmp);
+		return;
+	}
+	snprintf(fl.pos_written, sizeof(fl.pos_written), "%s", id);
+}
+
+static void pos_tick(uint64_t now)
+{
+	if (now - fl.pos_ms < 1000u)
+		return;
+	fl.pos_ms = now;
+	pos_save(fl.pos_pending);
+	snprintf(fl.pos_pending, sizeof(fl.pos_pending), "%s", fl.last_id);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -2210,6 +2283,8 @@ int fleet_start(const struct config *cfg, char *err, size_t errlen)
 	int r = settings(cfg, err, errlen);
 	if (r < 0)
 		return r;
+	snprintf(fl.pos_path, sizeof(fl.pos_path), "%s/" FLEET_POS_FILE, cfg->store_path);
+	pos_load();
 	sha1_hex(fleet_budget_lua, fl.budget_sha);
 	sha1_hex(fleet_harvest_lua, fl.harvest_sha);
 	sha1_hex(fleet_gate_lua, fl.gate_sha);
@@ -2277,6 +2352,8 @@ void fleet_stop(void)
 {
 	if (!fl.on)
 		return;
+	/* the loop has stopped after a turn: what was applied is committed */
+	pos_save(fl.last_id);
 	core_set_fleet_hooks(NULL);
 	loop_timer_cancel(fl.timer);
 	fl.on = false;

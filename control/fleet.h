@@ -30,6 +30,7 @@
 #define FLEET_SCAN_COUNT 1000u	/* keys per SCAN step of a resync */
 #define FLEET_BACKOFF_MIN_MS 100u
 #define FLEET_REC_MAX 400u	/* an encoded verdict */
+#define FLEET_POS_FILE "fleet-stream.pos"	/* in the store's directory */
 #define FLEET_BATCH_MAX 256u		/* addresses per gate or share script call */
 #define FLEET_HARVEST_SLOTS 4096u	/* source prefixes counted between flushes */
 #define FLEET_HARVEST_FLUSH_MS 100u	/* local counts added to Redis this often */

@@ -1218,3 +1218,29 @@ Test(fleet, reload_prefix)
 	cr_expect_eq(r->integer, 0, "nothing under the old prefix");
 	freeReplyObject(r);
 }
+
+/* A restarted node resumes the stream where it stopped (the position saved
+ * next to its store): what the fleet learned meanwhile comes from the stream,
+ * no resynchronisation from the keys. */
+Test(fleet, restart_resumes_stream)
+{
+	start();
+	wait_connected();
+	other_node_learns("before@dm.test", true, false);
+	wait_table("before@dm.test", RT_VALID, 3000);
+	cr_assert_eq(fstat_v("resyncs"), 1, "a new node reads the keys once");
+	daemon_fini();
+	char pos[160];
+	snprintf(pos, sizeof(pos), "%s/store/" FLEET_POS_FILE, dir);
+	struct stat st;
+	cr_assert_eq(stat(pos, &st), 0, "position saved at stop");
+	other_node_learns("meanwhile@dm.test", false, false);
+	/* a key no stream entry announces: only a resync would bring it */
+	other_node_learns("keyonly2@dm.test", true, true);
+	start();
+	wait_connected();
+	wait_table("meanwhile@dm.test", RT_INVALID, 3000);
+	spin(100);
+	cr_expect_eq(fstat_v("resyncs"), 0, "resumed from the saved position");
+	cr_expect_not(table_has("keyonly2@dm.test", RT_VALID), "no resync happened");
+}
