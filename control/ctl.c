@@ -375,17 +375,20 @@ static int v_status(struct ctl_conn *c, const struct ctlproto_req *r, char *err,
 	jb_u64(j, "callouts_inflight", s.callouts_inflight);
 	jb_u64(j, "sessions_open", s.sessions_open);
 	if (s.fleet.enabled) {
-		jb_bool(j, "fleet_connected", s.fleet.connected);
-		jb_str(j, "fleet_node", s.fleet.node);
-		jb_str(j, "fleet_redis", s.fleet.redis);
-		jb_u64(j, "fleet_down_since", s.fleet.down_since_s);
-		jb_u64(j, "fleet_stream_lag_ms", s.fleet.stream_lag_ms);
-		jb_u64(j, "fleet_last_sync", s.fleet.last_sync_s);
-		jb_u64(j, "fleet_applied", s.fleet.applied);
-		jb_u64(j, "fleet_published", s.fleet.published);
-		jb_u64(j, "fleet_lock_waits", s.fleet.lock_waits);
-		jb_u64(j, "fleet_uncoordinated", s.fleet.uncoordinated);
-		jb_u64(j, "fleet_outbox", s.fleet.outbox);
+		/* an object of scalars (rcptctl status and top print it) */
+		jb_open(j, "fleet", '{');
+		jb_bool(j, "connected", s.fleet.connected);
+		jb_str(j, "node", s.fleet.node);
+		jb_str(j, "redis", s.fleet.redis);
+		jb_u64(j, "down_since", s.fleet.down_since_s);
+		jb_u64(j, "stream_lag_ms", s.fleet.stream_lag_ms);
+		jb_u64(j, "last_sync", s.fleet.last_sync_s);
+		jb_u64(j, "applied", s.fleet.applied);
+		jb_u64(j, "published", s.fleet.published);
+		jb_u64(j, "lock_waits", s.fleet.lock_waits);
+		jb_u64(j, "uncoordinated", s.fleet.uncoordinated);
+		jb_u64(j, "outbox", s.fleet.outbox);
+		jb_close(j, '}');
 	}
 	return CTLS_OK;
 }

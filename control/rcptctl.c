@@ -212,19 +212,20 @@ static int p_status(json_t *a)
 		       ju(a, "dp_lcores_online"));
 	printf("callouts:      %llu pending, %llu in flight, %llu sessions open\n",
 	       ju(a, "callouts_pending"), ju(a, "callouts_inflight"), ju(a, "sessions_open"));
-	if (json_object_get(a, "fleet_connected")) {
+	json_t *fl = json_object_get(a, "fleet");
+	if (json_is_object(fl)) {
 		char t3[32];
-		bool on = json_is_true(json_object_get(a, "fleet_connected"));
-		printf("fleet:         node %s, Redis %s: %s", js(a, "fleet_node"), js(a, "fleet_redis"),
+		bool on = json_is_true(json_object_get(fl, "connected"));
+		printf("fleet:         node %s, Redis %s: %s", js(fl, "node"), js(fl, "redis"),
 		       on ? "connected" : "DISCONNECTED");
-		if (!on && ju(a, "fleet_down_since"))
-			printf(" since %s (going on alone)", when(ju(a, "fleet_down_since"), t3, sizeof(t3)));
+		if (!on && ju(fl, "down_since"))
+			printf(" since %s (going on alone)", when(ju(fl, "down_since"), t3, sizeof(t3)));
 		printf("\n               stream lag %llu ms, last sync %s; %llu applied, %llu shared, "
-		       "%llu waiting for Redis\n", ju(a, "fleet_stream_lag_ms"),
-		       ju(a, "fleet_last_sync") ? when(ju(a, "fleet_last_sync"), t1, sizeof(t1)) : "never",
-		       ju(a, "fleet_applied"), ju(a, "fleet_published"), ju(a, "fleet_outbox"));
+		       "%llu waiting for Redis\n", ju(fl, "stream_lag_ms"),
+		       ju(fl, "last_sync") ? when(ju(fl, "last_sync"), t1, sizeof(t1)) : "never",
+		       ju(fl, "applied"), ju(fl, "published"), ju(fl, "outbox"));
 		printf("               lock waits %llu, uncoordinated callouts %llu\n",
-		       ju(a, "fleet_lock_waits"), ju(a, "fleet_uncoordinated"));
+		       ju(fl, "lock_waits"), ju(fl, "uncoordinated"));
 	}
 	return EX_OK;
 }

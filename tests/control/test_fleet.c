@@ -727,8 +727,8 @@ Test(fleet, two_nodes_one_callout)
 	cr_assert_not_null(ctl, "RG_RCPTCTL not set");
 	char line[600], out[8192] = "";
 	size_t ol = 0;
-	snprintf(line, sizeof(line), "%s --socket %s status; %s --socket %s stats", ctl, ctlb, ctl,
-		 ctlb);
+	snprintf(line, sizeof(line), "%s --socket %s status; %s --socket %s stats; "
+		 "%s --socket %s --json status", ctl, ctlb, ctl, ctlb, ctl, ctlb);
 	FILE *p = popen(line, "r");
 	cr_assert_not_null(p);
 	while (ol < sizeof(out) - 1 && fgets(out + ol, (int)(sizeof(out) - ol), p))
@@ -740,6 +740,8 @@ Test(fleet, two_nodes_one_callout)
 	cr_expect(strstr(out, "uncoordinated callouts 0"), "%s", out);
 	cr_expect(strstr(out, "fleet.connected 1"), "%s", out);
 	cr_expect(strstr(out, "fleet.published "), "%s", out);
+	cr_expect(strstr(out, "\"fleet\":{\"connected\":true,\"node\":\"b\""),
+		  "status --json: the fleet as an object: %s", out);
 	cr_log_info("two nodes: %d RCPTs for %d addresses; here: %" PRIu64 " locks, %" PRIu64
 		    " waits served, %" PRIu64 " gate hits, %" PRIu64 " uncoordinated",
 		    rcpts(), N, fstat_v("locks_taken"), fstat_v("lock_wait_served"),
