@@ -1139,12 +1139,73 @@ const struct config_dom *config_domain(const struct config *c, const char *name)
 	return NULL;
 }
 
+static const char *scope_name(enum key_scope sc)
+{
+	switch (sc) {
+	case SC_GLOBAL:
+		return "global";
+	case SC_DOMAIN:
+		return "domain";
+	case SC_BOTH:
+		return "both";
+	}
+	return "?";
+}
+
 void config_print_defaults(void *file)
 {
 	FILE *f = file;
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
-		fprintf(f, "%-22s %-8s %-30s %s\n", k->name,
-			k->scope == SC_GLOBAL ? "global" : k->scope == SC_DOMAIN ? "domain" : "both", k->def[0] ? k->def : "\"\"", k->help);
+		fprintf(f, "%-22s %-8s %-30s %s\n", k->name, scope_name(k->scope),
+			k->def[0] ? k->def : "\"\"", k->help);
+	}
+}
+
+/* s as roff text: backslashes and hyphens escaped, a leading '.' or '\''
+ * made literal, lines broken at a space after 64 columns (mandoc's lint
+ * asks for input lines of at most 80). */
+static void roff_text(FILE *f, const char *s)
+{
+	unsigned col = 0;
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", f);
+	for (; *s; s++, col++)
+		if (*s == ' ' && col > 64 && s[1] && s[1] != '.' && s[1] != '\'') {
+			fputc('\n', f);
+			col = 0;
+		} else if (*s == '\\') {
+			fputs("\\e", f);
+		} else if (*s == '-') {
+			fputs("\\-", f);
+		} else {
+			fputc(*s, f);
+		}
+}
+
+/* The key list of rcptgated.conf(5), man(7) markup, from config_keys[]:
+ * the page is built from this output, so it names every key the parser
+ * takes (and tests/pkg checks the installed page against --defaults). */
+void config_print_man(void *file)
+{
+	FILE *f = file;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		fprintf(f, ".TP\n.B %s\n", k->name);
+		roff_text(f, k->help);
+		fputs(".\n.br\n", f);
+		fprintf(f, "Section: %s.\n.br\nDefault: ",
+			k->scope == SC_GLOBAL   ? "[global]"
+			: k->scope == SC_DOMAIN ? "[domain NAME]"
+			: k->scope == SC_BOTH	? "[global] (every domain's default) or [domain NAME]"
+						: scope_name(k->scope));
+		if (k->def[0]) {
+			fputs("\\(lq", f);
+			roff_text(f, k->def);
+			fputs("\\(rq", f);
+		} else {
+			fputs("empty", f);
+		}
+		fputs(".\n", f);
 	}
 }

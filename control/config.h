@@ -192,5 +192,7 @@ const struct config_dom *config_domain(const struct config *c, const char *name)
 
 /* Print every key with its default (rcptgated --defaults). */
 void config_print_defaults(void *file);
+/* Every key as man(7) markup (.TP entries) for rcptgated.conf(5). */
+void config_print_man(void *file);
 
 #endif

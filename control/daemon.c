@@ -36,6 +36,7 @@
 #include "publish.h"
 #include "rings.h"
 #include "rtable.h"
+#include "sdnotify.h"
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
@@ -968,6 +969,15 @@ static void housekeeping(void *arg)
 
 static int do_reload(char *err, size_t errlen);
 
+/* A reload the service manager hears about (RELOADING, then READY). */
+static int reload_notified(char *err, size_t errlen)
+{
+	sdnotify_reloading();
+	int r = do_reload(err, errlen);
+	sdnotify_ready("%s", r ? "running, last reload refused" : "running");
+	return r;
+}
+
 static void on_signal(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -976,10 +986,11 @@ static void on_signal(int fd, uint32_t events, void *arg)
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			char err[512];
-			if (do_reload(err, sizeof(err)))
+			if (reload_notified(err, sizeof(err)))
 				log_msg(LOG_ERR, "reload failed, old configuration kept: %s", err);
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_msg(LOG_INFO, "signal %u: stopping", si.ssi_signo);
+			sdnotify_stopping();
 			dm.stop = true;
 		}
 	}
@@ -1258,7 +1269,7 @@ int core_reload(char *err, size_t errlen)
 		snprintf(err, errlen, "not running");
 		return -ENOTCONN;
 	}
-	return do_reload(err, errlen);
+	return reload_notified(err, errlen);
 }
 
 /* ---------------------------------------------------------------------- */
