@@ -121,6 +121,9 @@ static const struct config_key config_keys[] = {
 	 "group of a Unix policy socket (e.g. postfix); empty = the daemon's"},
 	{"policy_allow", SC_GLOBAL, KT_CIDRS, G(policy_allow), "127.0.0.0/8, ::1/128", 0, 0,
 	 "client prefixes allowed on a TCP policy listener"},
+	/* metrics (metrics.c) */
+	{"metrics_listen", SC_GLOBAL, KT_STR, G(metrics_listen), "", 0, 0,
+	 "Prometheus /metrics on this address:port (IPv4, or [IPv6]:port); empty = off"},
 	/* xdp */
 	{"xdp_pin_dir", SC_GLOBAL, KT_STR, G(xdp_pin_dir), "/sys/fs/bpf/rcptgate", 0, 0,
 	 "bpffs directory of the XDP program's pinned maps"},

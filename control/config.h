@@ -145,6 +145,7 @@ struct config {
 
 	/* policy service (policy module); "" = off; "host:port" or a unix path */
 	char policy_listen[CONFIG_PATH_MAX];
+	char metrics_listen[CONFIG_PATH_MAX];	/* host:port of /metrics; "" = off */
 	uint32_t policy_timeout_ms;	/* wait for a callout before answering */
 	uint32_t policy_max_clients;
 	uint32_t policy_socket_mode;	/* Unix listener's file mode */

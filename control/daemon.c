@@ -714,6 +714,33 @@ void core_cancel(uint64_t id)
 /* ---------------------------------------------------------------------- */
 /* callout results */
 
+/* callout latency histogram (core_callout_latency) */
+const uint32_t core_latency_ms[CORE_LATENCY_BUCKETS] = {5,   10,   25,   50,   100,   250,
+							 500, 1000, 2500, 5000, 10000, 30000};
+static struct {
+	uint64_t bucket[CORE_LATENCY_BUCKETS + 1]; /* not cumulative; last: above */
+	uint64_t sum_ms;
+} lat;
+
+static void latency_observe(uint64_t ms)
+{
+	unsigned i = 0;
+	while (i < CORE_LATENCY_BUCKETS && ms > core_latency_ms[i])
+		i++;
+	lat.bucket[i]++;
+	lat.sum_ms += ms;
+}
+
+void core_callout_latency(struct core_latency *out)
+{
+	uint64_t c = 0;
+	for (unsigned i = 0; i <= CORE_LATENCY_BUCKETS; i++) {
+		c += lat.bucket[i];
+		out->le[i] = c;
+	}
+	out->sum_ms = lat.sum_ms;
+}
+
 static void on_result(const struct callout_result *r, void *arg)
 {
 	(void)arg;
@@ -722,6 +749,7 @@ static void on_result(const struct callout_result *r, void *arg)
 			 core_verdict_name(r->verdict), r->reply);
 		return;
 	}
+	latency_observe(r->elapsed_ms);
 	const struct config_dom *dc = dm.cfg ? config_domain(dm.cfg, r->domain) : NULL;
 	bool cached = false;
 	uint64_t now = daemon_wall_s();
@@ -1359,6 +1387,23 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (unsigned i = 0; i < dm.nstarted; i++)
 		if (dm.services[i].stats)
 			dm.services[i].stats(fn, arg);
+}
+
+void core_lcores_foreach(core_lcore_fn fn, void *arg)
+{
+	if (!dm.core_ready)
+		return;
+	const struct shm_hdr *h = shm_hdr(&dm.pub.map);
+	uint64_t ctr[STAT__COUNT];
+	for (unsigned i = 0; i < h->max_lcores; i++) {
+		const struct shm_lcore *lc = shm_lcore_at(&dm.pub.map, i);
+		if (!__atomic_load_n(&lc->pid, __ATOMIC_RELAXED) &&
+		    !__atomic_load_n(&lc->online, __ATOMIC_RELAXED))
+			continue;
+		for (int k = 0; k < STAT__COUNT; k++)
+			ctr[k] = stats_read(lc, (enum stats_id)k);
+		fn(i, __atomic_load_n(&lc->online, __ATOMIC_RELAXED) != 0, ctr, arg);
+	}
 }
 
 int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)

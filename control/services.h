@@ -10,10 +10,12 @@
 #define RG_SERVICES_H
 
 #include "core.h"
+#include "metrics.h"
 
 static const struct core_service rcptgated_services[] = {
 	{"control socket", ctl_start, ctl_reload, ctl_stop, ctl_stats_foreach},
 	{"policy service", policy_start, policy_reload, policy_stop, policy_stats_foreach},
+	{"metrics", metrics_start, metrics_reload, metrics_stop, metrics_stats_foreach},
 #ifdef RG_HAVE_XDP
 	{"xdp", xdp_start, xdp_reload, xdp_stop, xdp_stats_foreach},
 #endif
