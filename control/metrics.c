@@ -511,10 +511,11 @@ static int open_listener(const char *addr, char *err, size_t errlen)
 	uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						       : ((struct sockaddr_in *)&ss)->sin_port);
 	mt.mhd = MHD_start_daemon(flags, port, NULL, NULL, on_request, NULL,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_MAX_CONNS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_CONN_TIMEOUT_S,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+				  MHD_OPTION_END);
 	if (!mt.mhd) {
 		snprintf(err, errlen, "metrics_listen %s: cannot listen (address in use or "
 			 "not local?)", addr);
