@@ -94,6 +94,13 @@ missing=$(ctl stats | awk '{print $1}' | while read -r k; do
 	grep -qE "^rcptgate_${g}_${n}(_total)?[ {]" "$E2E_TMP/metrics.txt" || echo "$k"
 done)
 e2e_assert_eq "rcptctl stats counters missing from /metrics" "" "$missing"
+# the Grafana dashboard asks only for names /metrics has
+dash=$RG_SRC/contrib/grafana/rcptgate.json
+python3 -m json.tool "$dash" >/dev/null || e2e_fail "$dash is not JSON"
+unknown=$(grep -o 'rcptgate_[a-z0-9_]*' "$dash" | sed 's/_bucket$//' | sort -u | while read -r m; do
+	grep -q "^# TYPE $m " "$E2E_TMP/metrics.txt" || echo "$m"
+done)
+e2e_assert_eq "names in the Grafana dashboard missing from /metrics" "" "$unknown"
 code=$(e2e_in_server curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/other")
 e2e_assert_eq "anything but /metrics" 404 "$code"
 

@@ -22,6 +22,7 @@ root=$dest$prefix
 want=(sbin/rcptgated bin/rcptctl bin/rcptgate-bench
 	share/man/man8/rcptgated.8 share/man/man5/rcptgated.conf.5 share/man/man8/rcptctl.8
 	share/man/man8/rcptgate-dp.8 share/man/man1/rcptgate-bench.1 share/man/man8/rg-xdp.8
+	share/rcptgate/grafana/rcptgate.json
 	share/bash-completion/completions/rcptctl)
 [ -x "$build/dataplane/rcptgate-dp" ] && want+=(sbin/rcptgate-dp)
 [ -x "$build/bpf/rg-xdp" ] && want+=(sbin/rg-xdp lib/rcptgate/rg_xdp.bpf.o)
