@@ -36,6 +36,7 @@
 #include "publish.h"
 #include "rings.h"
 #include "rtable.h"
+#include "refusals.h"
 #include "sdnotify.h"
 #include "stats.h"
 #include "store.h"
@@ -871,6 +872,7 @@ static void on_event(const struct msg_event *ev, void *arg)
 	(void)arg;
 	CS(EVENTS);
 	log_event(ev);
+	refusals_note(ev);
 	if (ev->type == MSG_EV_WARN)
 		CS(WARNINGS);
 	if (ev->type == MSG_EV_HARVEST) {
