@@ -6,7 +6,8 @@
 # configuration, systemd-analyze verify on the units, mandoc -T lint on
 # every page, lintian without errors, rcptgated.conf(5) listing the keys of
 # the parser's table, the system user and directories made, no unit enabled
-# or started.  Then purged, and the machine checked to be as it was.
+# or started, the installed rcptgated serving as the rcptgate user.  Then
+# purged, and the machine checked to be as it was.
 # Needs root; refuses to touch a machine where rcptgate is already installed
 # (exit 77 = skipped).
 set -euo pipefail
@@ -129,10 +130,33 @@ else
 	bad "rcptgated.conf(5) and rcptgated --defaults differ (above)"
 fi
 
-# 8. purge; the machine as it was
+# 8. the installed daemon runs as the rcptgate user, not root, on the
+#    installed example (as the unit would start it, without systemd's
+#    sandbox: this machine's PID 1 may not be systemd)
+setpriv --reuid=rcptgate --regid=rcptgate --init-groups -- \
+	/usr/sbin/rcptgated -e -c /etc/rcptgate/rcptgated.conf >"$tmp/gated.log" 2>&1 &
+gpid=$!
+for i in $(seq 1 50); do
+	[ -S /run/rcptgate/rcptgated.sock ] && break
+	sleep 0.1
+done
+if out=$(/usr/bin/rcptctl status 2>&1); then
+	ok "rcptgated as user rcptgate answers rcptctl status: $(head -1 <<<"$out")"
+	owner=$(stat -c %U /dev/shm/rcptgate /var/lib/rcptgate/data.mdb 2>/dev/null | sort -u | tr '\n' ' ')
+	[ "$owner" = "rcptgate " ] && ok "its shared memory and store belong to rcptgate" ||
+		bad "shared memory / store owners: '$owner'"
+else
+	bad "rcptgated as user rcptgate: $out; log: $(cat "$tmp/gated.log")"
+fi
+kill -TERM $gpid 2>/dev/null || true
+grc=0
+wait $gpid || grc=$?
+[ $grc -eq 0 ] && ok "it stops cleanly on SIGTERM" || bad "rcptgated exit status $grc: $(tail -3 "$tmp/gated.log")"
+
+# 9. purge; the machine as it was
 dpkg --purge rcptgate rcptgate-bench >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log"; bad "dpkg --purge failed"; }
 installed=0
-for f in /usr/sbin/rcptgated /etc/rcptgate /var/lib/rcptgate /run/rcptgate \
+for f in /usr/sbin/rcptgated /etc/rcptgate /var/lib/rcptgate /run/rcptgate /dev/shm/rcptgate \
 	/lib/systemd/system/rcptgated.service; do
 	[ -e "$f" ] && bad "left after purge: $f"
 done
