@@ -977,10 +977,44 @@ static int is_pow2(uint32_t v)
 	return v && !(v & (v - 1));
 }
 
+/* metrics_listen: "" or a numeric address and port, "a.b.c.d:P" or
+ * "[v6]:P" (metrics.c binds it as given: no name lookup at start). */
+static bool metrics_listen_ok(const char *s)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon = strrchr(s, ':');
+	if (!*s)
+		return true;
+	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	size_t hl = (size_t)(colon - s);
+	if (port < 1 || port > 65535 || hl < 1)
+		return false;
+	bool v6 = s[0] == '[';
+	if (v6) {
+		if (hl < 3 || s[hl - 1] != ']')
+			return false;
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return false;
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	unsigned char a[16];
+	return inet_pton(v6 ? AF_INET6 : AF_INET, host, a) == 1;
+}
+
 /* Rules across keys; the message names the section (no line for these). */
 static int validate(struct config *c, char *err, size_t errlen)
 {
 	const char *f = c->path;
+	if (!metrics_listen_ok(c->metrics_listen)) {
+		snprintf(err, errlen, "%s: metrics_listen '%s': expected a numeric IPv4:port or "
+			 "[IPv6]:port (or empty: off)", f, c->metrics_listen);
+		return -EINVAL;
+	}
 	if (!is_pow2(c->shm_dtable_slots) || !is_pow2(c->shm_miss_slots) ||
 	    !is_pow2(c->shm_event_slots)) {
 		snprintf(err, errlen, "%s: shm_domains, miss_ring_slots and event_ring_slots must be powers of two", f);

@@ -49,6 +49,18 @@ else
 		bad "rcptgated -t on the example config: $out"
 fi
 
+# a metrics_listen that is not address:port is refused by rcptgated -t
+for v in "localhost:9489" "127.0.0.1" "127.0.0.1:0" "[::1]9489" "::1:9489"; do
+	printf '[global]\nmetrics_listen = %s\n' "$v" >"$dest/m.conf"
+	out=$("$build/control/rcptgated" -t -c "$dest/m.conf" 2>&1) && bad "metrics_listen = $v accepted" ||
+		{ grep -qF "metrics_listen '$v'" <<<"$out" && ok_="$out" || bad "metrics_listen = $v: $out"; }
+done
+for v in "127.0.0.1:9489" "[::1]:9489" ""; do
+	printf '[global]\nmetrics_listen = %s\n' "$v" >"$dest/m.conf"
+	"$build/control/rcptgated" -t -c "$dest/m.conf" >/dev/null 2>&1 || bad "metrics_listen = '$v' refused"
+done
+echo "ok: rcptgated -t checks metrics_listen ($ok_)"
+
 # every page passes mandoc -T lint (warnings and style included)
 for p in $(find "$root/share/man" -type f); do
 	if out=$(mandoc -T lint -W all "$p" 2>&1); then
