@@ -153,7 +153,50 @@ grc=0
 wait $gpid || grc=$?
 [ $grc -eq 0 ] && ok "it stops cleanly on SIGTERM" || bad "rcptgated exit status $grc: $(tail -3 "$tmp/gated.log")"
 
-# 9. purge; the machine as it was
+# 9. and it drives the XDP maps with CAP_BPF alone: in a network namespace
+#    of this test (its own bpffs), rg-xdp attaches the program to a veth
+#    and pins the maps for root; the unit's own ExecStartPre=+ line gives
+#    them to the rcptgate group; rcptgated, as rcptgate with only CAP_BPF
+#    (bounding and ambient sets; CapEff 1 << 39), blocks a prefix through
+#    rcptctl, and rg-xdp sees it in the map.
+ns=rgdeb$$
+pre=$(sed -n 's/^ExecStartPre=+//p' /lib/systemd/system/rcptgated.service)
+[ -n "$pre" ] || bad "no ExecStartPre=+ in rcptgated.service"
+ip netns add "$ns"
+ip -n "$ns" link add rgdeb0 type veth peer name rgdeb1
+ip -n "$ns" link set rgdeb0 up
+ip -n "$ns" link set rgdeb1 up
+printf '[global]\nshm_path = /dev/shm/rcptgate\ncontrol_socket = /run/rcptgate/rcptgated.sock\n' >"$tmp/xdp.conf"
+chmod 644 "$tmp/xdp.conf"
+chmod 755 "$tmp"
+xout=$(ip netns exec "$ns" sh -c '
+	set -e
+	mount -t bpf bpf /sys/fs/bpf
+	/usr/sbin/rg-xdp attach rgdeb0 --peer rgdeb1 --skb >/dev/null
+	echo "pins: $(stat -c "%U:%G %a" /sys/fs/bpf/rcptgate/rgdeb0)"
+	'"$pre"'
+	echo "after ExecStartPre: $(stat -c "%U:%G %a" /sys/fs/bpf/rcptgate/rgdeb0)"
+	setpriv --reuid=rcptgate --regid=rcptgate --init-groups --bounding-set -all,+bpf \
+		--inh-caps -all,+bpf --ambient-caps -all,+bpf -- \
+		/usr/sbin/rcptgated -e -c '"$tmp/xdp.conf"' >'"$tmp/xdp.log"' 2>&1 &
+	pid=$!
+	for i in $(seq 1 50); do [ -S /run/rcptgate/rcptgated.sock ] && break; sleep 0.1; done
+	grep CapEff /proc/$pid/status | sed "s/^/rcptgated /"
+	/usr/bin/rcptctl block 198.18.251.0/24
+	/usr/sbin/rg-xdp blocks
+	kill -TERM $pid; wait $pid
+	/usr/sbin/rg-xdp detach rgdeb0 >/dev/null
+' 2>&1) && xrc=0 || xrc=$?
+ip netns del "$ns"
+echo "$xout" | sed 's/^/    /'
+cap=$(awk '/^rcptgated CapEff/ {print $3}' <<<"$xout")
+if [ $xrc -eq 0 ] && grep -q '^rgdeb0 198.18.251.0/24 ' <<<"$xout" && [ "$cap" = 0000008000000000 ]; then
+	ok "rcptgated as rcptgate with CAP_BPF only (CapEff $cap) blocked a prefix in the XDP map"
+else
+	bad "XDP maps as rcptgate with CAP_BPF (exit $xrc, CapEff '$cap'); log: $(tail -5 "$tmp/xdp.log")"
+fi
+
+# 10. purge; the machine as it was
 dpkg --purge rcptgate rcptgate-bench >"$tmp/purge.log" 2>&1 || { cat "$tmp/purge.log"; bad "dpkg --purge failed"; }
 installed=0
 for f in /usr/sbin/rcptgated /etc/rcptgate /var/lib/rcptgate /run/rcptgate /dev/shm/rcptgate \
