@@ -62,6 +62,7 @@ cd "$tmp"
 debs=("$tmp"/rcptgate_*.deb "$tmp"/rcptgate-bench_*.deb)
 for d in "${debs[@]}"; do [ -f "$d" ] || { bad "not built: $d"; exit 1; }; done
 ok "built: $(cd "$tmp" && ls -- *.deb | tr '\n' ' ')"
+ok "rcptgate Depends: $(dpkg-deb -f "${debs[0]}" Depends)"
 
 # 3. lintian: no error (warnings are printed)
 lint=$(lintian --fail-on error --tag-display-limit 0 "$tmp"/*.changes 2>&1) && rc=0 || rc=$?
