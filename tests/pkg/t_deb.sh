@@ -115,6 +115,15 @@ va=$(cd / && systemd-analyze verify /lib/systemd/system/rcptgated.service \
 [ $rc -eq 0 ] && [ -z "$va" ] && ok "systemd-analyze verify: the three units, no message" ||
 	bad "systemd-analyze verify (exit $rc): $va"
 
+# systemd's own rating of the daemon's sandbox (0 = locked down, 10 = none)
+exp=$(cd / && systemd-analyze security --offline=yes /lib/systemd/system/rcptgated.service 2>/dev/null |
+	sed -n 's/.*Overall exposure level for rcptgated.service: \([0-9.]*\).*/\1/p')
+if [ -n "$exp" ] && awk -v e="$exp" 'BEGIN {exit !(e <= 3.0)}'; then
+	ok "systemd-analyze security: rcptgated.service exposure $exp (at most 3.0)"
+else
+	bad "systemd-analyze security: rcptgated.service exposure '$exp' (more than 3.0)"
+fi
+
 # 7. the pages
 pages=$(dpkg -L rcptgate rcptgate-bench | grep '^/usr/share/man/.*\.[0-9]\(\.gz\)\?$')
 [ "$(wc -l <<<"$pages")" -eq 6 ] || bad "expected 6 man pages, got: $pages"
