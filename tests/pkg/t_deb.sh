@@ -9,7 +9,7 @@
 # or started, the installed rcptgated serving as the rcptgate user.  Then
 # purged, and the machine checked to be as it was.
 # Needs root; refuses to touch a machine where rcptgate is already installed
-# (exit 77 = skipped).
+# or a rcptgate user exists (exit 77 = skipped).
 set -euo pipefail
 src=${RG_SRC:?}
 [ "$(id -u)" -eq 0 ] || { echo "skip: needs root (dpkg -i)"; exit 77; }
@@ -19,6 +19,10 @@ for p in rcptgate rcptgate-bench; do
 		exit 77
 	fi
 done
+if getent passwd rcptgate >/dev/null || getent group rcptgate >/dev/null; then
+	echo "skip: a rcptgate user or group exists on this machine; purging would remove it"
+	exit 77
+fi
 for c in dpkg-buildpackage lintian mandoc systemd-analyze; do
 	command -v $c >/dev/null || { echo "FAIL: $c missing (scripts/setup installs it)"; exit 1; }
 done
@@ -28,8 +32,6 @@ ok() { echo "ok: $*"; }
 
 tmp=$(mktemp -d /tmp/rg-deb.XXXXXX)
 installed=0
-had_user=0
-getent passwd rcptgate >/dev/null && had_user=1
 cleanup() {
 	[ $installed = 1 ] && dpkg --purge rcptgate rcptgate-bench >/dev/null 2>&1 || true
 	rm -rf "$tmp"
@@ -213,9 +215,8 @@ for f in /usr/sbin/rcptgated /etc/rcptgate /var/lib/rcptgate /run/rcptgate /dev/
 	/lib/systemd/system/rcptgated.service; do
 	[ -e "$f" ] && bad "left after purge: $f"
 done
-if [ $had_user = 0 ] && getent passwd rcptgate >/dev/null; then
-	bad "user rcptgate left after purge"
-fi
+getent passwd rcptgate >/dev/null && bad "user rcptgate left after purge"
+getent group rcptgate >/dev/null && bad "group rcptgate left after purge"
 dpkg-query -W rcptgate >/dev/null 2>&1 && bad "dpkg still knows rcptgate" || true
 [ $fail = 0 ] && ok "purged: nothing left; whole test $(( $(date +%s) - t0 )) s"
 exit $fail
