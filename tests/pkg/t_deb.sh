@@ -117,6 +117,14 @@ va=$(cd / && systemd-analyze verify /lib/systemd/system/rcptgated.service \
 [ $rc -eq 0 ] && [ -z "$va" ] && ok "systemd-analyze verify: the three units, no message" ||
 	bad "systemd-analyze verify (exit $rc): $va"
 
+# the hugepages unit's helper (asked for 1 page: it never lowers the count)
+hp=$(sed -n 's/^ExecStart=\([^ ]*\) .*/\1/p' /lib/systemd/system/rcptgate-hugepages.service)
+if out=$("$hp" 1 2>&1) && [ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1 ]; then
+	ok "rcptgate-hugepages.service's $hp: $out"
+else
+	bad "rcptgate-hugepages.service's ExecStart '$hp': $out"
+fi
+
 # systemd's own rating of the daemon's sandbox (0 = locked down, 10 = none)
 exp=$(cd / && systemd-analyze security --offline=yes /lib/systemd/system/rcptgated.service 2>/dev/null |
 	sed -n 's/.*Overall exposure level for rcptgated.service: \([0-9.]*\).*/\1/p')
