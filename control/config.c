@@ -121,6 +121,9 @@ static const struct config_key config_keys[] = {
 	 "group of a Unix policy socket (e.g. postfix); empty = the daemon's"},
 	{"policy_allow", SC_GLOBAL, KT_CIDRS, G(policy_allow), "127.0.0.0/8, ::1/128", 0, 0,
 	 "client prefixes allowed on a TCP policy listener"},
+	/* metrics (metrics.c) */
+	{"metrics_listen", SC_GLOBAL, KT_STR, G(metrics_listen), "", 0, 0,
+	 "Prometheus /metrics on this address:port (IPv4, or [IPv6]:port); empty = off"},
 	/* xdp */
 	{"xdp_pin_dir", SC_GLOBAL, KT_STR, G(xdp_pin_dir), "/sys/fs/bpf/rcptgate", 0, 0,
 	 "bpffs directory of the XDP program's pinned maps"},
@@ -1012,10 +1015,44 @@ static int is_pow2(uint32_t v)
 	return v && !(v & (v - 1));
 }
 
+/* metrics_listen: "" or a numeric address and port, "a.b.c.d:P" or
+ * "[v6]:P" (metrics.c binds it as given: no name lookup at start). */
+static bool metrics_listen_ok(const char *s)
+{
+	char host[INET6_ADDRSTRLEN];
+	const char *colon = strrchr(s, ':');
+	if (!*s)
+		return true;
+	if (!colon || !colon[1] || strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	size_t hl = (size_t)(colon - s);
+	if (port < 1 || port > 65535 || hl < 1)
+		return false;
+	bool v6 = s[0] == '[';
+	if (v6) {
+		if (hl < 3 || s[hl - 1] != ']')
+			return false;
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return false;
+	memcpy(host, s, hl);
+	host[hl] = 0;
+	unsigned char a[16];
+	return inet_pton(v6 ? AF_INET6 : AF_INET, host, a) == 1;
+}
+
 /* Rules across keys; the message names the section (no line for these). */
 static int validate(struct config *c, char *err, size_t errlen)
 {
 	const char *f = c->path;
+	if (!metrics_listen_ok(c->metrics_listen)) {
+		snprintf(err, errlen, "%s: metrics_listen '%s': expected a numeric IPv4:port or "
+			 "[IPv6]:port (or empty: off)", f, c->metrics_listen);
+		return -EINVAL;
+	}
 	if (!is_pow2(c->shm_dtable_slots) || !is_pow2(c->shm_miss_slots) ||
 	    !is_pow2(c->shm_event_slots)) {
 		snprintf(err, errlen, "%s: shm_domains, miss_ring_slots and event_ring_slots must be powers of two", f);
@@ -1186,13 +1223,76 @@ const struct config_dom *config_domain(const struct config *c, const char *name)
 	return NULL;
 }
 
+static const char *scope_name(enum key_scope sc)
+{
+	switch (sc) {
+	case SC_GLOBAL:
+		return "global";
+	case SC_DOMAIN:
+		return "domain";
+	case SC_BOTH:
+		return "both";
+	case SC_FLEET:
+		return "fleet";
+	}
+	return "?";
+}
+
 void config_print_defaults(void *file)
 {
 	FILE *f = file;
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
-		fprintf(f, "%-22s %-8s %-30s %s\n", k->name,
-			k->scope == SC_GLOBAL ? "global" : k->scope == SC_DOMAIN ? "domain" :
-			k->scope == SC_FLEET ? "fleet" : "both", k->def[0] ? k->def : "\"\"", k->help);
+		fprintf(f, "%-22s %-8s %-30s %s\n", k->name, scope_name(k->scope),
+			k->def[0] ? k->def : "\"\"", k->help);
+	}
+}
+
+/* s as roff text: backslashes and hyphens escaped, a leading '.' or '\''
+ * made literal, lines broken at a space after 64 columns (mandoc's lint
+ * asks for input lines of at most 80). */
+static void roff_text(FILE *f, const char *s)
+{
+	unsigned col = 0;
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", f);
+	for (; *s; s++, col++)
+		if (*s == ' ' && col > 64 && s[1] && s[1] != '.' && s[1] != '\'') {
+			fputc('\n', f);
+			col = 0;
+		} else if (*s == '\\') {
+			fputs("\\e", f);
+		} else if (*s == '-') {
+			fputs("\\-", f);
+		} else {
+			fputc(*s, f);
+		}
+}
+
+/* The key list of rcptgated.conf(5), man(7) markup, from config_keys[]:
+ * the page is built from this output, so it names every key the parser
+ * takes (and tests/pkg checks the installed page against --defaults). */
+void config_print_man(void *file)
+{
+	FILE *f = file;
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		fprintf(f, ".TP\n.B %s\n", k->name);
+		roff_text(f, k->help);
+		fputs(".\n.br\n", f);
+		fprintf(f, "Section: %s.\n.br\nDefault: ",
+			k->scope == SC_GLOBAL   ? "[global]"
+			: k->scope == SC_DOMAIN ? "[domain NAME]"
+			: k->scope == SC_BOTH	? "[global] (every domain's default) or [domain NAME]"
+			: k->scope == SC_FLEET	? "[fleet]"
+						: scope_name(k->scope));
+		if (k->def[0]) {
+			fputs("\\(lq", f);
+			roff_text(f, k->def);
+			fputs("\\(rq", f);
+		} else {
+			fputs("empty", f);
+		}
+		fputs(".\n", f);
 	}
 }

@@ -145,6 +145,7 @@ struct config {
 
 	/* policy service (policy module); "" = off; "host:port" or a unix path */
 	char policy_listen[CONFIG_PATH_MAX];
+	char metrics_listen[CONFIG_PATH_MAX];	/* host:port of /metrics; "" = off */
 	uint32_t policy_timeout_ms;	/* wait for a callout before answering */
 	uint32_t policy_max_clients;
 	uint32_t policy_socket_mode;	/* Unix listener's file mode */
@@ -208,5 +209,7 @@ const struct config_dom *config_domain(const struct config *c, const char *name)
 
 /* Print every key with its default (rcptgated --defaults). */
 void config_print_defaults(void *file);
+/* Every key as man(7) markup (.TP entries) for rcptgated.conf(5). */
+void config_print_man(void *file);
 
 #endif

@@ -104,6 +104,22 @@ typedef void (*core_stat_fn)(const char *group, const char *name, uint64_t value
 			     const char *help, void *arg);
 void core_stats_foreach(core_stat_fn fn, void *arg);
 
+/* The data plane's counters lcore by lcore (names: stats.h STATS_LIST):
+ * fn(lcore, online, ctr[STAT__COUNT], arg) for each lcore region that ever
+ * ran (pid set).  For /metrics. */
+typedef void (*core_lcore_fn)(unsigned lcore, bool online, const uint64_t *ctr, void *arg);
+void core_lcores_foreach(core_lcore_fn fn, void *arg);
+
+/* Callout latency (submission to result, answered addresses): counts per
+ * upper bound core_latency_ms[i] (cumulative, last = +Inf), sum in ms. */
+#define CORE_LATENCY_BUCKETS 12u
+extern const uint32_t core_latency_ms[CORE_LATENCY_BUCKETS];
+struct core_latency {
+	uint64_t le[CORE_LATENCY_BUCKETS + 1];	/* cumulative; [BUCKETS] = count */
+	uint64_t sum_ms;
+};
+void core_callout_latency(struct core_latency *out);
+
 /* ---------------------------------------------------------------------- */
 /* lookup, set, del, flush                                                 */
 

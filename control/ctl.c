@@ -29,6 +29,7 @@
 #include "dtable.h"
 #include "listen.h"
 #include "log.h"
+#include "refusals.h"
 #ifdef RG_HAVE_XDP
 #include "xdp.h"
 #endif
@@ -713,6 +714,35 @@ static int v_noxdp(struct ctl_conn *c, const struct ctlproto_req *r, char *err, 
 #define v_blocks v_noxdp
 #endif
 
+/* top: the most refused domains and client prefixes (refusals.h) */
+#define CTL_TOP_N 10u
+static void put_top(struct jbuf *j, const char *k, enum refusals_kind kind)
+{
+	struct refusals_entry e[CTL_TOP_N];
+	unsigned n = refusals_top(kind, e, CTL_TOP_N);
+
+	jb_open(j, k, '[');
+	for (unsigned i = 0; i < n; i++) {
+		jb_open(j, NULL, '{');
+		jb_str(j, "key", e[i].key);
+		jb_u64(j, "refused", e[i].count);
+		jb_u64(j, "error", e[i].error);
+		jb_close(j, '}');
+	}
+	jb_close(j, ']');
+}
+
+static int v_top(struct ctl_conn *c, const struct ctlproto_req *r, char *err, size_t el)
+{
+	(void)r;
+	(void)err;
+	(void)el;
+	jb_u64(&c->out, "refused", refusals_total());
+	put_top(&c->out, "domains", REFUSALS_DOMAIN);
+	put_top(&c->out, "prefixes", REFUSALS_PREFIX);
+	return CTLS_OK;
+}
+
 static const verb_fn verb_table[CTLV__MAX] = {
 	[CTLV_STATUS] = v_status,
 	[CTLV_STATS] = v_stats,
@@ -726,6 +756,7 @@ static const verb_fn verb_table[CTLV__MAX] = {
 	[CTLV_BLOCK] = v_block,
 	[CTLV_UNBLOCK] = v_unblock,
 	[CTLV_BLOCKS] = v_blocks,
+	[CTLV_TOP] = v_top,
 };
 
 /* ---------------------------------------------------------------------- */
@@ -900,6 +931,7 @@ bool ctl_verb_readonly(unsigned verb)
 	case CTLV_LOOKUP:
 	case CTLV_DOMAINS:
 	case CTLV_BLOCKS:
+	case CTLV_TOP:
 		return true;
 	default:
 		return false; /* verify too: it probes a destination and stores */

@@ -58,6 +58,7 @@ static const struct verb_spec {
 	[CTLV_BLOCK] = {K(CTLK_PREFIX), K(CTLK_TTL), 0},
 	[CTLV_UNBLOCK] = {K(CTLK_PREFIX), 0, 0},
 	[CTLV_BLOCKS] = {0, 0, 0},
+	[CTLV_TOP] = {0, 0, 0},
 };
 
 static const char *const verb_names[CTLV__MAX] = {

@@ -58,7 +58,8 @@
 	X(RELOAD, 9, "reload", "re-read the configuration")                 \
 	X(BLOCK, 10, "block", "drop a source prefix in XDP")                \
 	X(UNBLOCK, 11, "unblock", "remove a source prefix from the blocklist") \
-	X(BLOCKS, 12, "blocks", "list the blocklist")
+	X(BLOCKS, 12, "blocks", "list the blocklist")                       \
+	X(TOP, 13, "top", "the domains and client prefixes most refused")
 
 enum ctlproto_verb {
 	CTLV_NONE = 0,

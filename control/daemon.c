@@ -37,6 +37,8 @@
 #include "publish.h"
 #include "rings.h"
 #include "rtable.h"
+#include "refusals.h"
+#include "sdnotify.h"
 #include "stats.h"
 #include "store.h"
 #include "ttl.h"
@@ -715,6 +717,33 @@ void core_cancel(uint64_t id)
 /* ---------------------------------------------------------------------- */
 /* callout results */
 
+/* callout latency histogram (core_callout_latency) */
+const uint32_t core_latency_ms[CORE_LATENCY_BUCKETS] = {5,   10,   25,   50,   100,   250,
+							 500, 1000, 2500, 5000, 10000, 30000};
+static struct {
+	uint64_t bucket[CORE_LATENCY_BUCKETS + 1]; /* not cumulative; last: above */
+	uint64_t sum_ms;
+} lat;
+
+static void latency_observe(uint64_t ms)
+{
+	unsigned i = 0;
+	while (i < CORE_LATENCY_BUCKETS && ms > core_latency_ms[i])
+		i++;
+	lat.bucket[i]++;
+	lat.sum_ms += ms;
+}
+
+void core_callout_latency(struct core_latency *out)
+{
+	uint64_t c = 0;
+	for (unsigned i = 0; i <= CORE_LATENCY_BUCKETS; i++) {
+		c += lat.bucket[i];
+		out->le[i] = c;
+	}
+	out->sum_ms = lat.sum_ms;
+}
+
 static void on_result(const struct callout_result *r, void *arg)
 {
 	(void)arg;
@@ -723,6 +752,7 @@ static void on_result(const struct callout_result *r, void *arg)
 			 core_verdict_name(r->verdict), r->reply);
 		return;
 	}
+	latency_observe(r->elapsed_ms);
 	const struct config_dom *dc = dm.cfg ? config_domain(dm.cfg, r->domain) : NULL;
 	bool cached = false;
 	uint64_t now = daemon_wall_s();
@@ -848,6 +878,7 @@ static void on_event(const struct msg_event *ev, void *arg)
 	(void)arg;
 	CS(EVENTS);
 	log_event(ev);
+	refusals_note(ev);
 	if (ev->type == MSG_EV_WARN)
 		CS(WARNINGS);
 	if (ev->type == MSG_EV_HARVEST) {
@@ -1099,6 +1130,15 @@ static void housekeeping(void *arg)
 
 static int do_reload(char *err, size_t errlen);
 
+/* A reload the service manager hears about (RELOADING, then READY). */
+static int reload_notified(char *err, size_t errlen)
+{
+	sdnotify_reloading();
+	int r = do_reload(err, errlen);
+	sdnotify_ready("%s", r ? "running, last reload refused" : "running");
+	return r;
+}
+
 static void on_signal(int fd, uint32_t events, void *arg)
 {
 	(void)events;
@@ -1107,10 +1147,11 @@ static void on_signal(int fd, uint32_t events, void *arg)
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
 			char err[512];
-			if (do_reload(err, sizeof(err)))
+			if (reload_notified(err, sizeof(err)))
 				log_msg(LOG_ERR, "reload failed, old configuration kept: %s", err);
 		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_msg(LOG_INFO, "signal %u: stopping", si.ssi_signo);
+			sdnotify_stopping();
 			dm.stop = true;
 		}
 	}
@@ -1390,7 +1431,7 @@ int core_reload(char *err, size_t errlen)
 		snprintf(err, errlen, "not running");
 		return -ENOTCONN;
 	}
-	return do_reload(err, errlen);
+	return reload_notified(err, errlen);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1482,6 +1523,23 @@ void core_stats_foreach(core_stat_fn fn, void *arg)
 	for (unsigned i = 0; i < dm.nstarted; i++)
 		if (dm.services[i].stats)
 			dm.services[i].stats(fn, arg);
+}
+
+void core_lcores_foreach(core_lcore_fn fn, void *arg)
+{
+	if (!dm.core_ready)
+		return;
+	const struct shm_hdr *h = shm_hdr(&dm.pub.map);
+	uint64_t ctr[STAT__COUNT];
+	for (unsigned i = 0; i < h->max_lcores; i++) {
+		const struct shm_lcore *lc = shm_lcore_at(&dm.pub.map, i);
+		if (!__atomic_load_n(&lc->pid, __ATOMIC_RELAXED) &&
+		    !__atomic_load_n(&lc->online, __ATOMIC_RELAXED))
+			continue;
+		for (int k = 0; k < STAT__COUNT; k++)
+			ctr[k] = stats_read(lc, (enum stats_id)k);
+		fn(i, __atomic_load_n(&lc->online, __ATOMIC_RELAXED) != 0, ctr, arg);
+	}
 }
 
 int core_lookup(const char *in, struct core_lookup *o, char *err, size_t errlen)

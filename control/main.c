@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "sdnotify.h"
 #include "services.h"
 
 #define DEFAULT_CONFIG "/etc/rcptgate/rcptgated.conf"
@@ -22,8 +23,11 @@ static void usage(FILE *out)
 		"  -t, --test         check the configuration and exit (0 = good)\n"
 		"  -e, --stderr       log to stderr as well as syslog\n"
 		"      --defaults     print every configuration key with its default\n"
+		"      --man-keys     the same as man(7) markup (rcptgated.conf(5) is built from it)\n"
 		"  -h, --help         this text\n"
-		"Runs in the foreground; SIGHUP reloads the configuration, SIGTERM stops.\n");
+		"Runs in the foreground; SIGHUP reloads the configuration, SIGTERM stops.\n"
+		"Under systemd (Type=notify) it reports READY, RELOADING, STOPPING and\n"
+		"pings the watchdog (WatchdogSec) from its event loop.\n");
 }
 
 int main(int argc, char **argv)
@@ -31,7 +35,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
 		{"stderr", no_argument, NULL, 'e'},	  {"defaults", no_argument, NULL, 'D'},
-		{"help", no_argument, NULL, 'h'},	  {NULL, 0, NULL, 0},
+		{"help", no_argument, NULL, 'h'},	  {"man-keys", no_argument, NULL, 'M'},
+		{NULL, 0, NULL, 0},
 	};
 	struct daemon_opts o = {.config_path = DEFAULT_CONFIG, .services = rcptgated_services,
 				.nservices = RCPTGATED_NSERVICES};
@@ -49,6 +54,9 @@ int main(int argc, char **argv)
 			break;
 		case 'D':
 			config_print_defaults(stdout);
+			return 0;
+		case 'M':
+			config_print_man(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -77,9 +85,17 @@ int main(int argc, char **argv)
 	if (daemon_init(&o, err, sizeof(err))) {
 		fprintf(stderr, "rcptgated: %s\n", err);
 		rc = 1;
-	} else if (daemon_run()) {
+	} else if (sdnotify_watchdog_start()) {
+		fprintf(stderr, "rcptgated: watchdog timer: out of memory\n");
 		rc = 1;
+	} else {
+		/* serving from here on: systemd's Type=notify waits for this */
+		sdnotify_ready("running");
+		if (daemon_run())
+			rc = 1;
+		sdnotify_stopping();
 	}
+	sdnotify_watchdog_stop();
 	daemon_fini();
 	return rc;
 }

@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ enum opt_bit {
 	O_TTL = 1u << 0,
 	O_DOMAIN = 1u << 1,
 	O_ALL = 1u << 2,
+	O_COUNT = 1u << 3,
 };
 
 struct cmdline {
@@ -51,6 +54,7 @@ struct cmdline {
 	const char *ttl;
 	const char *domain;
 	bool all;
+	long count;		/* top: refreshes, 0 = until q */
 	unsigned opts_seen;
 	const char *pos[4];
 	unsigned npos;
@@ -381,6 +385,19 @@ static int p_blocks(json_t *a)
 	return EX_OK;
 }
 
+static int p_top_once(json_t *a)
+{
+	json_t *e;
+	size_t i;
+
+	printf("refused: %llu\n", ju(a, "refused"));
+	json_array_foreach(json_object_get(a, "domains"), i, e)
+		printf("domain %s %llu\n", js(e, "key"), ju(e, "refused"));
+	json_array_foreach(json_object_get(a, "prefixes"), i, e)
+		printf("prefix %s %llu\n", js(e, "key"), ju(e, "refused"));
+	return EX_OK;
+}
+
 static const struct verb verbs[] = {
 	{"status", CTLV_STATUS, 0, 0, "", "daemon, shared memory, store and data-plane state",
 	 b_none, p_status},
@@ -404,6 +421,9 @@ static const struct verb verbs[] = {
 	{"unblock", CTLV_UNBLOCK, 1, 0, "PREFIX", "remove PREFIX from the blocklist", b_prefix,
 	 p_unblock},
 	{"blocks", CTLV_BLOCKS, 0, 0, "", "list the blocklist", b_none, p_blocks},
+	{"top", CTLV_TOP, 0, O_COUNT, "[--count N]",
+	 "live view, each second: rates, most refused domains and prefixes, breakers (q quits)",
+	 b_none, p_top_once},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -431,6 +451,7 @@ static void usage(FILE *f)
 		"  --ttl T         lifetime: N seconds, or Ns Nm Nh Nd Nw (at most 10 years)\n"
 		"  --domain D      flush: the domain\n"
 		"  --all           flush: every domain\n"
+		"  --count N       top: refresh N times, then exit (default: until q)\n"
 		"  -h, --help      this text\n"
 		"\n"
 		"ADDR is local@domain or <local@domain>; PREFIX is an IPv4/IPv6 address\n"
@@ -479,6 +500,19 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl, const struct
 		} else if (!strcmp(a, "--domain")) {
 			valp = &cl->domain;
 			bit = O_DOMAIN;
+		} else if (!strcmp(a, "--count")) {
+			char *end;
+			if (i + 1 >= argc) {
+				fprintf(stderr, "rcptctl: --count needs a value\n");
+				return -1;
+			}
+			cl->count = strtol(argv[++i], &end, 10);
+			if (*end || cl->count <= 0 || cl->count > 100000000) {
+				fprintf(stderr, "rcptctl: --count: a positive number\n");
+				return -1;
+			}
+			cl->opts_seen |= O_COUNT;
+			continue;
 		} else if (!strcmp(a, "--timeout")) {
 			char *end;
 			if (i + 1 >= argc) {
@@ -531,8 +565,10 @@ static int parse_cmdline(int argc, char **argv, struct cmdline *cl, const struct
 	}
 	if (cl->opts_seen & ~v->opts) {
 		fprintf(stderr, "rcptctl: %s does not take %s\n", v->name,
-			(cl->opts_seen & ~v->opts & O_TTL) ? "--ttl"
-			: (cl->opts_seen & ~v->opts & O_DOMAIN) ? "--domain" : "--all");
+			(cl->opts_seen & ~v->opts & O_TTL)      ? "--ttl"
+			: (cl->opts_seen & ~v->opts & O_DOMAIN) ? "--domain"
+			: (cl->opts_seen & ~v->opts & O_COUNT)  ? "--count"
+								: "--all");
 		return -1;
 	}
 	*vp = v;
@@ -672,6 +708,268 @@ static int status_exit(unsigned st)
 	}
 }
 
+/* ---------------------------------------------------------------------- */
+/* top: a live view                                                        */
+
+/* One request without arguments; the answer's JSON object, or NULL after
+ * saying why. */
+static json_t *query(const struct cmdline *cl, enum ctlproto_verb verb)
+{
+	uint8_t req[CTLPROTO_HDR_LEN + CTLPROTO_REQ_MAX], *ans = NULL;
+	struct ctlproto_hdr hdr;
+	json_error_t jerr;
+	json_t *j = NULL;
+	long len = ctlproto_req_encode(req, sizeof(req), verb, NULL, 0, NULL);
+	int fd;
+
+	if (len < 0)
+		return NULL;
+	fd = connect_to(cl->socket);
+	if (fd < 0)
+		return NULL;
+	len = exchange(fd, req, (size_t)len, cl->timeout_s, &ans, &hdr);
+	close(fd);
+	if (len < 0)
+		return NULL;
+	if (hdr.code != CTLS_OK ||
+	    ctlproto_ans_check(ans + CTLPROTO_HDR_LEN, hdr.len) < 0 ||
+	    !(j = json_loadb((const char *)ans + CTLPROTO_HDR_LEN, hdr.len, 0, &jerr)) ||
+	    !json_is_object(j)) {
+		fprintf(stderr, "rcptctl: top: %s answer refused or not JSON (%s)\n",
+			ctlproto_verb_name(verb), ctlproto_status_name(hdr.code));
+		if (j)
+			json_decref(j);
+		j = NULL;
+	}
+	free(ans);
+	return j;
+}
+
+/* The rates top shows: rcptctl stats counters (group.name), per second. */
+static const struct {
+	const char *label, *group, *name, *name2;
+} top_rates[] = {
+	{"RCPTs seen", "dataplane", "rcpt", NULL},
+	{"answered", "dataplane", "rcpt_rejected", "rcpt_deferred"},
+	{"refused", "dataplane", "rcpt_rejected", NULL},
+	{"forwarded", "dataplane", "rcpt_forwarded", NULL},
+	{"misses", "dataplane", "rcpt_miss", NULL},
+	{"callouts", "daemon", "callout_submitted", NULL},
+	{"harvesters closed", "dataplane", "harvest_closed", NULL},
+	{"blocked (XDP)", "xdp", "blocked", NULL},
+};
+#define NRATES (sizeof(top_rates) / sizeof(top_rates[0]))
+
+static unsigned long long stat_of(json_t *stats, const char *g, const char *n)
+{
+	json_t *grp = json_object_get(json_object_get(stats, "stats"), g);
+	json_t *v = json_object_get(grp, n);
+
+	return json_is_integer(v) ? (unsigned long long)json_integer_value(v) : 0;
+}
+
+static volatile sig_atomic_t top_stop;
+static struct termios top_tio;
+static bool top_raw;
+
+static void top_signal(int sig)
+{
+	(void)sig;
+	top_stop = 1;
+}
+
+static void top_restore(void)
+{
+	if (top_raw)
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &top_tio);
+	top_raw = false;
+}
+
+/* Sleeps until deadline_ms; true when q was typed (or stdin ended on a tty). */
+static bool top_wait(int64_t deadline_ms)
+{
+	for (;;) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		if (now >= deadline_ms || top_stop)
+			return false;
+		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+		int rc = poll(&p, top_raw ? 1 : 0, (int)(deadline_ms - now));
+		if (rc > 0) {
+			char c;
+			ssize_t r = read(STDIN_FILENO, &c, 1);
+			if (r == 1 && (c == 'q' || c == 'Q'))
+				return true;
+			if (r == 0)
+				return true;
+		}
+	}
+}
+
+/* The fleet's state, when the daemon reports one in status ("fleet": an
+ * object of scalars): one line. */
+static void top_fleet(FILE *f, json_t *status)
+{
+	json_t *fl = json_object_get(status, "fleet"), *v;
+	const char *k;
+
+	if (!json_is_object(fl))
+		return;
+	fprintf(f, "fleet:");
+	json_object_foreach(fl, k, v) {
+		if (json_is_string(v))
+			fprintf(f, " %s=%s", k, js(fl, k));
+		else if (json_is_integer(v))
+			fprintf(f, " %s=%lld", k, (long long)json_integer_value(v));
+		else if (json_is_boolean(v))
+			fprintf(f, " %s=%s", k, json_is_true(v) ? "yes" : "no");
+	}
+	fprintf(f, "\n");
+}
+
+static void top_screen(bool first, const double *rate, json_t *top, json_t *doms,
+		       json_t *status)
+{
+	json_t *e;
+	size_t i;
+	char t[32];
+	time_t now = time(NULL);
+
+	strftime(t, sizeof(t), "%H:%M:%S", localtime(&now));
+	printf("\033[H\033[2J");
+	printf("rcptctl top — rcptgated %s, up %llus, %s   (q quits)\n\n", js(status, "version"),
+	       ju(status, "uptime_s"), t);
+	printf("%-20s %12s\n", "RATE", "PER SECOND");
+	for (size_t k = 0; k < NRATES; k++)
+		if (first)
+			printf("%-20s %12s\n", top_rates[k].label, "-");
+		else
+			printf("%-20s %12.1f\n", top_rates[k].label, rate[k]);
+	printf("\n%-44s %12s\n", "MOST REFUSED DOMAINS", "REFUSED");
+	json_array_foreach(json_object_get(top, "domains"), i, e)
+		printf("%-44s %12llu\n", js(e, "key"), ju(e, "refused"));
+	printf("\n%-44s %12s\n", "MOST REFUSED CLIENT PREFIXES", "REFUSED");
+	json_array_foreach(json_object_get(top, "prefixes"), i, e)
+		printf("%-44s %12llu\n", js(e, "key"), ju(e, "refused"));
+	printf("\n%-40s %-12s %-8s %8s %9s\n", "DOMAIN", "HEALTH", "BREAKER", "PENDING", "FAILURES");
+	json_array_foreach(json_object_get(doms, "domains"), i, e) {
+		unsigned long long until = ju(e, "breaker_until");
+		printf("%-40s %-12s %-8s %8llu %9llu\n", js(e, "name"), js(e, "health"),
+		       until && (time_t)until > now ? "OPEN" : "closed", ju(e, "pending"),
+		       ju(e, "consecutive_failures"));
+	}
+	top_fleet(stdout, status);
+	fflush(stdout);
+}
+
+static void top_line(bool first, const double *rate, json_t *top, json_t *doms, json_t *status)
+{
+	char t[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	json_t *e;
+	size_t i;
+	unsigned open = 0;
+
+	gmtime_r(&now, &tm);
+	strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s", t);
+	for (size_t k = 0; k < NRATES; k++) {
+		char name[32];
+		size_t n = 0;
+		for (const char *c = top_rates[k].label; *c && n + 1 < sizeof(name); c++)
+			if (*c != '(' && *c != ')')
+				name[n++] = *c == ' ' ? '_' : *c;
+		name[n] = 0;
+		if (first)
+			printf(" %s=-", name);
+		else
+			printf(" %s=%.1f/s", name, rate[k]);
+	}
+	json_t *d = json_array_get(json_object_get(top, "domains"), 0);
+	json_t *p = json_array_get(json_object_get(top, "prefixes"), 0);
+	printf(" top_domain=%s(%llu) top_prefix=%s(%llu)", d ? js(d, "key") : "-",
+	       d ? ju(d, "refused") : 0, p ? js(p, "key") : "-", p ? ju(p, "refused") : 0);
+	json_array_foreach(json_object_get(doms, "domains"), i, e) {
+		unsigned long long until = ju(e, "breaker_until");
+		if (until && (time_t)until > now)
+			open++;
+	}
+	printf(" breakers_open=%u\n", open);
+	top_fleet(stdout, status);
+	fflush(stdout);
+}
+
+static int run_top(const struct cmdline *cl)
+{
+	bool tty = isatty(STDOUT_FILENO);
+	unsigned long long prev[NRATES] = {0};
+	double rate[NRATES];
+	struct timespec t0, t1;
+	int rc = EX_OK;
+
+	if (tty && isatty(STDIN_FILENO) && !tcgetattr(STDIN_FILENO, &top_tio)) {
+		struct termios raw = top_tio;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		raw.c_cc[VMIN] = 1;
+		raw.c_cc[VTIME] = 0;
+		if (!tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw))
+			top_raw = true;
+	}
+	struct sigaction sa = {.sa_handler = top_signal};
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t next = (int64_t)t0.tv_sec * 1000 + t0.tv_nsec / 1000000;
+	for (long it = 0; !top_stop && (!cl->count || it < cl->count); it++) {
+		json_t *stats = query(cl, CTLV_STATS), *top = NULL, *doms = NULL, *st = NULL;
+		if (stats)
+			top = query(cl, CTLV_TOP);
+		if (top)
+			doms = query(cl, CTLV_DOMAINS);
+		if (doms)
+			st = query(cl, CTLV_STATUS);
+		if (!st) {
+			rc = EX_CONNECT;
+			json_decref(stats);
+			json_decref(top);
+			json_decref(doms);
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double dt = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		for (size_t k = 0; k < NRATES; k++) {
+			unsigned long long v = stat_of(stats, top_rates[k].group, top_rates[k].name);
+			if (top_rates[k].name2)
+				v += stat_of(stats, top_rates[k].group, top_rates[k].name2);
+			rate[k] = it && dt > 0 ? (double)(v - prev[k]) / dt : 0;
+			prev[k] = v;
+		}
+		t0 = t1;
+		if (tty)
+			top_screen(it == 0, rate, top, doms, st);
+		else
+			top_line(it == 0, rate, top, doms, st);
+		json_decref(stats);
+		json_decref(top);
+		json_decref(doms);
+		json_decref(st);
+		if (ferror(stdout)) {
+			rc = EX_FAILED;
+			break;
+		}
+		next += 1000;
+		if (cl->count && it + 1 >= cl->count)
+			break;
+		if (top_wait(next))
+			break;
+	}
+	top_restore();
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = {0};
@@ -696,6 +994,8 @@ int main(int argc, char **argv)
 		cl.timeout_s = v->id == CTLV_VERIFY ? RCPTCTL_VERIFY_TIMEOUT_S : RCPTCTL_TIMEOUT_S;
 	if (v->build(&cl, kv, &n) < 0)
 		return EX_USAGE;
+	if (v->id == CTLV_TOP && !cl.json)
+		return run_top(&cl);
 	len = ctlproto_req_encode(req, sizeof(req), v->id, kv, n, &where);
 	if (len < 0) {
 		if (where)

@@ -11,11 +11,13 @@
 
 #include "core.h"
 #include "fleet.h"
+#include "metrics.h"
 
 static const struct core_service rcptgated_services[] = {
 	{"control socket", ctl_start, ctl_reload, ctl_stop, ctl_stats_foreach},
 	{"policy service", policy_start, policy_reload, policy_stop, policy_stats_foreach},
 	{"fleet", fleet_start, fleet_reload, fleet_stop, fleet_stats_foreach},
+	{"metrics", metrics_start, metrics_reload, metrics_stop, metrics_stats_foreach},
 #ifdef RG_HAVE_XDP
 	{"xdp", xdp_start, xdp_reload, xdp_stop, xdp_stats_foreach},
 #endif
