@@ -534,15 +534,28 @@ static void came_up(void)
 	outbox_flush();
 }
 
+/* The next attempt: from FLEET_BACKOFF_MIN_MS, doubling up to reconnect_max
+ * (a success resets it, on_auth). */
+static void conn_backoff(struct fconn *c)
+{
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
+	if (c->backoff_ms > fl.backoff_max_ms)
+		c->backoff_ms = fl.backoff_max_ms;
+	c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+}
+
 static void conn_sent(struct fconn *c)
 {
 	if (!c->outstanding++)
 		c->wait_since_ms = loop_now_ms();
 }
 
+/* A reply: the next one is waited for from now on (or none is). */
 static void conn_got(struct fconn *c)
 {
-	if (c->outstanding && !--c->outstanding)
+	if (!c->outstanding)
+		return; /* a context given up: its callbacks run with NULL */
+	if (!--c->outstanding)
 		c->wait_since_ms = 0;
 	else
 		c->wait_since_ms = loop_now_ms();
@@ -586,10 +599,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 		c->state = C_DOWN;
 		c->outstanding = 0;
 		c->wait_since_ms = 0;
-		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
-		if (c->backoff_ms > fl.backoff_max_ms)
-			c->backoff_ms = fl.backoff_max_ms;
-		c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+		conn_backoff(c);
 		went_down(why);
 	}
 }
@@ -606,10 +616,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 	c->state = C_DOWN;
 	c->outstanding = 0;
 	c->wait_since_ms = 0;
-	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
-	if (c->backoff_ms > fl.backoff_max_ms)
-		c->backoff_ms = fl.backoff_max_ms;
-	c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+	conn_backoff(c);
 	if (c == &fl.stream)
 		fl.sync = SY_IDLE;
 	went_down(ac->errstr[0] ? ac->errstr : "connection closed");
@@ -667,10 +674,7 @@ static void conn_start(struct fconn *c)
 		snprintf(why, sizeof(why), "connect: %.120s", ac ? ac->errstr : "out of memory");
 		if (ac)
 			redisAsyncFree(ac);
-		c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
-		if (c->backoff_ms > fl.backoff_max_ms)
-			c->backoff_ms = fl.backoff_max_ms;
-		c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+		conn_backoff(c);
 		went_down(why);
 		return;
 	}
@@ -717,10 +721,7 @@ static void conn_drop(struct fconn *c, const char *why)
 	c->state = C_DOWN;
 	c->outstanding = 0;
 	c->wait_since_ms = 0;
-	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : FLEET_BACKOFF_MIN_MS;
-	if (c->backoff_ms > fl.backoff_max_ms)
-		c->backoff_ms = fl.backoff_max_ms;
-	c->retry_at_ms = loop_now_ms() + c->backoff_ms;
+	conn_backoff(c);
 	if (c == &fl.stream)
 		fl.sync = SY_IDLE;
 	redisAsyncFree(ac);
