@@ -1062,6 +1062,33 @@ static int validate(struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: table_init_log2 > table_max_log2", f);
 		return -EINVAL;
 	}
+	if (c->fleet_redis[0] && c->fleet_redis[0] != '/') {
+		/* an IP address and a port: a name would need a blocking lookup */
+		char host[CONFIG_PATH_MAX];
+		const char *r = c->fleet_redis, *colon = strrchr(r, ':'), *h = r, *he = colon;
+		if (r[0] == '[') {
+			const char *rb = strchr(r, ']');
+			h = r + 1;
+			he = rb;
+			colon = rb && rb[1] == ':' ? rb + 1 : NULL;
+		}
+		char *end = NULL;
+		long port = colon ? strtol(colon + 1, &end, 10) : 0;
+		unsigned char a[16];
+		bool ok = colon && he && he > h && (size_t)(he - h) < sizeof(host) && colon[1] &&
+			  !*end && port >= 1 && port <= 65535;
+		if (ok) {
+			memcpy(host, h, (size_t)(he - h));
+			host[he - h] = 0;
+			ok = inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+		}
+		if (!ok) {
+			snprintf(err, errlen, "%s: [fleet]: redis '%s': give IPv4:port, [IPv6]:port or "
+				 "a Unix socket path (a host name would be resolved with a blocking "
+				 "lookup)", f, r);
+			return -EINVAL;
+		}
+	}
 	if (c->fleet_redis[0] && !c->fleet_secret_file[0]) {
 		snprintf(err, errlen, "%s: [fleet]: redis needs secret_file (every node of a fleet "
 			 "hashes with the same secret)", f);

@@ -441,6 +441,12 @@ Test(fleet, config_section)
 	cr_expect_eq(c.fleet_wait_ms, 500);
 	cr_expect_eq(c.fleet_lock_ms, 15000);
 	config_free(&c);
+	cr_assert_eq(config_load_string("t.conf", "[fleet]\nredis = [2001:2::1]:6379\n"
+					"secret_file = /k\n", &c, err, sizeof(err)), 0, "%s", err);
+	config_free(&c);
+	cr_assert_eq(config_load_string("t.conf", "[fleet]\nredis = 198.18.0.1:6379\n"
+					"secret_file = /k\n", &c, err, sizeof(err)), 0, "%s", err);
+	config_free(&c);
 	/* absent: no fleet */
 	cr_assert_eq(config_load_string("t.conf", "[global]\n", &c, err, sizeof(err)), 0, "%s", err);
 	cr_expect_str_eq(c.fleet_redis, "");
@@ -453,6 +459,10 @@ Test(fleet, config_section)
 		{"[fleet]\nstore_path = /x\n", "does not belong in [fleet]"},
 		{"[fleet]\nredis = /r\nsecret_file = /k\ncallout_wait = 20s\n", "shorter than"},
 		{"[fleet]\nredis = /r\nredis = /s\n", "given twice"},
+		{"[fleet]\nredis = redis.example:6379\nsecret_file = /k\n", "blocking"},
+		{"[fleet]\nredis = 198.18.0.1\nsecret_file = /k\n", "IPv4:port"},
+		{"[fleet]\nredis = 198.18.0.1:0\nsecret_file = /k\n", "IPv4:port"},
+		{"[fleet]\nredis = [2001:2::1]6379\nsecret_file = /k\n", "IPv4:port"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		err[0] = 0;
