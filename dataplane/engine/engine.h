@@ -165,6 +165,37 @@ int engine_create(const struct engine_conf *c, const struct engine_shm *s,
 		  struct engine **out);
 void engine_destroy(struct engine *e); /* only for engine_create()d engines */
 
+/*
+ * ---- state that outlives the process ----
+ *
+ * The block given to engine_init() holds every bit of flow state, as
+ * indices and offsets behind a header (magic, layout version, struct sizes,
+ * the limits that size the pools).  A block left by an engine of another
+ * process (a state file on hugetlbfs or /dev/shm, mapped anywhere) is taken
+ * over by engine_adopt(): pointers are derived again from mem, the hash
+ * chains, free lists and timer lists are rebuilt from the flows, and the
+ * flow the old process was working on when it died, if it had offsets, is
+ * reset on both sides (flows_adopt_reset).  Every other flow goes on being
+ * translated, retransmitted and answered (flows_adopted).  The clock must
+ * be the same CLOCK_MONOTONIC (system-wide) as the old process used.
+ *
+ * engine_adopt() returns 0; -ENOENT when mem holds no state (engine_init()
+ * it); -EPROTO when the state's layout differs (why names the first value
+ * that differs): then engine_init() a fresh block and engine_import_resets()
+ * the old one, which schedules every flow with offsets of the old state to
+ * be reset on both sides at the next engine_timer() or segment (counted,
+ * flows_adopt_reset), instead of passing untranslated.  Returns how many.
+ * Main thread, before the worker runs the engine.
+ */
+int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
+		 const struct engine_shm *s, struct engine **out, char *why, size_t whylen);
+int engine_import_resets(struct engine *e, const void *old, size_t len, char *why,
+			 size_t whylen);
+
+/* Bytes of the state block at mem (the engine_mem_size() it was built
+ * for), 0 when mem holds none. */
+size_t engine_state_size(const void *mem, size_t len);
+
 /* Point a running engine at a new shared-memory file (re-attach). Flows stay. */
 void engine_set_shm(struct engine *e, const struct engine_shm *s);
 
