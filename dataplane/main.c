@@ -3,6 +3,10 @@
  * workers, run until SIGINT/SIGTERM, tear down along one cleanup path.
  * The main lcore watches for a retired shared-memory file and switches the
  * workers to its replacement; the worker lcores run worker_main().
+ * The engines live in the state file (dpstate.h): the ports are opened only
+ * once it is locked, so that with --takeover this process prepares
+ * everything else beside a running one, waits for it to exit (SIGTERM) and
+ * then takes its ports and flows over.
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,8 +23,11 @@
 
 #include "dpconf.h"
 #include "dpshm.h"
+#include "dpstate.h"
+#include "dpversion.h"
 #include "port.h"
 #include "telemetry.h"
+#include "wengine.h"
 #include "worker.h"
 
 #define DP_MBUF_CACHE 256u
@@ -29,6 +36,7 @@
 static struct worker_ctx dp;
 static struct dpconf conf;
 static struct dpshm shm;
+static struct dpstate state;
 
 static void dp_signal(int sig)
 {
@@ -182,6 +190,25 @@ int main(int argc, char **argv)
 		goto out_shm;
 	}
 
+	if (!conf.no_engine && !conf.no_state) {
+		char path[PATH_MAX];
+		if (conf.state_path[0])
+			snprintf(path, sizeof(path), "%s", conf.state_path);
+		else
+			dpstate_default_path(path, sizeof(path), conf.shm_path);
+		if (conf.takeover)
+			fprintf(stderr, "rcptgate-dp: --takeover: waiting for the data plane using "
+					"%s to exit\n", path);
+		rc = dpstate_lock(&state, path, conf.takeover, &dp.quit, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+			if (rc == -EINTR)
+				ret = 0;
+			goto out_shm;
+		}
+		dp.state = &state;
+	}
+
 	dp.pool = rte_pktmbuf_pool_create("rg_mbufs", conf.mbufs * 2 * conf.n_pairs,
 					  DP_MBUF_CACHE, 0, DP_MBUF_DATA, (int)rte_socket_id());
 	if (!dp.pool) {
@@ -192,6 +219,21 @@ int main(int argc, char **argv)
 	if (dp_setup_ports(err, sizeof(err)) < 0 || worker_plan(&dp, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out_ports;
+	}
+	if (dp.state) {
+		size_t region = wengine_mem_size(&dp);
+		uint32_t map = DPSTATE_MAP(dp.n_workers, dp.sw_dispatch && dp.n_workers > 1);
+		if (!region || dpstate_open(&state, dp.n_workers, region, map, RG_DP_BUILD, err,
+					    sizeof(err)) < 0) {
+			fprintf(stderr, "rcptgate-dp: %s\n", region ? err : "engine limits refused");
+			goto out_ports;
+		}
+		if (state.adopt)
+			fprintf(stderr, "rcptgate-dp: state file %s: taking over its flows\n",
+				state.path);
+		else
+			fprintf(stderr, "rcptgate-dp: state file %s: fresh (%s)\n", state.path,
+				state.why);
 	}
 	for (unsigned i = 0; i < dp.n_workers; i++) {
 		struct worker *w = &dp.workers[i];
@@ -211,12 +253,15 @@ int main(int argc, char **argv)
 				dp.sw_dispatch && dp.n_workers > 1 ? " (software dispatch)" : "");
 		}
 	}
+	if (dp.state)
+		dpstate_drop_old(&state);
 	rc = telemetry_register(&dp);
 	if (rc)
 		fprintf(stderr, "rcptgate-dp: telemetry registration: %s (continuing)\n",
 			strerror(-rc));
-	fprintf(stderr, "rcptgate-dp: running %u worker%s, engine %s, smtp ports",
-		dp.n_workers, dp.n_workers > 1 ? "s" : "", conf.no_engine ? "off" : "on");
+	fprintf(stderr, "rcptgate-dp: running %u worker%s, engine %s, build %s, smtp ports",
+		dp.n_workers, dp.n_workers > 1 ? "s" : "", conf.no_engine ? "off" : "on",
+		RG_DP_BUILD);
 	for (unsigned i = 0; i < conf.n_smtp_ports; i++)
 		fprintf(stderr, "%s%u", i ? "," : " ", conf.smtp_ports[i]);
 	fprintf(stderr, "\n");
@@ -237,6 +282,7 @@ out_ports:
 		port_teardown(&dp.ports[i]);
 	fprintf(stderr, "rcptgate-dp: ports stopped and closed; exiting\n");
 out_shm:
+	dpstate_close(&state); /* the file stays: the next data plane takes it over */
 	dpshm_fini(&shm);
 out:
 	if (dp.pool)

@@ -10,10 +10,13 @@
 #ifdef RG_HAVE_ENGINE
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <rte_malloc.h>
 
+#include "dpstate.h"
 #include "engine.h"
 
 _Static_assert(WENGINE_TX_MAX >= 1 + ENGINE_OUT_MIN, "wengine_tx holds a frame and its output");
@@ -179,13 +182,92 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 	return engine_conf_check(ec, err, len);
 }
 
+size_t wengine_mem_size(struct worker_ctx *x)
+{
+	struct engine_conf ec;
+	char err[256];
+	if (wengine_conf(x, &ec, err, sizeof(err)) != 0)
+		return 0;
+	return engine_mem_size(&ec);
+}
+
+/*
+ * The engine in worker w's region of the state file: the previous process's
+ * engine taken over as it is, or a fresh one; flows with offsets of a state
+ * that cannot be taken over (another layout, another flow-to-worker mapping)
+ * are reset on both sides by the new engine's first timer run.
+ */
+static int wengine_from_state(struct worker_ctx *x, struct worker *w, struct dp_engine *d,
+			      const struct engine_conf *ec)
+{
+	struct dpstate *s = x->state;
+	size_t len = 0, olen;
+	void *mem = dpstate_region(s, w->idx, &len);
+	char why[256];
+	int rc, n;
+	const void *old;
+
+	if (!mem || len < engine_mem_size(ec))
+		return -EINVAL;
+	if (s->adopt) {
+		rc = engine_adopt(mem, len, ec, &d->es, &d->e, why, sizeof(why));
+		if (rc == 0) {
+			struct engine_info ei;
+			engine_info(d->e, &ei);
+			fprintf(stderr, "rcptgate-dp: worker %u: took over %u flows from the state file\n",
+				w->idx, ei.flows);
+			return 0;
+		}
+		if (rc != -EPROTO && rc != -ENOENT)
+			return rc;
+		if (rc == -EPROTO) {
+			/* the old engine's block, aside, for its flows' resets */
+			void *copy = malloc(len);
+			fprintf(stderr, "rcptgate-dp: worker %u: state refused: %s; its flows with "
+					"offsets are reset\n",
+				w->idx, why);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, mem, len);
+			rc = engine_init(mem, len, ec, &d->es, &d->e);
+			if (rc == 0) {
+				n = engine_import_resets(d->e, copy, len, why, sizeof(why));
+				if (n < 0)
+					fprintf(stderr, "rcptgate-dp: worker %u: previous flows not "
+							"readable (%s): not reset\n",
+						w->idx, why);
+				else
+					fprintf(stderr, "rcptgate-dp: worker %u: %d flows with offsets "
+							"to reset\n", w->idx, n);
+			}
+			free(copy);
+			return rc;
+		}
+	}
+	rc = engine_init(mem, len, ec, &d->es, &d->e);
+	if (rc)
+		return rc;
+	/* the previous file's regions this worker inherits (i % workers) */
+	for (unsigned i = w->idx; (old = dpstate_old_region(s, i, &olen)) != NULL;
+	     i += x->n_workers) {
+		n = engine_import_resets(d->e, old, olen, why, sizeof(why));
+		if (n < 0)
+			fprintf(stderr, "rcptgate-dp: worker %u: previous region %u not readable "
+					"(%s): its flows are not reset\n", w->idx, i, why);
+		else if (n > 0)
+			fprintf(stderr, "rcptgate-dp: worker %u: %d flows with offsets of previous "
+					"region %u to reset (%s)\n", w->idx, n, i, s->why);
+	}
+	return 0;
+}
+
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	struct engine_conf ec;
 	struct dp_engine *d;
 	char err[256];
 	size_t sz;
-	void *mem;
+	void *mem = NULL;
 	int rc;
 
 	rc = wengine_conf(x, &ec, err, sizeof(err));
@@ -196,9 +278,10 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 	sz = engine_mem_size(&ec);
 	d = rte_zmalloc_socket("rg_dp_engine", sizeof(*d), RTE_CACHE_LINE_SIZE,
 			       (int)rte_lcore_to_socket_id(w->lcore_id));
-	mem = rte_zmalloc_socket("rg_engine", sz, RTE_CACHE_LINE_SIZE,
-				 (int)rte_lcore_to_socket_id(w->lcore_id));
-	if (!d || !mem) {
+	if (d && !x->state)
+		mem = rte_zmalloc_socket("rg_engine", sz, RTE_CACHE_LINE_SIZE,
+					 (int)rte_lcore_to_socket_id(w->lcore_id));
+	if (!d || (!x->state && !mem)) {
 		rte_free(d);
 		rte_free(mem);
 		fprintf(stderr, "rcptgate-dp: engine: %zu bytes of hugepage memory not available\n",
@@ -206,13 +289,13 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 		return -ENOMEM;
 	}
 	wengine_fill_shm(w, m, &d->es);
-	rc = engine_init(mem, sz, &ec, &d->es, &d->e);
+	rc = x->state ? wengine_from_state(x, w, d, &ec) : engine_init(mem, sz, &ec, &d->es, &d->e);
 	if (rc) {
 		rte_free(d);
 		rte_free(mem);
 		return rc;
 	}
-	d->mem = mem;
+	d->mem = mem; /* NULL: in the state file */
 	if (w->idx == 0) {
 		struct engine_info ei;
 		engine_info(d->e, &ei);
@@ -365,6 +448,12 @@ struct engine *wengine_engine(struct worker *w)
 {
 	(void)w;
 	return NULL;
+}
+
+size_t wengine_mem_size(struct worker_ctx *x)
+{
+	(void)x;
+	return 0;
 }
 
 #endif /* RG_HAVE_ENGINE */
