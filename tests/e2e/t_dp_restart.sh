@@ -1,0 +1,179 @@
+#!/bin/bash
+# t_dp_restart.sh — a data-plane crash, restart or upgrade breaks no session.
+# rcptgate-dp inline (net_af_packet) in front of a real Postfix; many
+# concurrent sessions (tests/e2e/smtp_sessions.py in the client namespace),
+# each sending several pipelined transactions with pauses, every one with an
+# invalid recipient the engine answers itself (edits in force), so every
+# session spans the disruption.  Three cases, each with fresh sessions:
+#   kill9     kill -9 rcptgate-dp once every session has done a transaction,
+#             start it again within a second;
+#   upgrade   a second build started beside it with --takeover, then SIGTERM
+#             to the running one: the new one takes ports and flows over
+#             (the gap is measured and logged);
+#   delay5    kill -9, start again after 5 s (TCP rides it out).
+# Each case: every session completes (no reset, no failed reply), every
+# message is delivered exactly once to each valid recipient, byte-identical,
+# no invalid recipient reaches the destination, the data plane reset no flow
+# (flows_reset, flows_adopt_reset) and took the flows over (flows_adopted).
+# Environment: RG_RESTART_SESSIONS (default 100), RG_RESTART_TXNS (3),
+# RG_DP_BIN2 (the second build for "upgrade"; default: a copy of the
+# binary), RG_RESTART_CASES ("kill9 upgrade delay5").  Against a build
+# without the feature (no --takeover) the upgrade case is a plain restart,
+# and the test reports what broke (the baseline).  Bounded: ~90 s.
+source "$(dirname "$0")/lib.sh"
+e2e_init dpr
+source "$(dirname "$0")/dp_lib.sh"
+
+N=${RG_RESTART_SESSIONS:-100}
+K=${RG_RESTART_TXNS:-3}
+CASES=${RG_RESTART_CASES:-kill9 upgrade delay5}
+VALID="alice bob carol dave erin"
+INVALID="nosuch1 nosuch2 ghost dictionary spam1"
+SESS=$RG_SRC/tests/e2e/smtp_sessions.py
+D=$DP_DOMAIN
+
+dp_hugepages
+e2e_testbed_up
+e2e_defer rm -f "$DP_SHM" "$DP_SHM.dp-state" "$DP_SHM.dp-state.new"
+"$DP_SHMTOOL" create "$DP_SHM" 4 >/dev/null
+"$DP_SHMTOOL" domain "$DP_SHM" "$D" callout pass >/dev/null
+users=()
+for a in $VALID; do
+	"$DP_SHMTOOL" put "$DP_SHM" "$a@$D" valid >/dev/null
+	users+=("$a@$D")
+done
+for a in $INVALID; do "$DP_SHMTOOL" put "$DP_SHM" "$a@$D" invalid >/dev/null; done
+e2e_users "$E2E_TMP/users" "${users[@]}"
+# the destination takes every session at once from the one client address
+e2e_postfix dest dest-reject --users "$E2E_TMP/users" \
+	--set smtpd_client_connection_count_limit=0 --set default_process_limit=$((N + 50)) \
+	--set smtpd_client_connection_rate_limit=0 --set smtpd_client_message_rate_limit=0
+
+BIN2=${RG_DP_BIN2:-}
+if [[ -z $BIN2 ]]; then
+	BIN2=$E2E_TMP/rcptgate-dp-copy
+	cp "$DP_BIN" "$BIN2"
+	e2e_log "second build for the upgrade: a copy of $DP_BIN (set RG_DP_BIN2 for another build)"
+fi
+TAKEOVER=0
+grep -aq -- "--takeover: waiting" "$DP_BIN" && TAKEOVER=1
+((TAKEOVER)) || e2e_log "BASELINE: $DP_BIN has no --takeover (no state file): restarts are plain"
+
+# dp_run LABEL BIN PREFIX [options]: rcptgate-dp over net_af_packet, in the
+# background; sets RUN_PID.  Waits for "running" only.
+RUN_PID=
+dp_run() {
+	local label=$1 bin=$2 prefix=$3
+	shift 3
+	rm -rf "/var/run/dpdk/$prefix"
+	e2e_bg "$label" "$bin" -l 0-1 --no-pci --file-prefix "$prefix" -m 256 \
+		--log-level lib.eal:warning --vdev "net_af_packet0,iface=$TB_C_ROOT" \
+		--vdev "net_af_packet1,iface=$TB_S_ROOT" -- --shm "$DP_SHM" --pair 0:1 "$@"
+	RUN_PID=$E2E_BG_PID
+	e2e_defer bash -c "rm -rf /var/run/dpdk/$prefix /dev/hugepages/${prefix}map_*"
+}
+
+wait_running() { e2e_wait_for 20 "rcptgate-dp running ($1)" grep -q 'rcptgate-dp: running' "$E2E_TMP/$1.log"; }
+
+# ctr NAME: a data-plane counter (the file's counters carry over restarts).
+ctr() { "$DP_SHMTOOL" stats "$DP_SHM" "$1"; }
+
+# wait_progress DIR N: until N transactions are done (every session one).
+wait_progress() {
+	e2e_wait_for 60 "$2 transactions done" bash -c "[[ \$(wc -l <'$1/progress') -ge $2 ]]"
+}
+
+FAILS=()
+fail_case() { FAILS+=("$1: $2"); e2e_log "CASE FAILED: $1: $2"; }
+
+dp_run dp-0 "$DP_BIN" "$E2E_NAME"
+wait_running dp-0
+e2e_wait_for 10 "a TCP connection through rcptgate-dp" e2e_tcp_connects "$TB_S_ADDR" 25 2
+CUR=$RUN_PID
+gen=0
+for c in $CASES; do
+	gen=$((gen + 1))
+	out=$E2E_TMP/sess-$c
+	reset0=$(ctr flows_reset)
+	areset0=$(ctr flows_adopt_reset 2>/dev/null || echo 0)
+	adopted0=$(ctr flows_adopted 2>/dev/null || echo 0)
+	rej0=$(ctr rcpt_rejected)
+	e2e_log "---- case $c: $N sessions x $K transactions"
+	e2e_in_client /usr/bin/python3 "$SESS" run --server "$TB_S_ADDR" --sessions "$N" \
+		--txns "$K" --pause 2 --domain "$D" --valid "${VALID// /,}" \
+		--invalid "${INVALID// /,}" --out "$out" >"$E2E_TMP/client-$c.log" 2>&1 &
+	cpid=$!
+	wait_progress "$out" "$N"
+	case $c in
+	kill9 | delay5)
+		kill -KILL "$CUR"
+		wait "$CUR" 2>/dev/null || true
+		t0=${EPOCHREALTIME/./}
+		[[ $c == delay5 ]] && sleep 5
+		dp_run "dp-$gen" "$DP_BIN" "$E2E_NAME"
+		CUR=$RUN_PID
+		wait_running "dp-$gen"
+		e2e_log "$c: killed, running again after $(((${EPOCHREALTIME/./} - t0) / 1000)) ms"
+		;;
+	upgrade)
+		if ((TAKEOVER)); then
+			dp_run "dp-$gen" "$BIN2" "${E2E_NAME}u$gen" --takeover
+			e2e_wait_for 20 "the second build waiting" grep -q -- '--takeover: waiting' \
+				"$E2E_TMP/dp-$gen.log"
+			t0=${EPOCHREALTIME/./}
+			kill -TERM "$CUR"
+			while ! grep -q 'rcptgate-dp: running' "$E2E_TMP/dp-$gen.log"; do
+				(((${EPOCHREALTIME/./} - t0) < 20000000)) || break
+				sleep 0.01
+			done
+			gap=$(((${EPOCHREALTIME/./} - t0) / 1000))
+			wait "$CUR" 2>/dev/null || true
+			e2e_log "upgrade: SIGTERM to the running one -> the new build running in $gap ms"
+			echo "$gap" >"$E2E_TMP/upgrade-gap-ms"
+		else
+			kill -TERM "$CUR"
+			wait "$CUR" 2>/dev/null || true
+			dp_run "dp-$gen" "$BIN2" "$E2E_NAME"
+		fi
+		CUR=$RUN_PID
+		wait_running "dp-$gen"
+		grep -h 'build\|took over\|state' "$E2E_TMP/dp-$gen.log" >&2 || true
+		;;
+	esac
+	rc=0
+	wait "$cpid" || rc=$?
+	cat "$E2E_TMP/client-$c.log" | tail -5 >&2
+	res=$(grep -m1 '^RESULT' "$E2E_TMP/client-$c.log" || echo "no RESULT")
+	e2e_log "$c: client $res"
+	((rc == 0)) || fail_case "$c" "sessions broken: $res"
+	# deliveries: exactly once each, byte-identical
+	e2e_wait_queue_empty dest 60
+	sleep 1
+	if ! /usr/bin/python3 "$SESS" check --out "$out" --maildir-root "$(e2e_pf_dir dest)/mail" \
+		--domain "$D" >"$E2E_TMP/check-$c.log" 2>&1; then
+		fail_case "$c" "deliveries: $(tail -1 "$E2E_TMP/check-$c.log")"
+	fi
+	e2e_log "$c: $(tail -1 "$E2E_TMP/check-$c.log")"
+	# clear the mailboxes for the next case
+	rm -f "$(e2e_pf_dir dest)"/mail/"$D"/*/new/*
+	r=$(($(ctr flows_reset) - reset0))
+	((r == 0)) || fail_case "$c" "$r flows reset by the data plane"
+	if ((TAKEOVER)); then
+		ar=$(($(ctr flows_adopt_reset) - areset0))
+		ad=$(($(ctr flows_adopted) - adopted0))
+		((ar == 0)) || fail_case "$c" "$ar flows reset at the take-over"
+		((ad >= N)) || fail_case "$c" "only $ad flows taken over (expected >= $N)"
+		e2e_log "$c: flows_adopted +$ad, flows_adopt_reset +$ar, flows_reset +$r"
+	fi
+	e2e_log "$c: rcpt_rejected +$(($(ctr rcpt_rejected) - rej0))"
+done
+
+# the destination never saw an invalid recipient (its own 550 text absent)
+if grep -qE "nosuch|ghost|dictionary|spam1" "$(e2e_pf_log dest)"; then
+	fail_case all "an invalid recipient reached the destination"
+fi
+# nor lost a session (the start-up probes connect and close: "after CONNECT")
+lost=$(grep 'lost connection' "$(e2e_pf_log dest)" | grep -vc 'after CONNECT' || true)
+((lost == 0)) || fail_case all "the destination lost $lost sessions"
+((${#FAILS[@]} == 0)) || e2e_fail "$(printf '%s; ' "${FAILS[@]}")"
+e2e_pass
