@@ -14,10 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <rte_ethdev.h>
 #include <rte_malloc.h>
 
 #include "dpstate.h"
 #include "engine.h"
+#include "xdphold.h"
 
 _Static_assert(WENGINE_TX_MAX >= 1 + ENGINE_OUT_MIN, "wengine_tx holds a frame and its output");
 
@@ -31,6 +33,7 @@ struct dp_engine {
 	struct engine_shm es;
 	struct rte_mempool *pool;
 	uint64_t last_rt_ns;
+	struct xdphold hold;	/* the XDP programs' hold maps (none: n = 0) */
 	unsigned n_spare;
 	struct rte_mbuf *spare[ENGINE_OUT_MIN];
 	struct engine_txbuf txb[ENGINE_OUT_MIN];
@@ -261,6 +264,55 @@ static int wengine_from_state(struct worker_ctx *x, struct worker *w, struct dp_
 	return 0;
 }
 
+/* Apply the hold set's changes to the XDP programs' maps. */
+static void wengine_hold_sync(struct dp_engine *d, struct shm_lcore *lc)
+{
+	struct engine_hold c[16];
+	unsigned n;
+	while ((n = engine_hold_changes(d->e, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0 && lc)
+				stats_add(lc, STAT_XDP_HOLD_LOST, 1);
+}
+
+/* The XDP programs on the ports' interfaces: their hold maps get the set,
+ * whole (a program loaded again starts with an empty map), then changes. */
+static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_engine *d)
+{
+	unsigned ifx[DPCONF_MAX_PORTS] = {0};
+	struct engine_hold c[16];
+	uint32_t cur = 0;
+	char err[256];
+	unsigned n;
+	int found;
+
+	for (unsigned i = 0; i < x->n_ports; i++) {
+		struct rte_eth_dev_info di;
+		if (rte_eth_dev_info_get(x->ports[i].port_id, &di) == 0)
+			ifx[i] = di.if_index;
+	}
+	found = xdphold_open(&d->hold, ifx, x->n_ports, err, sizeof(err));
+	if (w->idx == 0) {
+		if (err[0])
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+		if (found > 0)
+			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
+					"offsets are held back while no data plane runs)\n",
+				found, found > 1 ? "s" : "");
+	}
+	engine_hold_enable(d->e, found > 0);
+	if (found <= 0) {
+		while (engine_hold_changes(d->e, c, 16) > 0)
+			; /* no map to apply them to */
+		return;
+	}
+	while ((n = engine_hold_all(d->e, &cur, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0)
+				stats_add(w->lc, STAT_XDP_HOLD_LOST, 1);
+	wengine_hold_sync(d, w->lc);
+}
+
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	struct engine_conf ec;
@@ -304,6 +356,7 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 			ei.max_flows, ei.flow_bytes, (double)sz / (1024.0 * 1024.0));
 	}
 	engine_set_realtime_offset(d->e, wengine_rt_offset());
+	wengine_hold_open(x, w, d);
 	d->pool = x->pool;
 	wengine_refill(d, NULL);
 	w->eng = d;
@@ -365,6 +418,8 @@ void wengine_rx(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_
 	}
 	if (out.n)
 		wengine_out(x, d, &out, tx);
+	if (d->hold.n)
+		wengine_hold_sync(d, w->lc);
 }
 
 void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
@@ -382,6 +437,8 @@ void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
 	wengine_lend(d, &out);
 	if (engine_timer(d->e, now_ns, &out) && out.n)
 		wengine_out(x, d, &out, tx);
+	if (d->hold.n)
+		wengine_hold_sync(d, w->lc);
 }
 
 void wengine_fini(struct worker_ctx *x, struct worker *w)
@@ -392,6 +449,7 @@ void wengine_fini(struct worker_ctx *x, struct worker *w)
 		return;
 	if (d->n_spare)
 		rte_pktmbuf_free_bulk(d->spare, d->n_spare);
+	xdphold_close(&d->hold);
 	rte_free(d->mem);
 	rte_free(d);
 	w->eng = NULL;
@@ -405,6 +463,55 @@ struct engine *wengine_engine(struct worker *w)
 #else /* !RG_HAVE_ENGINE */
 
 /* Built without engine/: rcptgate-dp can only bridge (--no-engine). */
+/* Apply the hold set's changes to the XDP programs' maps. */
+static void wengine_hold_sync(struct dp_engine *d, struct shm_lcore *lc)
+{
+	struct engine_hold c[16];
+	unsigned n;
+	while ((n = engine_hold_changes(d->e, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0 && lc)
+				stats_add(lc, STAT_XDP_HOLD_LOST, 1);
+}
+
+/* The XDP programs on the ports' interfaces: their hold maps get the set,
+ * whole (a program loaded again starts with an empty map), then changes. */
+static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_engine *d)
+{
+	unsigned ifx[DPCONF_MAX_PORTS] = {0};
+	struct engine_hold c[16];
+	uint32_t cur = 0;
+	char err[256];
+	unsigned n;
+	int found;
+
+	for (unsigned i = 0; i < x->n_ports; i++) {
+		struct rte_eth_dev_info di;
+		if (rte_eth_dev_info_get(x->ports[i].port_id, &di) == 0)
+			ifx[i] = di.if_index;
+	}
+	found = xdphold_open(&d->hold, ifx, x->n_ports, err, sizeof(err));
+	if (w->idx == 0) {
+		if (err[0])
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+		if (found > 0)
+			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
+					"offsets are held back while no data plane runs)\n",
+				found, found > 1 ? "s" : "");
+	}
+	engine_hold_enable(d->e, found > 0);
+	if (found <= 0) {
+		while (engine_hold_changes(d->e, c, 16) > 0)
+			; /* no map to apply them to */
+		return;
+	}
+	while ((n = engine_hold_all(d->e, &cur, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0)
+				stats_add(w->lc, STAT_XDP_HOLD_LOST, 1);
+	wengine_hold_sync(d, w->lc);
+}
+
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	(void)x;

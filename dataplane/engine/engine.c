@@ -380,6 +380,8 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 	p += m.obuf;
 	e->pieces = (struct tcpedit_piece *)p;
 	e->max_pieces = m.max_pieces;
+	if (e->hold_n > ENGINE_HOLD_Q || e->hold_head >= ENGINE_HOLD_Q)
+		e->hold_head = e->hold_n = 0; /* torn: the flows are listed again */
 	torn = e->h.in_call ? e->h.cur_flow : FLOW_NONE;
 	kept = flow_table_rebuild(&e->ft, mark, bad, &n_bad, 64);
 	free(mark);
@@ -574,9 +576,73 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 	e->h.in_call = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	v = rx_frame(e, fr, now_ns, out);
+	if (e->h.cur_flow != FLOW_NONE) {
+		struct flow *f = &e->ft.flows[e->h.cur_flow];
+		if (e->hold_on && f->state != FS_FREE &&
+		    !(f->flags2 & (FLOW_F2_HELD | FLOW_F2_DOOMED)) && tcpstate_has_offsets(f))
+			engine_hold_note(e, f, 1); /* full: again at its next segment */
+	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	e->h.in_call = 0;
 	return v;
+}
+
+static void hold_entry(const struct flow *f, int add, struct engine_hold *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->add = (uint8_t)add;
+	h->family = f->family;
+	h->c_port = f->c_port;
+	h->s_port = f->s_port;
+	memcpy(h->c_ip, f->c_ip, sizeof(h->c_ip));
+	memcpy(h->s_ip, f->s_ip, sizeof(h->s_ip));
+}
+
+void engine_hold_enable(struct engine *e, int on)
+{
+	e->hold_on = on ? 1u : 0u;
+}
+
+int engine_hold_note(struct engine *e, struct flow *f, int add)
+{
+	if (!e->hold_on) {
+		f->flags2 &= (uint8_t)~FLOW_F2_HELD;
+		return 0;
+	}
+	if (e->hold_n >= ENGINE_HOLD_Q) {
+		st(e, STAT_XDP_HOLD_LOST);
+		return -1;
+	}
+	hold_entry(f, add, &e->hold_q[(e->hold_head + e->hold_n) % ENGINE_HOLD_Q]);
+	e->hold_n++;
+	if (add)
+		f->flags2 |= FLOW_F2_HELD;
+	else
+		f->flags2 &= (uint8_t)~FLOW_F2_HELD;
+	return 0;
+}
+
+unsigned engine_hold_changes(struct engine *e, struct engine_hold *out, unsigned max)
+{
+	unsigned n = 0;
+	while (n < max && e->hold_n) {
+		out[n++] = e->hold_q[e->hold_head];
+		e->hold_head = (e->hold_head + 1) % ENGINE_HOLD_Q;
+		e->hold_n--;
+	}
+	return n;
+}
+
+unsigned engine_hold_all(struct engine *e, uint32_t *cursor, struct engine_hold *out,
+			 unsigned max)
+{
+	unsigned n = 0;
+	for (; *cursor < e->ft.max && n < max; (*cursor)++) {
+		const struct flow *f = &e->ft.flows[*cursor];
+		if (f->state != FS_FREE && (f->flags2 & FLOW_F2_HELD))
+			hold_entry(f, 1, &out[n++]);
+	}
+	return n;
 }
 
 static enum engine_verdict rx_frame(struct engine *e, struct engine_frame *fr, uint64_t now_ns,

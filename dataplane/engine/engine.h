@@ -192,6 +192,42 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 int engine_import_resets(struct engine *e, const void *old, size_t len, char *why,
 			 size_t whylen);
 
+/*
+ * ---- the hold set: flows the XDP program must not bypass ----
+ *
+ * While no data plane runs, the XDP program in front of it bypasses SMTP
+ * frames to the peer port (fail-open); a flow with offsets in force would
+ * then pass untranslated.  The engine says which flows those are: a flow
+ * enters the set when its offsets first come into force and leaves it when
+ * it is forgotten.  The caller applies the changes to the XDP program's hold
+ * map (the program drops those flows' frames while no AF_XDP socket is
+ * bound; TCP resends them to the next data plane).  The queue of changes
+ * lives in the engine's state block (ENGINE_HOLD_Q): changes not yet applied
+ * when a process dies are applied by the next.  A full queue delays an entry
+ * to the flow's next segment, or loses a removal (the hold map is LRU).
+ */
+#define ENGINE_HOLD_Q 256u
+
+struct engine_hold {
+	uint8_t add;		/* 1 enters the set, 0 leaves it */
+	uint8_t family;		/* 4 or 6 */
+	uint16_t c_port, s_port; /* host order */
+	uint8_t c_ip[16], s_ip[16]; /* IPv4 in the first 4 bytes */
+	uint16_t _pad0;
+};
+
+/* Keep the set (off by default: nothing is noted). */
+void engine_hold_enable(struct engine *e, int on);
+
+/* Take up to max changes, oldest first; returns how many. */
+unsigned engine_hold_changes(struct engine *e, struct engine_hold *out, unsigned max);
+
+/* Every flow in the set now (for a hold map that starts empty: after a
+ * take-over, the XDP program loaded again), max at a time from *cursor (start
+ * at 0); returns how many, 0 at the end. */
+unsigned engine_hold_all(struct engine *e, uint32_t *cursor, struct engine_hold *out,
+			 unsigned max);
+
 /* Bytes of the state block at mem (the engine_mem_size() it was built
  * for), 0 when mem holds none. */
 size_t engine_state_size(const void *mem, size_t len);

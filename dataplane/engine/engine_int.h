@@ -103,7 +103,14 @@ struct engine {
 	struct ilist ended;		/* ended flows lingering, oldest first */
 	uint32_t now_ms;
 	uint64_t now_ns;
+	/* the hold set's changes not yet taken (engine_hold_changes) */
+	uint32_t hold_on;		/* engine_hold_enable() */
+	uint32_t hold_head, hold_n;
+	struct engine_hold hold_q[ENGINE_HOLD_Q];
 };
+
+/* A flow enters (add) or leaves the hold set; 0, or -1 when the queue is full. */
+int engine_hold_note(struct engine *e, struct flow *f, int add);
 
 /* A flow taken over without its state: both ends reset (flows_adopt_reset). */
 void engine_doom_reset(struct engine *e, struct flow *f, struct engine_out *out);

@@ -78,6 +78,8 @@ enum flow_qkind {
 #define FLOW_F2_NEWSYN_TS 0x02u /* that SYN offered timestamps */
 #define FLOW_F2_WSCALE 0x04u	/* both ends announced window scaling */
 #define FLOW_F2_EHLO 0x10u	/* a 2xx EHLO reply was seen: its keywords are known */
+#define FLOW_F2_HELD 0x40u	/* in the hold set (engine.h): the XDP program
+				 * drops its frames while no data plane runs */
 #define FLOW_F2_DOOMED 0x20u	/* taken over without its state (engine_adopt):
 				 * reset on both sides at the first chance */
 

@@ -309,3 +309,53 @@ Test(adopt, no_state_said)
 	cr_assert_eq(engine_state_size(m, state_len), 0);
 	munmap(m, state_len);
 }
+
+/* The hold set: a flow enters it when its offsets come into force, leaves it
+ * when forgotten; changes not yet taken survive the process, and the adopter
+ * lists the whole set again for a hold map that starts empty. */
+static void held(struct tb *t, const void *arg)
+{
+	uint32_t cut = sizeof(CONV) - 1;
+	struct engine_hold h[4];
+	(void)arg;
+	engine_hold_enable(t->e, 1);
+	tb_open(t);
+	tb_send(t, &t->cli, "EHLO client.test\r\n", 18);
+	tb_send(t, &t->cli, CONV, 27); /* MAIL: no offsets yet */
+	tb_pump(t);
+	cr_assert_eq(engine_hold_changes(t->e, h, 4), 0, "no offsets, not held");
+	tb_send(t, &t->cli, CONV + 27, cut - 27);
+	tb_pump(t);
+}
+
+Test(adopt, hold_set_follows_offsets_and_survives)
+{
+	char why[256];
+	struct tb *t = &S->t;
+	struct engine_hold h[4];
+	uint32_t cur = 0;
+	in_killed_child(held, NULL);
+	adopt_elsewhere(0, why, sizeof(why));
+	/* the change the old process queued and nobody applied */
+	cr_assert_eq(engine_hold_changes(t->e, h, 4), 1);
+	cr_assert_eq(h[0].add, 1);
+	cr_assert_eq(h[0].family, 4);
+	cr_assert_eq(h[0].c_port, t->cli.port);
+	cr_assert_eq(h[0].s_port, t->srv.port);
+	cr_assert(!memcmp(h[0].c_ip, t->cli.ip, 4) && !memcmp(h[0].s_ip, t->srv.ip, 4));
+	cr_assert_eq(engine_hold_changes(t->e, h, 4), 0);
+	cr_assert_eq(engine_hold_all(t->e, &cur, h, 4), 1, "the set listed again");
+	cr_assert_eq(engine_hold_all(t->e, &cur, h, 4), 0);
+	/* the session ends: it leaves the set once forgotten (after the linger) */
+	engine_hold_enable(t->e, 1);
+	rest(t, sizeof(CONV) - 1);
+	tb_send_fin(t, &t->cli);
+	tb_send_fin(t, &t->srv);
+	tb_pump(t);
+	tb_tick(t, 3000);
+	tb_tick(t, 10);
+	cr_assert_eq(engine_hold_changes(t->e, h, 4), 1);
+	cr_assert_eq(h[0].add, 0, "left the set");
+	cur = 0;
+	cr_assert_eq(engine_hold_all(t->e, &cur, h, 4), 0);
+}

@@ -1,6 +1,8 @@
 #!/bin/bash
 # t_dp_restart.sh — a data-plane crash, restart or upgrade breaks no session.
-# rcptgate-dp inline (net_af_packet) in front of a real Postfix; many
+# rcptgate-dp inline (net_af_packet; net_af_xdp with the XDP program when
+# RESTART_DRIVER=af_xdp, as t_dp_restart_xdp.sh runs it) in front of a real
+# Postfix; many
 # concurrent sessions (tests/e2e/smtp_sessions.py in the client namespace),
 # each sending several pipelined transactions with pauses, every one with an
 # invalid recipient the engine answers itself (edits in force), so every
@@ -15,6 +17,11 @@
 # message is delivered exactly once to each valid recipient, byte-identical,
 # no invalid recipient reaches the destination, the data plane reset no flow
 # (flows_reset, flows_adopt_reset) and took the flows over (flows_adopted).
+# With XDP, the program stays attached after kill -9 and bypasses SMTP frames
+# to the peer port (fail-open) while no data plane runs: frames of the flows
+# with offsets must be held back instead (smtp_held, at least one in delay5),
+# then the program is detached (rg-xdp detach --keep-pins) for the restarted
+# data plane's own, as t_xdp_dp.sh does.
 # Environment: RG_RESTART_SESSIONS (default 100), RG_RESTART_TXNS (3),
 # RG_DP_BIN2 (the second build for "upgrade"; default: a copy of the
 # binary), RG_RESTART_CASES ("kill9 upgrade delay5").  Against a build
@@ -23,6 +30,11 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init dpr
 source "$(dirname "$0")/dp_lib.sh"
+DRIVER=${RESTART_DRIVER:-af_packet}
+if [[ $DRIVER == af_xdp ]]; then
+	source "$(dirname "$0")/xdp_lib.sh"
+	xdp_init
+fi
 
 N=${RG_RESTART_SESSIONS:-100}
 K=${RG_RESTART_TXNS:-3}
@@ -34,6 +46,11 @@ D=$DP_DOMAIN
 
 dp_hugepages
 e2e_testbed_up
+if [[ $DRIVER == af_xdp ]]; then
+	xdp_gro_on
+	xdp_detach_at_exit "$TB_C_ROOT"
+	xdp_detach_at_exit "$TB_S_ROOT"
+fi
 e2e_defer rm -f "$DP_SHM" "$DP_SHM.dp-state" "$DP_SHM.dp-state.new"
 "$DP_SHMTOOL" create "$DP_SHM" 4 >/dev/null
 "$DP_SHMTOOL" domain "$DP_SHM" "$D" callout pass >/dev/null
@@ -65,15 +82,34 @@ RUN_PID=
 dp_run() {
 	local label=$1 bin=$2 prefix=$3
 	shift 3
+	local vdevs=(--vdev "net_af_packet0,iface=$TB_C_ROOT" --vdev "net_af_packet1,iface=$TB_S_ROOT")
+	[[ $DRIVER == af_xdp ]] && vdevs=(--vdev "net_af_xdp0,iface=$TB_C_ROOT,xdp_prog=$XDP_OBJ"
+		--vdev "net_af_xdp1,iface=$TB_S_ROOT,xdp_prog=$XDP_OBJ")
 	rm -rf "/var/run/dpdk/$prefix"
 	e2e_bg "$label" "$bin" -l 0-1 --no-pci --file-prefix "$prefix" -m 256 \
-		--log-level lib.eal:warning --vdev "net_af_packet0,iface=$TB_C_ROOT" \
-		--vdev "net_af_packet1,iface=$TB_S_ROOT" -- --shm "$DP_SHM" --pair 0:1 "$@"
+		--log-level lib.eal:warning "${vdevs[@]}" -- --shm "$DP_SHM" --pair 0:1 "$@"
 	RUN_PID=$E2E_BG_PID
 	e2e_defer bash -c "rm -rf /var/run/dpdk/$prefix /dev/hugepages/${prefix}map_*"
 }
 
-wait_running() { e2e_wait_for 20 "rcptgate-dp running ($1)" grep -q 'rcptgate-dp: running' "$E2E_TMP/$1.log"; }
+wait_running() {
+	e2e_wait_for 20 "rcptgate-dp running ($1)" grep -q 'rcptgate-dp: running' "$E2E_TMP/$1.log"
+	if [[ $DRIVER == af_xdp ]]; then
+		# the program DPDK attached: peers (fail-open bypass) and pins
+		xdp_rgx adopt "$TB_C_ROOT" --peer "$TB_S_ROOT" >/dev/null
+		xdp_rgx adopt "$TB_S_ROOT" --peer "$TB_C_ROOT" >/dev/null
+	fi
+}
+
+# held: frames the XDP programs held back (0 without XDP)
+held() {
+	[[ $DRIVER == af_xdp ]] || { echo 0; return; }
+	echo $(($(xdp_ctr "$TB_C_ROOT" smtp_held) + $(xdp_ctr "$TB_S_ROOT" smtp_held)))
+}
+bypassed() {
+	[[ $DRIVER == af_xdp ]] || { echo 0; return; }
+	echo $(($(xdp_ctr "$TB_C_ROOT" smtp_bypass) + $(xdp_ctr "$TB_S_ROOT" smtp_bypass)))
+}
 
 # ctr NAME: a data-plane counter (the file's counters carry over restarts).
 ctr() { "$DP_SHMTOOL" stats "$DP_SHM" "$1"; }
@@ -109,7 +145,15 @@ for c in $CASES; do
 		kill -KILL "$CUR"
 		wait "$CUR" 2>/dev/null || true
 		t0=${EPOCHREALTIME/./}
-		[[ $c == delay5 ]] && sleep 5
+		if [[ $c == delay5 ]]; then sleep 5; else sleep 0.3; fi
+		if [[ $DRIVER == af_xdp ]]; then
+			h=$(held) b=$(bypassed)
+			e2e_log "$c: while away, the XDP programs held back $h SMTP frames, bypassed $b"
+			[[ $c == delay5 ]] && ((h == 0)) && fail_case "$c" "no frame held back in 5 s"
+			echo "$c held=$h bypassed=$b" >>"$E2E_TMP/xdp-held"
+			xdp_rgx detach "$TB_C_ROOT" --keep-pins >/dev/null
+			xdp_rgx detach "$TB_S_ROOT" --keep-pins >/dev/null
+		fi
 		dp_run "dp-$gen" "$DP_BIN" "$E2E_NAME"
 		CUR=$RUN_PID
 		wait_running "dp-$gen"
