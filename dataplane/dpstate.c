@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -14,6 +15,7 @@
 #include "dpstate.h"
 
 #define DPSTATE_HUGETLBFS_MAGIC 0x958458f6
+#define DPSTATE_EXIT_WAIT_MS 2000u	/* a holder that unlocked: wait for its exit */
 
 static size_t round_up(size_t v, size_t a)
 {
@@ -37,6 +39,8 @@ static uint32_t header_pid(int fd)
 int dpstate_lock(struct dpstate *s, const char *path, int wait, volatile int *quit, char *err,
 		 size_t errlen)
 {
+	uint32_t holder = 0;
+
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
 	if (strlen(path) >= sizeof(s->path)) {
@@ -56,8 +60,16 @@ int dpstate_lock(struct dpstate *s, const char *path, int wait, volatile int *qu
 			/* the holder may have replaced the file meanwhile: the lock
 			 * counts only on the inode the path names now */
 			if (fstat(s->fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
-			    a.st_dev == b.st_dev)
+			    a.st_dev == b.st_dev) {
+				/* the holder unlocks just before it exits: its ports
+				 * (sockets, XDP program) go with the process */
+				for (unsigned t = 0; holder && t < DPSTATE_EXIT_WAIT_MS; t++) {
+					if (kill((pid_t)holder, 0) != 0 && errno == ESRCH)
+						break;
+					usleep(1000);
+				}
 				return 0;
+			}
 			close(s->fd);
 			s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 			if (s->fd < 0) {
@@ -72,11 +84,13 @@ int dpstate_lock(struct dpstate *s, const char *path, int wait, volatile int *qu
 			snprintf(err, errlen, "state file %s: lock: %s", path, strerror(e));
 			return -e;
 		}
+		if (!holder)
+			holder = header_pid(s->fd);
 		if (!wait) {
 			snprintf(err, errlen,
 				 "state file %s is in use by another rcptgate-dp (pid %u): stop it "
 				 "first, or start this one with --takeover",
-				 path, header_pid(s->fd));
+				 path, holder);
 			return -EBUSY;
 		}
 		if (quit && __atomic_load_n(quit, __ATOMIC_RELAXED)) {

@@ -128,12 +128,78 @@ static void dp_supervise(void)
 	}
 }
 
+/*
+ * --takeover: the virtual devices (--vdev) are probed only once the running
+ * data plane has exited.  Probing one attaches its XDP program or binds its
+ * socket (net_af_xdp, net_af_packet), which would take the interface from
+ * the running process, and that process's closing the port would then take
+ * it from us.  Everything else (EAL, hugepages, mempool, shared memory) is
+ * ready before.  PCI devices cannot be shared by two primaries: with them
+ * the old process is stopped and the new one started (see README).
+ */
+#define DP_DEFER_MAX (2u * DPCONF_MAX_PORTS)
+static char *deferred[DP_DEFER_MAX];
+static unsigned n_deferred;
+
+static int dp_defer_vdevs(int argc, char **argv)
+{
+	int end = argc, takeover = 0, o = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			end = i;
+			break;
+		}
+	for (int i = end + 1; i < argc; i++)
+		takeover |= !strcmp(argv[i], "--takeover");
+	if (!takeover)
+		return argc;
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && i < end && n_deferred < DP_DEFER_MAX) {
+			if (!strcmp(argv[i], "--vdev") && i + 1 < end) {
+				deferred[n_deferred++] = argv[++i];
+				continue;
+			}
+			if (!strncmp(argv[i], "--vdev=", 7)) {
+				deferred[n_deferred++] = argv[i] + 7;
+				continue;
+			}
+		}
+		argv[o++] = argv[i];
+	}
+	argv[o] = NULL;
+	return o;
+}
+
+static int dp_probe_deferred(void)
+{
+	for (unsigned i = 0; i < n_deferred; i++) {
+		char name[128];
+		const char *comma = strchr(deferred[i], ',');
+		size_t nl = comma ? (size_t)(comma - deferred[i]) : strlen(deferred[i]);
+		int rc;
+		if (nl >= sizeof(name)) {
+			fprintf(stderr, "rcptgate-dp: --vdev %s: name too long\n", deferred[i]);
+			return -EINVAL;
+		}
+		memcpy(name, deferred[i], nl);
+		name[nl] = 0;
+		rc = rte_eal_hotplug_add("vdev", name, comma ? comma + 1 : "");
+		if (rc < 0) {
+			fprintf(stderr, "rcptgate-dp: --vdev %s: %s\n", deferred[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512] = "";
 	int rc, eal_n, ret = 1, eal_ok = 0, launched = 0;
 	unsigned lcore;
 
+	argc = dp_defer_vdevs(argc, argv);
 	rc = rte_eal_init(argc, argv);
 	if (rc < 0) {
 		fprintf(stderr, "rcptgate-dp: EAL init failed: %s\n", rte_strerror(rte_errno));
@@ -169,16 +235,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out;
 	}
-	for (unsigned i = 0; i < conf.n_pairs; i++)
-		for (unsigned k = 0; k < 2; k++) {
-			uint16_t id = k ? conf.pairs[i].inside : conf.pairs[i].outside;
-			if (!rte_eth_dev_is_valid_port(id)) {
-				fprintf(stderr, "rcptgate-dp: port %u does not exist (%u ports: check "
-						"the EAL --vdev/-a options)\n",
-					id, rte_eth_dev_count_avail());
-				goto out;
-			}
-		}
 	signal(SIGINT, dp_signal);
 	signal(SIGTERM, dp_signal);
 
@@ -208,6 +264,18 @@ int main(int argc, char **argv)
 		}
 		dp.state = &state;
 	}
+	if (dp_probe_deferred() < 0)
+		goto out_shm;
+	for (unsigned i = 0; i < conf.n_pairs; i++)
+		for (unsigned k = 0; k < 2; k++) {
+			uint16_t id = k ? conf.pairs[i].inside : conf.pairs[i].outside;
+			if (!rte_eth_dev_is_valid_port(id)) {
+				fprintf(stderr, "rcptgate-dp: port %u does not exist (%u ports: check "
+						"the EAL --vdev/-a options)\n",
+					id, rte_eth_dev_count_avail());
+				goto out_shm;
+			}
+		}
 
 	dp.pool = rte_pktmbuf_pool_create("rg_mbufs", conf.mbufs * 2 * conf.n_pairs,
 					  DP_MBUF_CACHE, 0, DP_MBUF_DATA, (int)rte_socket_id());
