@@ -115,7 +115,7 @@ async def session(a, i, stats):
         print("%s: RESET (%s)" % (sid, e), flush=True)
     except (Fail, asyncio.TimeoutError, OSError) as e:
         stats["failed"] += 1
-        print("%s: FAILED: %s" % (sid, e or type(e).__name__), flush=True)
+        print("%s: FAILED: %s" % (sid, str(e) or type(e).__name__), flush=True)
     finally:
         if w is not None:
             w.close()

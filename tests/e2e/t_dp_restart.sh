@@ -63,7 +63,8 @@ for a in $INVALID; do "$DP_SHMTOOL" put "$DP_SHM" "$a@$D" invalid >/dev/null; do
 e2e_users "$E2E_TMP/users" "${users[@]}"
 # the destination takes every session at once from the one client address
 e2e_postfix dest dest-reject --users "$E2E_TMP/users" \
-	--set smtpd_client_connection_count_limit=0 --set default_process_limit=$((N + 50)) \
+	--set smtpd_client_connection_count_limit=0 --set default_process_limit=$((2 * N + 50)) \
+	--set smtpd_timeout=30s \
 	--set smtpd_client_connection_rate_limit=0 --set smtpd_client_message_rate_limit=0
 
 BIN2=${RG_DP_BIN2:-}
@@ -135,9 +136,12 @@ for c in $CASES; do
 	adopted0=$(ctr flows_adopted 2>/dev/null || echo 0)
 	rej0=$(ctr rcpt_rejected)
 	e2e_log "---- case $c: $N sessions x $K transactions"
-	e2e_in_client /usr/bin/python3 "$SESS" run --server "$TB_S_ADDR" --sessions "$N" \
-		--txns "$K" --pause 2 --domain "$D" --valid "${VALID// /,}" \
-		--invalid "${INVALID// /,}" --out "$out" >"$E2E_TMP/client-$c.log" 2>&1 &
+	# (in an if: a failing client is a finding of this case, not an error)
+	if e2e_in_client /usr/bin/python3 "$SESS" run --server "$TB_S_ADDR" --sessions "$N" \
+		--txns "$K" --pause 2 --timeout 30 --domain "$D" --valid "${VALID// /,}" \
+		--invalid "${INVALID// /,}" --out "$out" >"$E2E_TMP/client-$c.log" 2>&1; then
+		:
+	fi &
 	cpid=$!
 	wait_progress "$out" "$N"
 	case $c in
@@ -184,12 +188,14 @@ for c in $CASES; do
 		grep -h 'build\|took over\|state' "$E2E_TMP/dp-$gen.log" >&2 || true
 		;;
 	esac
-	rc=0
-	wait "$cpid" || rc=$?
-	cat "$E2E_TMP/client-$c.log" | tail -5 >&2
+	wait "$cpid" || true
 	res=$(grep -m1 '^RESULT' "$E2E_TMP/client-$c.log" || echo "no RESULT")
 	e2e_log "$c: client $res"
-	((rc == 0)) || fail_case "$c" "sessions broken: $res"
+	if [[ $res != "RESULT ok=$N failed=0 "* ]]; then
+		grep -v '^RESULT' "$E2E_TMP/client-$c.log" | sed 's/^s[0-9]*: //' | sort | uniq -c |
+			sort -rn | head -5 >&2
+		fail_case "$c" "sessions broken: $res"
+	fi
 	# deliveries: exactly once each, byte-identical
 	e2e_wait_queue_empty dest 60
 	sleep 1
