@@ -42,6 +42,9 @@ CASES=${RG_RESTART_CASES:-kill9 upgrade delay5}
 VALID="alice bob carol dave erin"
 INVALID="nosuch1 nosuch2 ghost dictionary spam1"
 SESS=$RG_SRC/tests/e2e/smtp_sessions.py
+# sessions start spread over one pause: whenever the data plane goes, some
+# are in the middle of a transaction and others between two
+RAMP=$(awk -v n="$N" 'BEGIN { printf "%.4f", 2.0 / n }')
 D=$DP_DOMAIN
 
 dp_hugepages
@@ -138,7 +141,7 @@ for c in $CASES; do
 	e2e_log "---- case $c: $N sessions x $K transactions"
 	# (in an if: a failing client is a finding of this case, not an error)
 	if e2e_in_client /usr/bin/python3 "$SESS" run --server "$TB_S_ADDR" --sessions "$N" \
-		--txns "$K" --pause 2 --timeout 30 --domain "$D" --valid "${VALID// /,}" \
+		--txns "$K" --pause 2 --ramp "$RAMP" --timeout 30 --domain "$D" --valid "${VALID// /,}" \
 		--invalid "${INVALID// /,}" --out "$out" >"$E2E_TMP/client-$c.log" 2>&1; then
 		:
 	fi &
