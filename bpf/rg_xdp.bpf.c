@@ -7,8 +7,8 @@
  *   TCP to or from an SMTP port  → the AF_XDP socket of this RX queue
  *                                  (xsks_map, where rcptgate-dp reads);
  *                                  no socket bound → XDP_DROP when the flow
- *                                  is in rg_hold (offsets in force: TCP resends
- *                                  it to the next data plane), else the peer
+ *                                  is in rg_hold (its state awaits the next
+ *                                  data plane; TCP resends it), else the peer
  *                                  port (fail-open bypass), or the kernel if
  *                                  no peer is set
  *   SYN (no ACK) to an SMTP port from a blocklisted prefix → XDP_DROP

@@ -69,11 +69,13 @@ struct xdp_block_val {
 	__u64 added_ns;		/* CLOCK_REALTIME when added (for listings) */
 };
 
-/* rg_hold (LRU_HASH): the SMTP flows with offsets in force, written by
- * rcptgate-dp (raw bpf() on the map of the program attached to its ports;
- * entries in both directions).  While no AF_XDP socket is bound (the data
- * plane is away: crashed, restarting) a frame of such a flow is dropped,
- * not bypassed: untranslated it would desynchronise the two ends; TCP
+/* rg_hold (LRU_HASH): the SMTP flows whose state the data plane keeps
+ * (established, or with offsets in force), written by rcptgate-dp (raw
+ * bpf() on the map of the program attached to its ports; entries in both
+ * directions).  While no AF_XDP socket is bound (the data plane is away:
+ * crashed, restarting) a frame of such a flow is dropped, not bypassed:
+ * untranslated it would desynchronise the two ends, unseen it would leave
+ * the state the next data plane takes over behind the conversation; TCP
  * resends it to the next data plane.  Every other frame is bypassed. */
 #define XDP_HOLD_MAX 131072	/* entries: two per flow */
 
@@ -108,7 +110,7 @@ struct xdp_hold_val {
 	X(TRUNCATED, "truncated", "frames whose headers end early (taken as non-SMTP)") \
 	X(IPV6_EXT_LIMIT, "ipv6_ext_limit", "IPv6 packets with too many extension headers") \
 	X(SMTP_HELD, "smtp_held",                                                    \
-	  "SMTP frames of flows with offsets dropped: no socket bound (data plane away)")
+	  "SMTP frames of flows the data plane keeps state for, dropped: no socket bound")
 
 enum xdp_ctr_id {
 #define XDP_CTR_ENUM(id, name, help) XDP_CTR_##id,

@@ -578,8 +578,9 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 	v = rx_frame(e, fr, now_ns, out);
 	if (e->h.cur_flow != FLOW_NONE) {
 		struct flow *f = &e->ft.flows[e->h.cur_flow];
-		if (e->hold_on && f->state != FS_FREE &&
-		    !(f->flags2 & (FLOW_F2_HELD | FLOW_F2_DOOMED)) && tcpstate_has_offsets(f))
+		if (e->hold_on && (f->state == FS_EST || (f->state != FS_FREE &&
+							   tcpstate_has_offsets(f))) &&
+		    !(f->flags2 & (FLOW_F2_HELD | FLOW_F2_DOOMED)))
 			engine_hold_note(e, f, 1); /* full: again at its next segment */
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -197,9 +197,12 @@ int engine_import_resets(struct engine *e, const void *old, size_t len, char *wh
  *
  * While no data plane runs, the XDP program in front of it bypasses SMTP
  * frames to the peer port (fail-open); a flow with offsets in force would
- * then pass untranslated.  The engine says which flows those are: a flow
- * enters the set when its offsets first come into force and leaves it when
- * it is forgotten.  The caller applies the changes to the XDP program's hold
+ * then pass untranslated, and any flow whose state the next data plane
+ * takes over would have bytes pass that its state never saw (it would
+ * stall, or an invalid RCPT would reach the server).  The engine says which
+ * flows those are: a flow enters the set once established (or with offsets
+ * in force) and leaves it when it is forgotten.  Only connections opened
+ * while no data plane runs, which no state knows of, are bypassed.  The caller applies the changes to the XDP program's hold
  * map (the program drops those flows' frames while no AF_XDP socket is
  * bound; TCP resends them to the next data plane).  The queue of changes
  * lives in the engine's state block (ENGINE_HOLD_Q): changes not yet applied

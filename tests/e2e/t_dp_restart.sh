@@ -22,11 +22,11 @@
 # with offsets must be held back instead (smtp_held, at least one in delay5),
 # then the program is detached (rg-xdp detach --keep-pins) for the restarted
 # data plane's own, as t_xdp_dp.sh does.
-# Environment: RG_RESTART_SESSIONS (default 100), RG_RESTART_TXNS (3),
+# Environment: RG_RESTART_SESSIONS (default 300), RG_RESTART_TXNS (3),
 # RG_DP_BIN2 (the second build for "upgrade"; default: a copy of the
 # binary), RG_RESTART_CASES ("kill9 upgrade delay5").  Against a build
 # without the feature (no --takeover) the upgrade case is a plain restart,
-# and the test reports what broke (the baseline).  Bounded: ~90 s.
+# and the test reports what broke (the baseline).  Bounded: ~40 s with the defaults (300 sessions), ~3 min against a build without the feature (every session times out).
 source "$(dirname "$0")/lib.sh"
 e2e_init dpr
 source "$(dirname "$0")/dp_lib.sh"
@@ -36,7 +36,7 @@ if [[ $DRIVER == af_xdp ]]; then
 	xdp_init
 fi
 
-N=${RG_RESTART_SESSIONS:-100}
+N=${RG_RESTART_SESSIONS:-300}
 K=${RG_RESTART_TXNS:-3}
 CASES=${RG_RESTART_CASES:-kill9 upgrade delay5}
 VALID="alice bob carol dave erin"
