@@ -339,7 +339,7 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 	struct engine *e = mem;
 	struct mem_plan m;
 	uint8_t *p = mem, *mark;
-	uint32_t bad[64], n_bad = 0, kept, torn;
+	uint32_t kept, torn;
 	int rc;
 
 	if (engine_conf_check(c, why, whylen) != 0)
@@ -383,7 +383,7 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 	if (e->hold_n > ENGINE_HOLD_Q || e->hold_head >= ENGINE_HOLD_Q)
 		e->hold_head = e->hold_n = 0; /* torn: the flows are listed again */
 	torn = e->h.in_call ? e->h.cur_flow : FLOW_NONE;
-	kept = flow_table_rebuild(&e->ft, mark, bad, &n_bad, 64);
+	kept = flow_table_rebuild(&e->ft, mark);
 	free(mark);
 	/* the lists again, from the flows' own flags */
 	ilist_init(&e->retx, e->ft.flows, sizeof(struct flow), offsetof(struct flow, retx));
@@ -399,6 +399,10 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 			ilist_append(&e->retx, i);
 		if (f->ended)
 			ilist_append(&e->ended, i);
+		if (f->flags2 & FLOW_F2_DOOMED) {
+			f->flags2 &= (uint8_t)~FLOW_F2_DOOMED;
+			doom(e, f); /* its block was lost (flow_table_rebuild) */
+		}
 	}
 	stats_add(e->s.stats, STAT_FLOWS_ADOPTED, kept);
 	if (torn < e->ft.max && e->ft.flows[torn].state != FS_FREE) {
@@ -408,8 +412,6 @@ int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
 		else
 			tcpstate_forget(e, f); /* no offsets: it passes as it is */
 	}
-	for (uint32_t k = 0; k < n_bad; k++)
-		doom(e, &e->ft.flows[bad[k]]);
 	e->h.in_call = 0;
 	e->h.cur_flow = FLOW_NONE;
 	*out = e;

@@ -298,17 +298,16 @@ void flow_seg_put(struct flow_table *t, uint32_t idx)
  * After a take-over (engine_adopt): the hash chains, the free lists and the
  * block counts are derived again from the flows themselves, so a process
  * that died between two stores of a list update leaves nothing dangling.
- * A flow whose busy block or segment chain is out of range or claimed twice
- * loses it (its index goes to bad[], at most n_bad; the caller resets those).
+ * A flow whose busy block is out of range or claimed twice loses it, its
+ * edit lists with it, and is marked FLOW_F2_DOOMED (the caller resets it on
+ * both sides); a segment chain that is is cut (TCP resends those segments).
  * mark: t->busy_total + t->seg_total bytes of scratch.  Returns flows kept.
  */
-uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark, uint32_t *bad,
-			    uint32_t *n_bad, uint32_t max_bad)
+uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark)
 {
 	uint8_t *bmark = mark, *smark = mark + t->busy_total;
 	uint32_t kept = 0;
 
-	*n_bad = 0;
 	memset(mark, 0, (size_t)t->busy_total + t->seg_total);
 	for (uint32_t i = 0; i <= t->mask; i++)
 		t->buckets[i] = FLOW_NONE;
@@ -350,8 +349,11 @@ uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark, uint32_t *bad,
 				}
 			}
 		}
-		if (broken && *n_bad < max_bad)
-			bad[(*n_bad)++] = i;
+		if (broken) {
+			f->c2s.n = f->s2c.n = 0; /* their points were in the block */
+			f->q_n = 0;
+			f->flags2 |= FLOW_F2_DOOMED;
+		}
 		{
 			uint32_t h = flow_hash(t, f->family, f->c_ip, f->s_ip, f->c_port,
 					       f->s_port) & t->mask;

@@ -210,9 +210,8 @@ void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32
 void flow_table_relink(struct flow_table *t, void *mem);
 
 /* Chains, free lists and counts derived again from the flows (engine_adopt);
- * flows that lost a block they claimed are listed in bad. */
-uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark, uint32_t *bad,
-			    uint32_t *n_bad, uint32_t max_bad);
+ * flows that lost a block they claimed are marked FLOW_F2_DOOMED. */
+uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark);
 
 /* Find the flow of a segment; *c2s = 1 when it travels client -> server. */
 struct flow *flow_lookup(struct flow_table *t, uint8_t family, const uint8_t *saddr,
