@@ -106,14 +106,13 @@ wait_running() {
 }
 
 # held: frames the XDP programs held back (0 without XDP)
-held() {
-	[[ $DRIVER == af_xdp ]] || { echo 0; return; }
-	echo $(($(xdp_ctr "$TB_C_ROOT" smtp_held) + $(xdp_ctr "$TB_S_ROOT" smtp_held)))
+xdp_sum() { # COUNTER over both ports (0 where the program has no such counter)
+	local a b
+	a=$(xdp_ctr "$TB_C_ROOT" "$1") b=$(xdp_ctr "$TB_S_ROOT" "$1")
+	echo $((${a:-0} + ${b:-0}))
 }
-bypassed() {
-	[[ $DRIVER == af_xdp ]] || { echo 0; return; }
-	echo $(($(xdp_ctr "$TB_C_ROOT" smtp_bypass) + $(xdp_ctr "$TB_S_ROOT" smtp_bypass)))
-}
+held() { if [[ $DRIVER == af_xdp ]]; then xdp_sum smtp_held; else echo 0; fi; }
+bypassed() { if [[ $DRIVER == af_xdp ]]; then xdp_sum smtp_bypass; else echo 0; fi; }
 
 # ctr NAME: a data-plane counter (the file's counters carry over restarts).
 ctr() { "$DP_SHMTOOL" stats "$DP_SHM" "$1"; }
