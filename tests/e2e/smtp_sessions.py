@@ -116,6 +116,9 @@ async def session(a, i, stats):
     except (Fail, asyncio.TimeoutError, OSError) as e:
         stats["failed"] += 1
         print("%s: FAILED: %s" % (sid, str(e) or type(e).__name__), flush=True)
+    except Exception as e:  # noqa: BLE001 - a garbled reply is a broken session too
+        stats["failed"] += 1
+        print("%s: FAILED: garbled: %s" % (sid, type(e).__name__), flush=True)
     finally:
         if w is not None:
             w.close()
