@@ -117,9 +117,11 @@ bypassed() { if [[ $DRIVER == af_xdp ]]; then xdp_sum smtp_bypass; else echo 0; 
 # ctr NAME: a data-plane counter (the file's counters carry over restarts).
 ctr() { "$DP_SHMTOOL" stats "$DP_SHM" "$1"; }
 
-# wait_progress DIR N: until N transactions are done (every session one).
+# wait_progress DIR N: until all N sessions have done their first
+# transaction (the first ones are in their second by then).
 wait_progress() {
-	e2e_wait_for 60 "$2 transactions done" bash -c "[[ \$(wc -l <'$1/progress') -ge $2 ]]"
+	e2e_wait_for 60 "$2 sessions through their first transaction" \
+		bash -c "[[ \$(grep -c ' 0\$' '$1/progress') -ge $2 ]]"
 }
 
 FAILS=()
