@@ -6,8 +6,11 @@
  *
  *   TCP to or from an SMTP port  → the AF_XDP socket of this RX queue
  *                                  (xsks_map, where rcptgate-dp reads);
- *                                  no socket bound → the peer port (fail-open
- *                                  bypass), or the kernel if no peer is set
+ *                                  no socket bound → XDP_DROP when the flow
+ *                                  is in rg_hold (its state awaits the next
+ *                                  data plane; TCP resends it), else the peer
+ *                                  port (fail-open bypass), or the kernel if
+ *                                  no peer is set
  *   SYN (no ACK) to an SMTP port from a blocklisted prefix → XDP_DROP
  *   everything else              → the peer port (tx_port), or the kernel
  *                                  when XDP_CFG_OTHER_PASS; with no peer set,
@@ -74,6 +77,13 @@ struct {
 	__type(value, struct xdp_block_val);
 } rg_block6 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XDP_HOLD_MAX);
+	__type(key, struct xdp_hold_key);
+	__type(value, struct xdp_hold_val);
+} rg_hold SEC(".maps");
+
 /* 802.1Q / 802.1ad tag following the MAC addresses (not in the UAPI headers). */
 struct vlan_tag {
 	__be16 tci;
@@ -89,6 +99,7 @@ struct pkt {
 	__u8 syn_only;		/* SYN without ACK */
 	__u16 sport, dport;	/* host order */
 	__u8 saddr[16];		/* IPv4 in the first 4 bytes */
+	__u8 daddr[16];
 };
 
 enum parse_result {
@@ -150,6 +161,7 @@ static __always_inline enum parse_result parse_ipv4(void *l3, void *end, struct 
 	}
 	p->family = 4;
 	__builtin_memcpy(p->saddr, &iph->saddr, 4);
+	__builtin_memcpy(p->daddr, &iph->daddr, 4);
 	return parse_tcp(l3 + hlen, end, p, ctrs);
 }
 
@@ -195,6 +207,7 @@ static __always_inline enum parse_result parse_ipv6(void *l3, void *end, struct 
 	}
 	p->family = 6;
 	__builtin_memcpy(p->saddr, &ip6h->saddr, 16);
+	__builtin_memcpy(p->daddr, &ip6h->daddr, 16);
 	return parse_tcp(cur, end, p, ctrs);
 }
 
@@ -263,6 +276,24 @@ static __always_inline int blocked(const struct pkt *p, struct xdp_ctrs *ctrs)
 	return 1;
 }
 
+/* Is the frame's flow in the hold set?  Counts the frame on its entry. */
+static __always_inline int held(const struct pkt *p)
+{
+	struct xdp_hold_key key = {};
+	struct xdp_hold_val *val;
+
+	key.family = p->family;
+	key.sport = p->sport;
+	key.dport = p->dport;
+	__builtin_memcpy(key.saddr, p->saddr, 16);
+	__builtin_memcpy(key.daddr, p->daddr, 16);
+	val = bpf_map_lookup_elem(&rg_hold, &key);
+	if (!val)
+		return 0;
+	__sync_fetch_and_add(&val->held, 1);
+	return 1;
+}
+
 /* The peer port, or XDP_PASS when none is configured for this ingress port. */
 static __always_inline int to_peer(struct xdp_md *ctx)
 {
@@ -300,6 +331,10 @@ int rg_xdp(struct xdp_md *ctx)
 		if (act == XDP_REDIRECT) {
 			ctr_inc(ctrs, XDP_CTR_SMTP_XSK);
 			return act;
+		}
+		if (held(&p)) {
+			ctr_inc(ctrs, XDP_CTR_SMTP_HELD);
+			return XDP_DROP;
 		}
 		act = to_peer(ctx);
 		ctr_inc(ctrs, act == XDP_REDIRECT ? XDP_CTR_SMTP_BYPASS : XDP_CTR_SMTP_BYPASS_PASS);

@@ -19,6 +19,7 @@
 #define XDP_MAP_CTRS "rg_ctrs"
 #define XDP_MAP_BLOCK4 "rg_block4"
 #define XDP_MAP_BLOCK6 "rg_block6"
+#define XDP_MAP_HOLD "rg_hold"
 
 /* Where userspace pins the maps of the program attached to IFNAME:
  * XDP_PIN_ROOT/IFNAME/MAPNAME. */
@@ -68,6 +69,28 @@ struct xdp_block_val {
 	__u64 added_ns;		/* CLOCK_REALTIME when added (for listings) */
 };
 
+/* rg_hold (LRU_HASH): the SMTP flows whose state the data plane keeps
+ * (established, or with offsets in force), written by rcptgate-dp (raw
+ * bpf() on the map of the program attached to its ports; entries in both
+ * directions).  While no AF_XDP socket is bound (the data plane is away:
+ * crashed, restarting) a frame of such a flow is dropped, not bypassed:
+ * untranslated it would desynchronise the two ends, unseen it would leave
+ * the state the next data plane takes over behind the conversation; TCP
+ * resends it to the next data plane.  Every other frame is bypassed. */
+#define XDP_HOLD_MAX 131072	/* entries: two per flow */
+
+struct xdp_hold_key {
+	__u8 family;		/* 4 or 6 */
+	__u8 _pad0;
+	__u16 sport, dport;	/* host order, as the frame travels */
+	__u8 saddr[16], daddr[16]; /* IPv4 in the first 4 bytes, rest zero */
+	__u16 _pad1;
+};
+
+struct xdp_hold_val {
+	__u64 held;		/* frames dropped, counted by the program */
+};
+
 /* rg_ctrs (PERCPU_ARRAY, one entry): one counter per action and reason.
  * X(enum suffix, "name", "what it counts") — append only. */
 #define XDP_CTR_LIST(X)                                                              \
@@ -85,7 +108,9 @@ struct xdp_block_val {
 	X(NON_TCP, "non_tcp", "IP packets not TCP")                                  \
 	X(FRAGMENT, "fragment", "IP fragments (steered as non-SMTP)")                \
 	X(TRUNCATED, "truncated", "frames whose headers end early (taken as non-SMTP)") \
-	X(IPV6_EXT_LIMIT, "ipv6_ext_limit", "IPv6 packets with too many extension headers")
+	X(IPV6_EXT_LIMIT, "ipv6_ext_limit", "IPv6 packets with too many extension headers") \
+	X(SMTP_HELD, "smtp_held",                                                    \
+	  "SMTP frames of flows the data plane keeps state for, dropped: no socket bound")
 
 enum xdp_ctr_id {
 #define XDP_CTR_ENUM(id, name, help) XDP_CTR_##id,

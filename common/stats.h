@@ -78,7 +78,12 @@
 	X(PIN_OVERRUN, "pin_overrun", "client bytes beyond the clamped window: dropped, resent by TCP") \
 	X(FAILOPEN_QUEUE, "failopen_queue", "flows failed open: reply queue or edit list full") \
 	X(FAILOPEN_BDAT, "failopen_bdat", "flows failed open: BDAT of unknown length or after HELO") \
-	X(FAILOPEN_FIN, "failopen_fin", "flows ended with a partial command line, forwarded as is")
+	X(FAILOPEN_FIN, "failopen_fin", "flows ended with a partial command line, forwarded as is") \
+	X(FLOWS_ADOPTED, "flows_adopted", "flows taken over from a previous data-plane process") \
+	X(FLOWS_ADOPT_RESET, "flows_adopt_reset",                                     \
+	  "flows with offsets reset on both sides at a take-over: state refused or torn") \
+	X(XDP_HOLD_LOST, "xdp_hold_lost",                                             \
+	  "changes to the XDP hold set not applied (queue full, or the map refused them)")
 
 enum stats_id {
 #define STATS_ENUM(id, name, help) STAT_##id,

@@ -206,6 +206,28 @@ static int set_bool(int *dst, const char *what, const char *v, char *err, size_t
 	return -EINVAL;
 }
 
+static int set_state(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	if (!strcmp(v, "none")) {
+		c->no_state = 1;
+		c->state_path[0] = 0;
+		return 0;
+	}
+	if (!v[0] || strlen(v) >= sizeof(c->state_path)) {
+		snprintf(err, errlen, "state: a path of 1..%zu bytes, or none",
+			 sizeof(c->state_path) - 1);
+		return -EINVAL;
+	}
+	c->no_state = 0;
+	snprintf(c->state_path, sizeof(c->state_path), "%s", v);
+	return 0;
+}
+
+static int set_takeover(struct dpconf *c, const char *v, char *err, size_t errlen)
+{
+	return set_bool(&c->takeover, "takeover", v, err, errlen);
+}
+
 static int set_no_engine(struct dpconf *c, const char *v, char *err, size_t errlen)
 {
 	return set_bool(&c->no_engine, "no-engine", v, err, errlen);
@@ -282,6 +304,11 @@ static const struct dpconf_kw dpconf_kws[] = {
 	{"inbound-only", 0, set_inbound_only, NULL,
 	 "parse only sessions opened from the outside port"},
 	{"sw-csum", 0, set_sw_csum, NULL, "compute checksums in software even with offloads"},
+	{"state", 1, set_state, "PATH",
+	 "engine state file, taken over by the next rcptgate-dp (default SHM.dp-state; "
+	 "none: process memory)"},
+	{"takeover", 0, set_takeover, NULL,
+	 "wait for the running rcptgate-dp to exit, then take its ports and flows over"},
 };
 #define DPCONF_NKW (sizeof(dpconf_kws) / sizeof(dpconf_kws[0]))
 

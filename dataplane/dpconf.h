@@ -73,6 +73,9 @@ struct dpconf {
 	int inbound_only;	/* track only flows opened from the outside port */
 	int no_engine;		/* bridge everything (baseline, diagnostics) */
 	int sw_csum;		/* ignore checksum offloads even when present */
+	char state_path[PATH_MAX]; /* engine state file ("": SHM.dp-state) */
+	int no_state;		/* --state none: engine state in process memory */
+	int takeover;		/* wait for the running data plane and take over */
 };
 
 void dpconf_defaults(struct dpconf *c);

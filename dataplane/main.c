@@ -3,6 +3,10 @@
  * workers, run until SIGINT/SIGTERM, tear down along one cleanup path.
  * The main lcore watches for a retired shared-memory file and switches the
  * workers to its replacement; the worker lcores run worker_main().
+ * The engines live in the state file (dpstate.h): the ports are opened only
+ * once it is locked, so that with --takeover this process prepares
+ * everything else beside a running one, waits for it to exit (SIGTERM) and
+ * then takes its ports and flows over.
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,8 +23,11 @@
 
 #include "dpconf.h"
 #include "dpshm.h"
+#include "dpstate.h"
+#include "dpversion.h"
 #include "port.h"
 #include "telemetry.h"
+#include "wengine.h"
 #include "worker.h"
 
 #define DP_MBUF_CACHE 256u
@@ -29,6 +36,7 @@
 static struct worker_ctx dp;
 static struct dpconf conf;
 static struct dpshm shm;
+static struct dpstate state;
 
 static void dp_signal(int sig)
 {
@@ -120,12 +128,78 @@ static void dp_supervise(void)
 	}
 }
 
+/*
+ * --takeover: the virtual devices (--vdev) are probed only once the running
+ * data plane has exited.  Probing one attaches its XDP program or binds its
+ * socket (net_af_xdp, net_af_packet), which would take the interface from
+ * the running process, and that process's closing the port would then take
+ * it from us.  Everything else (EAL, hugepages, mempool, shared memory) is
+ * ready before.  PCI devices cannot be shared by two primaries: with them
+ * the old process is stopped and the new one started (see README).
+ */
+#define DP_DEFER_MAX (2u * DPCONF_MAX_PORTS)
+static char *deferred[DP_DEFER_MAX];
+static unsigned n_deferred;
+
+static int dp_defer_vdevs(int argc, char **argv)
+{
+	int end = argc, takeover = 0, o = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--")) {
+			end = i;
+			break;
+		}
+	for (int i = end + 1; i < argc; i++)
+		takeover |= !strcmp(argv[i], "--takeover");
+	if (!takeover)
+		return argc;
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && i < end && n_deferred < DP_DEFER_MAX) {
+			if (!strcmp(argv[i], "--vdev") && i + 1 < end) {
+				deferred[n_deferred++] = argv[++i];
+				continue;
+			}
+			if (!strncmp(argv[i], "--vdev=", 7)) {
+				deferred[n_deferred++] = argv[i] + 7;
+				continue;
+			}
+		}
+		argv[o++] = argv[i];
+	}
+	argv[o] = NULL;
+	return o;
+}
+
+static int dp_probe_deferred(void)
+{
+	for (unsigned i = 0; i < n_deferred; i++) {
+		char name[128];
+		const char *comma = strchr(deferred[i], ',');
+		size_t nl = comma ? (size_t)(comma - deferred[i]) : strlen(deferred[i]);
+		int rc;
+		if (nl >= sizeof(name)) {
+			fprintf(stderr, "rcptgate-dp: --vdev %s: name too long\n", deferred[i]);
+			return -EINVAL;
+		}
+		memcpy(name, deferred[i], nl);
+		name[nl] = 0;
+		rc = rte_eal_hotplug_add("vdev", name, comma ? comma + 1 : "");
+		if (rc < 0) {
+			fprintf(stderr, "rcptgate-dp: --vdev %s: %s\n", deferred[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512] = "";
 	int rc, eal_n, ret = 1, eal_ok = 0, launched = 0;
 	unsigned lcore;
 
+	argc = dp_defer_vdevs(argc, argv);
 	rc = rte_eal_init(argc, argv);
 	if (rc < 0) {
 		fprintf(stderr, "rcptgate-dp: EAL init failed: %s\n", rte_strerror(rte_errno));
@@ -161,16 +235,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out;
 	}
-	for (unsigned i = 0; i < conf.n_pairs; i++)
-		for (unsigned k = 0; k < 2; k++) {
-			uint16_t id = k ? conf.pairs[i].inside : conf.pairs[i].outside;
-			if (!rte_eth_dev_is_valid_port(id)) {
-				fprintf(stderr, "rcptgate-dp: port %u does not exist (%u ports: check "
-						"the EAL --vdev/-a options)\n",
-					id, rte_eth_dev_count_avail());
-				goto out;
-			}
-		}
 	signal(SIGINT, dp_signal);
 	signal(SIGTERM, dp_signal);
 
@@ -182,6 +246,37 @@ int main(int argc, char **argv)
 		goto out_shm;
 	}
 
+	if (!conf.no_engine && !conf.no_state) {
+		char path[PATH_MAX];
+		if (conf.state_path[0])
+			snprintf(path, sizeof(path), "%s", conf.state_path);
+		else
+			dpstate_default_path(path, sizeof(path), conf.shm_path);
+		if (conf.takeover)
+			fprintf(stderr, "rcptgate-dp: --takeover: waiting for the data plane using "
+					"%s to exit\n", path);
+		rc = dpstate_lock(&state, path, conf.takeover, &dp.quit, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+			if (rc == -EINTR)
+				ret = 0;
+			goto out_shm;
+		}
+		dp.state = &state;
+	}
+	if (dp_probe_deferred() < 0)
+		goto out_shm;
+	for (unsigned i = 0; i < conf.n_pairs; i++)
+		for (unsigned k = 0; k < 2; k++) {
+			uint16_t id = k ? conf.pairs[i].inside : conf.pairs[i].outside;
+			if (!rte_eth_dev_is_valid_port(id)) {
+				fprintf(stderr, "rcptgate-dp: port %u does not exist (%u ports: check "
+						"the EAL --vdev/-a options)\n",
+					id, rte_eth_dev_count_avail());
+				goto out_shm;
+			}
+		}
+
 	dp.pool = rte_pktmbuf_pool_create("rg_mbufs", conf.mbufs * 2 * conf.n_pairs,
 					  DP_MBUF_CACHE, 0, DP_MBUF_DATA, (int)rte_socket_id());
 	if (!dp.pool) {
@@ -192,6 +287,21 @@ int main(int argc, char **argv)
 	if (dp_setup_ports(err, sizeof(err)) < 0 || worker_plan(&dp, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out_ports;
+	}
+	if (dp.state) {
+		size_t region = wengine_mem_size(&dp);
+		uint32_t map = DPSTATE_MAP(dp.n_workers, dp.sw_dispatch && dp.n_workers > 1);
+		if (!region || dpstate_open(&state, dp.n_workers, region, map, RG_DP_BUILD, err,
+					    sizeof(err)) < 0) {
+			fprintf(stderr, "rcptgate-dp: %s\n", region ? err : "engine limits refused");
+			goto out_ports;
+		}
+		if (state.adopt)
+			fprintf(stderr, "rcptgate-dp: state file %s: taking over its flows\n",
+				state.path);
+		else
+			fprintf(stderr, "rcptgate-dp: state file %s: fresh (%s)\n", state.path,
+				state.why);
 	}
 	for (unsigned i = 0; i < dp.n_workers; i++) {
 		struct worker *w = &dp.workers[i];
@@ -211,12 +321,15 @@ int main(int argc, char **argv)
 				dp.sw_dispatch && dp.n_workers > 1 ? " (software dispatch)" : "");
 		}
 	}
+	if (dp.state)
+		dpstate_drop_old(&state);
 	rc = telemetry_register(&dp);
 	if (rc)
 		fprintf(stderr, "rcptgate-dp: telemetry registration: %s (continuing)\n",
 			strerror(-rc));
-	fprintf(stderr, "rcptgate-dp: running %u worker%s, engine %s, smtp ports",
-		dp.n_workers, dp.n_workers > 1 ? "s" : "", conf.no_engine ? "off" : "on");
+	fprintf(stderr, "rcptgate-dp: running %u worker%s, engine %s, build %s, smtp ports",
+		dp.n_workers, dp.n_workers > 1 ? "s" : "", conf.no_engine ? "off" : "on",
+		RG_DP_BUILD);
 	for (unsigned i = 0; i < conf.n_smtp_ports; i++)
 		fprintf(stderr, "%s%u", i ? "," : " ", conf.smtp_ports[i]);
 	fprintf(stderr, "\n");
@@ -237,6 +350,7 @@ out_ports:
 		port_teardown(&dp.ports[i]);
 	fprintf(stderr, "rcptgate-dp: ports stopped and closed; exiting\n");
 out_shm:
+	dpstate_close(&state); /* the file stays: the next data plane takes it over */
 	dpshm_fini(&shm);
 out:
 	if (dp.pool)

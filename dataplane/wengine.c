@@ -10,11 +10,16 @@
 #ifdef RG_HAVE_ENGINE
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include <rte_ethdev.h>
 #include <rte_malloc.h>
 
+#include "dpstate.h"
 #include "engine.h"
+#include "xdphold.h"
 
 _Static_assert(WENGINE_TX_MAX >= 1 + ENGINE_OUT_MIN, "wengine_tx holds a frame and its output");
 
@@ -28,6 +33,7 @@ struct dp_engine {
 	struct engine_shm es;
 	struct rte_mempool *pool;
 	uint64_t last_rt_ns;
+	struct xdphold hold;	/* the XDP programs' hold maps (none: n = 0) */
 	unsigned n_spare;
 	struct rte_mbuf *spare[ENGINE_OUT_MIN];
 	struct engine_txbuf txb[ENGINE_OUT_MIN];
@@ -179,13 +185,141 @@ static int wengine_conf(struct worker_ctx *x, struct engine_conf *ec, char *err,
 	return engine_conf_check(ec, err, len);
 }
 
+size_t wengine_mem_size(struct worker_ctx *x)
+{
+	struct engine_conf ec;
+	char err[256];
+	if (wengine_conf(x, &ec, err, sizeof(err)) != 0)
+		return 0;
+	return engine_mem_size(&ec);
+}
+
+/*
+ * The engine in worker w's region of the state file: the previous process's
+ * engine taken over as it is, or a fresh one; flows with offsets of a state
+ * that cannot be taken over (another layout, another flow-to-worker mapping)
+ * are reset on both sides by the new engine's first timer run.
+ */
+static int wengine_from_state(struct worker_ctx *x, struct worker *w, struct dp_engine *d,
+			      const struct engine_conf *ec)
+{
+	struct dpstate *s = x->state;
+	size_t len = 0, olen;
+	void *mem = dpstate_region(s, w->idx, &len);
+	char why[256];
+	int rc, n;
+	const void *old;
+
+	if (!mem || len < engine_mem_size(ec))
+		return -EINVAL;
+	if (s->adopt) {
+		rc = engine_adopt(mem, len, ec, &d->es, &d->e, why, sizeof(why));
+		if (rc == 0) {
+			struct engine_info ei;
+			engine_info(d->e, &ei);
+			fprintf(stderr, "rcptgate-dp: worker %u: took over %u flows from the state file\n",
+				w->idx, ei.flows);
+			return 0;
+		}
+		if (rc != -EPROTO && rc != -ENOENT)
+			return rc;
+		if (rc == -EPROTO) {
+			/* the old engine's block, aside, for its flows' resets */
+			void *copy = malloc(len);
+			fprintf(stderr, "rcptgate-dp: worker %u: state refused: %s; its flows with "
+					"offsets are reset\n",
+				w->idx, why);
+			if (!copy)
+				return -ENOMEM;
+			memcpy(copy, mem, len);
+			rc = engine_init(mem, len, ec, &d->es, &d->e);
+			if (rc == 0) {
+				n = engine_import_resets(d->e, copy, len, why, sizeof(why));
+				if (n < 0)
+					fprintf(stderr, "rcptgate-dp: worker %u: previous flows not "
+							"readable (%s): not reset\n",
+						w->idx, why);
+				else
+					fprintf(stderr, "rcptgate-dp: worker %u: %d flows with offsets "
+							"to reset\n", w->idx, n);
+			}
+			free(copy);
+			return rc;
+		}
+	}
+	rc = engine_init(mem, len, ec, &d->es, &d->e);
+	if (rc)
+		return rc;
+	/* the previous file's regions this worker inherits (i % workers) */
+	for (unsigned i = w->idx; (old = dpstate_old_region(s, i, &olen)) != NULL;
+	     i += x->n_workers) {
+		n = engine_import_resets(d->e, old, olen, why, sizeof(why));
+		if (n < 0)
+			fprintf(stderr, "rcptgate-dp: worker %u: previous region %u not readable "
+					"(%s): its flows are not reset\n", w->idx, i, why);
+		else if (n > 0)
+			fprintf(stderr, "rcptgate-dp: worker %u: %d flows with offsets of previous "
+					"region %u to reset (%s)\n", w->idx, n, i, s->why);
+	}
+	return 0;
+}
+
+/* Apply the hold set's changes to the XDP programs' maps. */
+static void wengine_hold_sync(struct dp_engine *d, struct shm_lcore *lc)
+{
+	struct engine_hold c[16];
+	unsigned n;
+	while ((n = engine_hold_changes(d->e, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0 && lc)
+				stats_add(lc, STAT_XDP_HOLD_LOST, 1);
+}
+
+/* The XDP programs on the ports' interfaces: their hold maps get the set,
+ * whole (a program loaded again starts with an empty map), then changes. */
+static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_engine *d)
+{
+	unsigned ifx[DPCONF_MAX_PORTS] = {0};
+	struct engine_hold c[16];
+	uint32_t cur = 0;
+	char err[256];
+	unsigned n;
+	int found;
+
+	for (unsigned i = 0; i < x->n_ports; i++) {
+		struct rte_eth_dev_info di;
+		if (rte_eth_dev_info_get(x->ports[i].port_id, &di) == 0)
+			ifx[i] = di.if_index;
+	}
+	found = xdphold_open(&d->hold, ifx, x->n_ports, err, sizeof(err));
+	if (w->idx == 0) {
+		if (err[0])
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+		if (found > 0)
+			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
+					"offsets are held back while no data plane runs)\n",
+				found, found > 1 ? "s" : "");
+	}
+	engine_hold_enable(d->e, found > 0);
+	if (found <= 0) {
+		while (engine_hold_changes(d->e, c, 16) > 0)
+			; /* no map to apply them to */
+		return;
+	}
+	while ((n = engine_hold_all(d->e, &cur, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0)
+				stats_add(w->lc, STAT_XDP_HOLD_LOST, 1);
+	wengine_hold_sync(d, w->lc);
+}
+
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	struct engine_conf ec;
 	struct dp_engine *d;
 	char err[256];
 	size_t sz;
-	void *mem;
+	void *mem = NULL;
 	int rc;
 
 	rc = wengine_conf(x, &ec, err, sizeof(err));
@@ -196,9 +330,10 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 	sz = engine_mem_size(&ec);
 	d = rte_zmalloc_socket("rg_dp_engine", sizeof(*d), RTE_CACHE_LINE_SIZE,
 			       (int)rte_lcore_to_socket_id(w->lcore_id));
-	mem = rte_zmalloc_socket("rg_engine", sz, RTE_CACHE_LINE_SIZE,
-				 (int)rte_lcore_to_socket_id(w->lcore_id));
-	if (!d || !mem) {
+	if (d && !x->state)
+		mem = rte_zmalloc_socket("rg_engine", sz, RTE_CACHE_LINE_SIZE,
+					 (int)rte_lcore_to_socket_id(w->lcore_id));
+	if (!d || (!x->state && !mem)) {
 		rte_free(d);
 		rte_free(mem);
 		fprintf(stderr, "rcptgate-dp: engine: %zu bytes of hugepage memory not available\n",
@@ -206,13 +341,13 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 		return -ENOMEM;
 	}
 	wengine_fill_shm(w, m, &d->es);
-	rc = engine_init(mem, sz, &ec, &d->es, &d->e);
+	rc = x->state ? wengine_from_state(x, w, d, &ec) : engine_init(mem, sz, &ec, &d->es, &d->e);
 	if (rc) {
 		rte_free(d);
 		rte_free(mem);
 		return rc;
 	}
-	d->mem = mem;
+	d->mem = mem; /* NULL: in the state file */
 	if (w->idx == 0) {
 		struct engine_info ei;
 		engine_info(d->e, &ei);
@@ -221,6 +356,7 @@ int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 			ei.max_flows, ei.flow_bytes, (double)sz / (1024.0 * 1024.0));
 	}
 	engine_set_realtime_offset(d->e, wengine_rt_offset());
+	wengine_hold_open(x, w, d);
 	d->pool = x->pool;
 	wengine_refill(d, NULL);
 	w->eng = d;
@@ -282,6 +418,8 @@ void wengine_rx(struct worker_ctx *x, struct worker *w, uint16_t pi, struct rte_
 	}
 	if (out.n)
 		wengine_out(x, d, &out, tx);
+	if (d->hold.n)
+		wengine_hold_sync(d, w->lc);
 }
 
 void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
@@ -299,6 +437,8 @@ void wengine_timers(struct worker_ctx *x, struct worker *w, uint64_t now_ns,
 	wengine_lend(d, &out);
 	if (engine_timer(d->e, now_ns, &out) && out.n)
 		wengine_out(x, d, &out, tx);
+	if (d->hold.n)
+		wengine_hold_sync(d, w->lc);
 }
 
 void wengine_fini(struct worker_ctx *x, struct worker *w)
@@ -309,6 +449,7 @@ void wengine_fini(struct worker_ctx *x, struct worker *w)
 		return;
 	if (d->n_spare)
 		rte_pktmbuf_free_bulk(d->spare, d->n_spare);
+	xdphold_close(&d->hold);
 	rte_free(d->mem);
 	rte_free(d);
 	w->eng = NULL;
@@ -322,6 +463,55 @@ struct engine *wengine_engine(struct worker *w)
 #else /* !RG_HAVE_ENGINE */
 
 /* Built without engine/: rcptgate-dp can only bridge (--no-engine). */
+/* Apply the hold set's changes to the XDP programs' maps. */
+static void wengine_hold_sync(struct dp_engine *d, struct shm_lcore *lc)
+{
+	struct engine_hold c[16];
+	unsigned n;
+	while ((n = engine_hold_changes(d->e, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0 && lc)
+				stats_add(lc, STAT_XDP_HOLD_LOST, 1);
+}
+
+/* The XDP programs on the ports' interfaces: their hold maps get the set,
+ * whole (a program loaded again starts with an empty map), then changes. */
+static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_engine *d)
+{
+	unsigned ifx[DPCONF_MAX_PORTS] = {0};
+	struct engine_hold c[16];
+	uint32_t cur = 0;
+	char err[256];
+	unsigned n;
+	int found;
+
+	for (unsigned i = 0; i < x->n_ports; i++) {
+		struct rte_eth_dev_info di;
+		if (rte_eth_dev_info_get(x->ports[i].port_id, &di) == 0)
+			ifx[i] = di.if_index;
+	}
+	found = xdphold_open(&d->hold, ifx, x->n_ports, err, sizeof(err));
+	if (w->idx == 0) {
+		if (err[0])
+			fprintf(stderr, "rcptgate-dp: %s\n", err);
+		if (found > 0)
+			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
+					"offsets are held back while no data plane runs)\n",
+				found, found > 1 ? "s" : "");
+	}
+	engine_hold_enable(d->e, found > 0);
+	if (found <= 0) {
+		while (engine_hold_changes(d->e, c, 16) > 0)
+			; /* no map to apply them to */
+		return;
+	}
+	while ((n = engine_hold_all(d->e, &cur, c, 16)) > 0)
+		for (unsigned i = 0; i < n; i++)
+			if (xdphold_apply(&d->hold, &c[i]) != 0)
+				stats_add(w->lc, STAT_XDP_HOLD_LOST, 1);
+	wengine_hold_sync(d, w->lc);
+}
+
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	(void)x;
@@ -365,6 +555,12 @@ struct engine *wengine_engine(struct worker *w)
 {
 	(void)w;
 	return NULL;
+}
+
+size_t wengine_mem_size(struct worker_ctx *x)
+{
+	(void)x;
+	return 0;
 }
 
 #endif /* RG_HAVE_ENGINE */

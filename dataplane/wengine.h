@@ -8,6 +8,7 @@
 #ifndef RG_WENGINE_H
 #define RG_WENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <rte_mbuf.h>
@@ -17,7 +18,12 @@
 struct worker_ctx;
 struct worker;
 
-/* Create w->eng for the shared memory m; -ENOTSUP when built without the engine. */
+/* Bytes of one worker's engine (its region of the state file); 0 without
+ * an engine or with limits the engine refuses. */
+size_t wengine_mem_size(struct worker_ctx *x);
+
+/* Create w->eng for the shared memory m (in its region of x->state, taken
+ * over when the previous process left one there); -ENOTSUP when built without the engine. */
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m);
 
 /* Point the engine at a new shared-memory file (tables, rings, stats). */

@@ -16,6 +16,7 @@
 
 #include "dpconf.h"
 #include "dpshm.h"
+#include "dpstate.h"
 #include "port.h"
 #include "rtable.h"
 #include "stats.h"
@@ -66,6 +67,7 @@ struct worker_ctx {
 	unsigned n_workers;
 	bool sw_dispatch;	/* some port has one RX queue for all workers */
 	struct dpshm *shm;	/* NULL in the benchmark (lc set by the caller) */
+	struct dpstate *state;	/* engine state file; NULL: process memory */
 	volatile int quit;
 	struct rte_mempool *pool;
 };

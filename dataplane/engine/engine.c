@@ -75,6 +75,9 @@ static uint32_t pow2_ceil(uint32_t v)
 	return p;
 }
 
+static void state_hdr(struct engine_state_hdr *h, const struct engine_conf *c,
+		      const struct mem_plan *m);
+
 static void plan(const struct engine_conf *c, struct mem_plan *m)
 {
 	m->eng = ALIGN64(sizeof(struct engine));
@@ -201,8 +204,309 @@ int engine_init(void *mem, size_t len, const struct engine_conf *c,
 	e->max_pieces = m.max_pieces;
 	ilist_init(&e->retx, e->ft.flows, sizeof(struct flow), offsetof(struct flow, retx));
 	ilist_init(&e->ended, e->ft.flows, sizeof(struct flow), offsetof(struct flow, end));
+	state_hdr(&e->h, c, &m);
 	*out = e;
 	return 0;
+}
+
+/* ---- state that outlives the process (see engine_int.h) ---- */
+
+#define RV(id, field)                                                                      \
+	h->rv[id] = (struct engine_rv_ent){(uint16_t)offsetof(struct flow, field),          \
+					   (uint16_t)sizeof(((struct flow *)0)->field)}
+
+static void state_hdr(struct engine_state_hdr *h, const struct engine_conf *c,
+		      const struct mem_plan *m)
+{
+	memset(h, 0, sizeof(*h));
+	h->version = ENGINE_STATE_VERSION;
+	h->mem_size = m->total;
+	h->sz_engine = sizeof(struct engine);
+	h->sz_flow = sizeof(struct flow);
+	h->sz_busy = sizeof(struct flow_busy);
+	h->sz_seg = sizeof(struct flow_seg);
+	h->sz_pt = sizeof(struct tcpedit_pt);
+	h->sz_qent = sizeof(struct flow_qent);
+	h->sz_hslot = sizeof(struct harvest_slot);
+	h->sz_reply = sizeof(struct smtp_reply);
+	h->max_flows = c->max_flows;
+	h->busy_blocks = c->busy_blocks;
+	h->seg_blocks = c->seg_blocks;
+	h->pin_max = c->pin_max;
+	h->inject_max = c->inject_max;
+	h->harvest_slots = m->hslots;
+	h->cmd_max = c->cmd_max;
+	h->fs_est = FS_EST;
+	h->cur_flow = FLOW_NONE;
+	h->rv_version = ENGINE_RVIEW_VERSION;
+	h->rv_n = RV__COUNT;
+	h->rv_flows_off = m->eng;
+	h->rv_stride = sizeof(struct flow);
+	h->rv_count = c->max_flows;
+	RV(RV_STATE, state);
+	RV(RV_FAMILY, family);
+	RV(RV_FLAGS, flags);
+	RV(RV_N_VLAN, n_vlan);
+	RV(RV_C_IP, c_ip);
+	RV(RV_S_IP, s_ip);
+	RV(RV_C_PORT, c_port);
+	RV(RV_S_PORT, s_port);
+	RV(RV_MAC_C, mac_c);
+	RV(RV_MAC_S, mac_s);
+	RV(RV_VLAN, vlan);
+	RV(RV_C_RXPORT, c_rxport);
+	RV(RV_S_RXPORT, s_rxport);
+	RV(RV_C_ACK, c_ack);
+	RV(RV_S_ACK, s_ack);
+	RV(RV_C_TSVAL, c_tsval);
+	RV(RV_S_TSVAL, s_tsval);
+	RV(RV_C2S, c2s);
+	RV(RV_S2C, s2c);
+	RV(RV_C_UNA, c_una);
+	RV(RV_C_OWN, c_own);
+	RV(RV_S_WIN, s_win);
+	RV(RV_C_WIN, c_win);
+	/* the magic last: a block with it is a complete state */
+	h->magic = ENGINE_STATE_MAGIC;
+}
+#undef RV
+
+/* Name the first layout value of have that differs from want. */
+static int state_cmp(const struct engine_state_hdr *have, const struct engine_state_hdr *want,
+		     char *why, size_t len)
+{
+#define CMP(f)                                                                             \
+	do {                                                                               \
+		if (have->f != want->f) {                                                  \
+			snprintf(why, len, "%s: the state has %llu, this engine %llu", #f,  \
+				 (unsigned long long)have->f, (unsigned long long)want->f); \
+			return -EPROTO;                                                    \
+		}                                                                          \
+	} while (0)
+	CMP(version);
+	CMP(sz_engine);
+	CMP(sz_flow);
+	CMP(sz_busy);
+	CMP(sz_seg);
+	CMP(sz_pt);
+	CMP(sz_qent);
+	CMP(sz_hslot);
+	CMP(sz_reply);
+	CMP(max_flows);
+	CMP(busy_blocks);
+	CMP(seg_blocks);
+	CMP(pin_max);
+	CMP(inject_max);
+	CMP(harvest_slots);
+	CMP(cmd_max);
+	CMP(fs_est);
+	CMP(mem_size);
+	return 0;
+#undef CMP
+}
+
+size_t engine_state_size(const void *mem, size_t len)
+{
+	const struct engine_state_hdr *h = mem;
+	if (!mem || len < sizeof(*h) || h->magic != ENGINE_STATE_MAGIC)
+		return 0;
+	return (size_t)h->mem_size;
+}
+
+/* Reset at the first chance: the next timer run or its next segment. */
+static void doom(struct engine *e, struct flow *f)
+{
+	f->flags2 |= FLOW_F2_DOOMED;
+	f->retx_ms = e->now_ms;
+	if (!(f->flags & FLOW_F_RETX)) {
+		ilist_append(&e->retx, flow_index(&e->ft, f));
+		f->flags |= FLOW_F_RETX;
+	}
+}
+
+void engine_doom_reset(struct engine *e, struct flow *f, struct engine_out *out)
+{
+	st(e, STAT_FLOWS_ADOPT_RESET);
+	if (f->state != FS_EST) /* nothing to reset: no RST would be accepted */
+		f->state = FS_CLOSING;
+	tcpstate_reset(e, f, out);
+}
+
+int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
+		 const struct engine_shm *s, struct engine **out, char *why, size_t whylen)
+{
+	struct engine_state_hdr want;
+	struct engine *e = mem;
+	struct mem_plan m;
+	uint8_t *p = mem, *mark;
+	uint32_t kept, torn;
+	int rc;
+
+	if (engine_conf_check(c, why, whylen) != 0)
+		return -EINVAL;
+	if (!mem || ((uintptr_t)mem & 63u) || len < sizeof(struct engine_state_hdr) ||
+	    e->h.magic != ENGINE_STATE_MAGIC) {
+		snprintf(why, whylen, "no engine state");
+		return -ENOENT;
+	}
+	plan(c, &m);
+	state_hdr(&want, c, &m);
+	rc = state_cmp(&e->h, &want, why, whylen);
+	if (rc)
+		return rc;
+	if (len < m.total) {
+		snprintf(why, whylen, "state block of %zu bytes, %zu needed", len, m.total);
+		return -EPROTO;
+	}
+	mark = calloc(1, (size_t)c->busy_blocks + c->seg_blocks + 1);
+	if (!mark) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	e->c = *c;
+	e->own_mem = NULL;
+	e->mem_size = m.total;
+	engine_set_shm(e, s);
+	e->rt_off = 0;
+	p += m.eng;
+	flow_table_relink(&e->ft, p);
+	p += m.flows;
+	e->hv.slots = m.hslots ? (struct harvest_slot *)p : NULL;
+	e->hv.window_ms = c->harvest_window_ms;
+	p += m.hv;
+	e->src = p;
+	p += m.src;
+	e->obuf = p;
+	p += m.obuf;
+	e->pieces = (struct tcpedit_piece *)p;
+	e->max_pieces = m.max_pieces;
+	if (e->hold_n > ENGINE_HOLD_Q || e->hold_head >= ENGINE_HOLD_Q)
+		e->hold_head = e->hold_n = 0; /* torn: the flows are listed again */
+	torn = e->h.in_call ? e->h.cur_flow : FLOW_NONE;
+	kept = flow_table_rebuild(&e->ft, mark);
+	free(mark);
+	/* the lists again, from the flows' own flags */
+	ilist_init(&e->retx, e->ft.flows, sizeof(struct flow), offsetof(struct flow, retx));
+	ilist_init(&e->ended, e->ft.flows, sizeof(struct flow), offsetof(struct flow, end));
+	for (uint32_t i = 0; i < e->ft.max; i++) {
+		struct flow *f = &e->ft.flows[i];
+		if (f->state == FS_FREE) {
+			f->flags &= (uint8_t)~FLOW_F_RETX;
+			f->ended = 0;
+			continue;
+		}
+		if (f->flags & FLOW_F_RETX)
+			ilist_append(&e->retx, i);
+		if (f->ended)
+			ilist_append(&e->ended, i);
+		if (f->flags2 & FLOW_F2_DOOMED) {
+			f->flags2 &= (uint8_t)~FLOW_F2_DOOMED;
+			doom(e, f); /* its block was lost (flow_table_rebuild) */
+		}
+	}
+	stats_add(e->s.stats, STAT_FLOWS_ADOPTED, kept);
+	if (torn < e->ft.max && e->ft.flows[torn].state != FS_FREE) {
+		struct flow *f = &e->ft.flows[torn];
+		if (tcpstate_has_offsets(f))
+			doom(e, f);
+		else
+			tcpstate_forget(e, f); /* no offsets: it passes as it is */
+	}
+	e->h.in_call = 0;
+	e->h.cur_flow = FLOW_NONE;
+	*out = e;
+	return 0;
+}
+
+/* A field of an old flow slot through the reset view; 0 when the view has
+ * it at another size than this build. */
+static int rv_get(const struct engine_state_hdr *h, const uint8_t *slot, unsigned id, void *dst,
+		  size_t size)
+{
+	if (id >= h->rv_n || h->rv[id].size != size || h->rv[id].off + size > h->rv_stride)
+		return 0;
+	memcpy(dst, slot + h->rv[id].off, size);
+	return 1;
+}
+
+int engine_import_resets(struct engine *e, const void *old, size_t len, char *why,
+			 size_t whylen)
+{
+	const struct engine_state_hdr *h = old;
+	const uint8_t *base = old;
+	int n = 0;
+
+	if (!old || len < sizeof(*h) || h->magic != ENGINE_STATE_MAGIC) {
+		snprintf(why, whylen, "no engine state");
+		return -ENOENT;
+	}
+	if (h->rv_version != ENGINE_RVIEW_VERSION || h->rv_n < RV__COUNT) {
+		snprintf(why, whylen, "reset view version %u (%u fields), this engine %u (%u)",
+			 h->rv_version, h->rv_n, ENGINE_RVIEW_VERSION, (unsigned)RV__COUNT);
+		return -EPROTO;
+	}
+	if (h->rv_flows_off + (uint64_t)h->rv_stride * h->rv_count > len) {
+		snprintf(why, whylen, "reset view beyond the state block");
+		return -EPROTO;
+	}
+	for (uint32_t i = 0; i < h->rv_count; i++) {
+		const uint8_t *slot = base + h->rv_flows_off + (size_t)i * h->rv_stride;
+		struct flow v, *f;
+		int ok = 1;
+		memset(&v, 0, sizeof(v));
+		ok &= rv_get(h, slot, RV_STATE, &v.state, sizeof(v.state));
+		if (!ok || v.state != h->fs_est)
+			continue;
+		ok &= rv_get(h, slot, RV_FAMILY, &v.family, sizeof(v.family));
+		ok &= rv_get(h, slot, RV_FLAGS, &v.flags, sizeof(v.flags));
+		ok &= rv_get(h, slot, RV_N_VLAN, &v.n_vlan, sizeof(v.n_vlan));
+		ok &= rv_get(h, slot, RV_C_IP, v.c_ip, sizeof(v.c_ip));
+		ok &= rv_get(h, slot, RV_S_IP, v.s_ip, sizeof(v.s_ip));
+		ok &= rv_get(h, slot, RV_C_PORT, &v.c_port, sizeof(v.c_port));
+		ok &= rv_get(h, slot, RV_S_PORT, &v.s_port, sizeof(v.s_port));
+		ok &= rv_get(h, slot, RV_MAC_C, v.mac_c, sizeof(v.mac_c));
+		ok &= rv_get(h, slot, RV_MAC_S, v.mac_s, sizeof(v.mac_s));
+		ok &= rv_get(h, slot, RV_VLAN, v.vlan, sizeof(v.vlan));
+		ok &= rv_get(h, slot, RV_C_RXPORT, &v.c_rxport, sizeof(v.c_rxport));
+		ok &= rv_get(h, slot, RV_S_RXPORT, &v.s_rxport, sizeof(v.s_rxport));
+		ok &= rv_get(h, slot, RV_C_ACK, &v.c_ack, sizeof(v.c_ack));
+		ok &= rv_get(h, slot, RV_S_ACK, &v.s_ack, sizeof(v.s_ack));
+		ok &= rv_get(h, slot, RV_C_TSVAL, &v.c_tsval, sizeof(v.c_tsval));
+		ok &= rv_get(h, slot, RV_S_TSVAL, &v.s_tsval, sizeof(v.s_tsval));
+		ok &= rv_get(h, slot, RV_C2S, &v.c2s, sizeof(v.c2s));
+		ok &= rv_get(h, slot, RV_S2C, &v.s2c, sizeof(v.s2c));
+		ok &= rv_get(h, slot, RV_C_UNA, &v.c_una, sizeof(v.c_una));
+		ok &= rv_get(h, slot, RV_C_OWN, &v.c_own, sizeof(v.c_own));
+		if (!ok) {
+			snprintf(why, whylen, "reset view field sizes differ from this engine's");
+			return -EPROTO;
+		}
+		if ((v.family != 4 && v.family != 6) || v.n_vlan > PKT_VLAN_BYTES / PKT_VLAN_LEN ||
+		    !tcpstate_has_offsets(&v))
+			continue; /* without offsets it passes correctly untracked */
+		f = flow_insert(&e->ft, v.family, v.c_ip, v.s_ip, v.c_port, v.s_port);
+		if (!f) {
+			st(e, STAT_FLOWS_FULL);
+			continue;
+		}
+		f->state = FS_EST;
+		f->flags = (uint8_t)(v.flags & FLOW_F_TS);
+		f->n_vlan = v.n_vlan;
+		memcpy(f->mac_c, v.mac_c, sizeof(f->mac_c));
+		memcpy(f->mac_s, v.mac_s, sizeof(f->mac_s));
+		memcpy(f->vlan, v.vlan, sizeof(f->vlan));
+		f->c_rxport = v.c_rxport;
+		f->s_rxport = v.s_rxport;
+		f->c_ack = v.c_ack;
+		f->s_ack = v.s_ack;
+		f->c_tsval = v.c_tsval;
+		f->s_tsval = v.s_tsval;
+		f->c2s.base = v.c2s.base ? v.c2s.base : 1; /* offsets in force: no edit list */
+		f->last_ms = e->now_ms;
+		doom(e, f);
+		n++;
+	}
+	return n;
 }
 
 int engine_create(const struct engine_conf *c, const struct engine_shm *s,
@@ -261,8 +565,91 @@ int engine_is_smtp(const struct engine *e, const uint8_t *frame, uint16_t len)
 	return engine_smtp_port(e, p.sport) || engine_smtp_port(e, p.dport);
 }
 
+static enum engine_verdict rx_frame(struct engine *e, struct engine_frame *fr, uint64_t now_ns,
+				    struct engine_out *out);
+
+/* in_call brackets the call for a take-over after a kill (engine_int.h); the
+ * signal fences keep the compiler from moving state stores across them. */
 enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_t now_ns,
 			      struct engine_out *out)
+{
+	enum engine_verdict v;
+	e->h.cur_flow = FLOW_NONE;
+	e->h.in_call = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	v = rx_frame(e, fr, now_ns, out);
+	if (e->h.cur_flow != FLOW_NONE) {
+		struct flow *f = &e->ft.flows[e->h.cur_flow];
+		if (e->hold_on && (f->state == FS_EST || (f->state != FS_FREE &&
+							   tcpstate_has_offsets(f))) &&
+		    !(f->flags2 & (FLOW_F2_HELD | FLOW_F2_DOOMED)))
+			engine_hold_note(e, f, 1); /* full: again at its next segment */
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	e->h.in_call = 0;
+	return v;
+}
+
+static void hold_entry(const struct flow *f, int add, struct engine_hold *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->add = (uint8_t)add;
+	h->family = f->family;
+	h->c_port = f->c_port;
+	h->s_port = f->s_port;
+	memcpy(h->c_ip, f->c_ip, sizeof(h->c_ip));
+	memcpy(h->s_ip, f->s_ip, sizeof(h->s_ip));
+}
+
+void engine_hold_enable(struct engine *e, int on)
+{
+	e->hold_on = on ? 1u : 0u;
+}
+
+int engine_hold_note(struct engine *e, struct flow *f, int add)
+{
+	if (!e->hold_on) {
+		f->flags2 &= (uint8_t)~FLOW_F2_HELD;
+		return 0;
+	}
+	if (e->hold_n >= ENGINE_HOLD_Q) {
+		st(e, STAT_XDP_HOLD_LOST);
+		return -1;
+	}
+	hold_entry(f, add, &e->hold_q[(e->hold_head + e->hold_n) % ENGINE_HOLD_Q]);
+	e->hold_n++;
+	if (add)
+		f->flags2 |= FLOW_F2_HELD;
+	else
+		f->flags2 &= (uint8_t)~FLOW_F2_HELD;
+	return 0;
+}
+
+unsigned engine_hold_changes(struct engine *e, struct engine_hold *out, unsigned max)
+{
+	unsigned n = 0;
+	while (n < max && e->hold_n) {
+		out[n++] = e->hold_q[e->hold_head];
+		e->hold_head = (e->hold_head + 1) % ENGINE_HOLD_Q;
+		e->hold_n--;
+	}
+	return n;
+}
+
+unsigned engine_hold_all(struct engine *e, uint32_t *cursor, struct engine_hold *out,
+			 unsigned max)
+{
+	unsigned n = 0;
+	for (; *cursor < e->ft.max && n < max; (*cursor)++) {
+		const struct flow *f = &e->ft.flows[*cursor];
+		if (f->state != FS_FREE && (f->flags2 & FLOW_F2_HELD))
+			hold_entry(f, 1, &out[n++]);
+	}
+	return n;
+}
+
+static enum engine_verdict rx_frame(struct engine *e, struct engine_frame *fr, uint64_t now_ns,
+				    struct engine_out *out)
 {
 	struct pkt p;
 	struct flow *f;
@@ -293,6 +680,16 @@ enum engine_verdict engine_rx(struct engine *e, struct engine_frame *fr, uint64_
 	e->now_ms = (uint32_t)(now_ns / 1000000u);
 
 	f = flow_lookup(&e->ft, p.family, p.saddr, p.daddr, p.sport, p.dport, &c2s);
+	if (f) {
+		e->h.cur_flow = flow_index(&e->ft, f);
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		if (f->flags2 & FLOW_F2_DOOMED) {
+			/* taken over without its state: end it on both sides; the
+			 * endpoints' retransmissions of this segment meet no flow */
+			engine_doom_reset(e, f, out);
+			return ENGINE_DROP;
+		}
+	}
 	if ((p.flags & (PKT_TH_SYN | PKT_TH_ACK | PKT_TH_RST)) == PKT_TH_SYN)
 		return tcpstate_syn(e, f, c2s, fr, &p);
 	if (!f) {

@@ -165,6 +165,76 @@ int engine_create(const struct engine_conf *c, const struct engine_shm *s,
 		  struct engine **out);
 void engine_destroy(struct engine *e); /* only for engine_create()d engines */
 
+/*
+ * ---- state that outlives the process ----
+ *
+ * The block given to engine_init() holds every bit of flow state, as
+ * indices and offsets behind a header (magic, layout version, struct sizes,
+ * the limits that size the pools).  A block left by an engine of another
+ * process (a state file on hugetlbfs or /dev/shm, mapped anywhere) is taken
+ * over by engine_adopt(): pointers are derived again from mem, the hash
+ * chains, free lists and timer lists are rebuilt from the flows, and the
+ * flow the old process was working on when it died, if it had offsets, is
+ * reset on both sides (flows_adopt_reset).  Every other flow goes on being
+ * translated, retransmitted and answered (flows_adopted).  The clock must
+ * be the same CLOCK_MONOTONIC (system-wide) as the old process used.
+ *
+ * engine_adopt() returns 0; -ENOENT when mem holds no state (engine_init()
+ * it); -EPROTO when the state's layout differs (why names the first value
+ * that differs): then engine_init() a fresh block and engine_import_resets()
+ * the old one, which schedules every flow with offsets of the old state to
+ * be reset on both sides at the next engine_timer() or segment (counted,
+ * flows_adopt_reset), instead of passing untranslated.  Returns how many.
+ * Main thread, before the worker runs the engine.
+ */
+int engine_adopt(void *mem, size_t len, const struct engine_conf *c,
+		 const struct engine_shm *s, struct engine **out, char *why, size_t whylen);
+int engine_import_resets(struct engine *e, const void *old, size_t len, char *why,
+			 size_t whylen);
+
+/*
+ * ---- the hold set: flows the XDP program must not bypass ----
+ *
+ * While no data plane runs, the XDP program in front of it bypasses SMTP
+ * frames to the peer port (fail-open); a flow with offsets in force would
+ * then pass untranslated, and any flow whose state the next data plane
+ * takes over would have bytes pass that its state never saw (it would
+ * stall, or an invalid RCPT would reach the server).  The engine says which
+ * flows those are: a flow enters the set once established (or with offsets
+ * in force) and leaves it when it is forgotten.  Only connections opened
+ * while no data plane runs, which no state knows of, are bypassed.  The caller applies the changes to the XDP program's hold
+ * map (the program drops those flows' frames while no AF_XDP socket is
+ * bound; TCP resends them to the next data plane).  The queue of changes
+ * lives in the engine's state block (ENGINE_HOLD_Q): changes not yet applied
+ * when a process dies are applied by the next.  A full queue delays an entry
+ * to the flow's next segment, or loses a removal (the hold map is LRU).
+ */
+#define ENGINE_HOLD_Q 256u
+
+struct engine_hold {
+	uint8_t add;		/* 1 enters the set, 0 leaves it */
+	uint8_t family;		/* 4 or 6 */
+	uint16_t c_port, s_port; /* host order */
+	uint8_t c_ip[16], s_ip[16]; /* IPv4 in the first 4 bytes */
+	uint16_t _pad0;
+};
+
+/* Keep the set (off by default: nothing is noted). */
+void engine_hold_enable(struct engine *e, int on);
+
+/* Take up to max changes, oldest first; returns how many. */
+unsigned engine_hold_changes(struct engine *e, struct engine_hold *out, unsigned max);
+
+/* Every flow in the set now (for a hold map that starts empty: after a
+ * take-over, the XDP program loaded again), max at a time from *cursor (start
+ * at 0); returns how many, 0 at the end. */
+unsigned engine_hold_all(struct engine *e, uint32_t *cursor, struct engine_hold *out,
+			 unsigned max);
+
+/* Bytes of the state block at mem (the engine_mem_size() it was built
+ * for), 0 when mem holds none. */
+size_t engine_state_size(const void *mem, size_t len);
+
 /* Point a running engine at a new shared-memory file (re-attach). Flows stay. */
 void engine_set_shm(struct engine *e, const struct engine_shm *s);
 

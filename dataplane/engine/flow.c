@@ -56,19 +56,34 @@ size_t flow_mem_size(uint32_t max_flows, uint32_t busy_blocks, uint32_t seg_bloc
 	return l.total;
 }
 
+/* The table's pointers into mem; everything else in it is indices. */
+void flow_table_relink(struct flow_table *t, void *mem)
+{
+	struct layout l;
+	uint8_t *m = mem;
+
+	layout(&l, t->max, t->busy_total, t->seg_total, t->pin_max, t->cmd_max, t->text_max);
+	t->flows = (struct flow *)m;
+	t->buckets = (uint32_t *)(m + l.flows);
+	t->busy_mem = m + l.flows + l.buckets;
+	t->seg_mem = t->busy_mem + l.busy;
+}
+
 void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32_t busy_blocks,
 		     uint32_t seg_blocks, uint32_t pin_max, uint16_t cmd_max, uint32_t text_max,
 		     uint32_t seed)
 {
 	struct layout l;
-	uint8_t *m = mem;
 
 	layout(&l, max_flows, busy_blocks, seg_blocks, pin_max, cmd_max, text_max);
 	memset(t, 0, sizeof(*t));
-	t->flows = (struct flow *)m;
-	t->buckets = (uint32_t *)(m + l.flows);
-	t->busy_mem = m + l.flows + l.buckets;
-	t->seg_mem = t->busy_mem + l.busy;
+	t->max = max_flows;
+	t->busy_total = busy_blocks;
+	t->seg_total = seg_blocks;
+	t->pin_max = pin_max;
+	t->cmd_max = cmd_max;
+	t->text_max = text_max;
+	flow_table_relink(t, mem);
 	t->mask = l.nb - 1;
 	t->max = max_flows;
 	t->seed = seed;
@@ -277,4 +292,89 @@ void flow_seg_put(struct flow_table *t, uint32_t idx)
 	flow_seg(t, idx)->next = t->seg_free;
 	t->seg_free = idx;
 	t->seg_used--;
+}
+
+/*
+ * After a take-over (engine_adopt): the hash chains, the free lists and the
+ * block counts are derived again from the flows themselves, so a process
+ * that died between two stores of a list update leaves nothing dangling.
+ * A flow whose busy block is out of range or claimed twice loses it, its
+ * edit lists with it, and is marked FLOW_F2_DOOMED (the caller resets it on
+ * both sides); a segment chain that is is cut (TCP resends those segments).
+ * mark: t->busy_total + t->seg_total bytes of scratch.  Returns flows kept.
+ */
+uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark)
+{
+	uint8_t *bmark = mark, *smark = mark + t->busy_total;
+	uint32_t kept = 0;
+
+	memset(mark, 0, (size_t)t->busy_total + t->seg_total);
+	for (uint32_t i = 0; i <= t->mask; i++)
+		t->buckets[i] = FLOW_NONE;
+	t->free_head = FLOW_NONE;
+	t->busy_used = t->seg_used = 0;
+	for (uint32_t i = t->max; i-- > 0;) {
+		struct flow *f = &t->flows[i];
+		int broken = 0;
+		if (f->state == FS_FREE || f->state > FS_CLOSING ||
+		    (f->family != 4 && f->family != 6)) {
+			f->state = FS_FREE;
+			f->next = t->free_head;
+			t->free_head = i;
+			continue;
+		}
+		if (f->busy != FLOW_NONE) {
+			if (f->busy >= t->busy_total || bmark[f->busy]) {
+				f->busy = FLOW_NONE;
+				broken = 1;
+			} else {
+				struct flow_busy *b = flow_busy(t, f);
+				bmark[f->busy] = 1;
+				t->busy_used++;
+				for (int d = 0; d < 2; d++) {
+					uint32_t *pp = &b->ooo_head[d];
+					uint8_t n = 0;
+					while (*pp != FLOW_NONE) {
+						if (*pp >= t->seg_total || smark[*pp] ||
+						    n >= b->ooo_n[d]) {
+							*pp = FLOW_NONE; /* cut: TCP resends */
+							break;
+						}
+						smark[*pp] = 1;
+						t->seg_used++;
+						n++;
+						pp = &flow_seg(t, *pp)->next;
+					}
+					b->ooo_n[d] = n;
+				}
+			}
+		}
+		if (broken) {
+			f->c2s.n = f->s2c.n = 0; /* their points were in the block */
+			f->q_n = 0;
+			f->flags2 |= FLOW_F2_DOOMED;
+		}
+		{
+			uint32_t h = flow_hash(t, f->family, f->c_ip, f->s_ip, f->c_port,
+					       f->s_port) & t->mask;
+			f->next = t->buckets[h];
+			t->buckets[h] = i;
+		}
+		kept++;
+	}
+	t->used = kept;
+	t->busy_free = FLOW_NONE;
+	for (uint32_t i = t->busy_total; i-- > 0;)
+		if (!bmark[i]) {
+			((struct flow_busy *)(t->busy_mem + (size_t)i * t->busy_size))->next_free =
+				t->busy_free;
+			t->busy_free = i;
+		}
+	t->seg_free = FLOW_NONE;
+	for (uint32_t i = t->seg_total; i-- > 0;)
+		if (!smark[i]) {
+			flow_seg(t, i)->next = t->seg_free;
+			t->seg_free = i;
+		}
+	return kept;
 }

@@ -78,6 +78,10 @@ enum flow_qkind {
 #define FLOW_F2_NEWSYN_TS 0x02u /* that SYN offered timestamps */
 #define FLOW_F2_WSCALE 0x04u	/* both ends announced window scaling */
 #define FLOW_F2_EHLO 0x10u	/* a 2xx EHLO reply was seen: its keywords are known */
+#define FLOW_F2_HELD 0x40u	/* in the hold set (engine.h): the XDP program
+				 * drops its frames while no data plane runs */
+#define FLOW_F2_DOOMED 0x20u	/* taken over without its state (engine_adopt):
+				 * reset on both sides at the first chance */
 
 struct flow {
 	/* identity */
@@ -201,6 +205,13 @@ size_t flow_mem_size(uint32_t max_flows, uint32_t busy_blocks, uint32_t seg_bloc
 void flow_table_init(struct flow_table *t, void *mem, uint32_t max_flows, uint32_t busy_blocks,
 		     uint32_t seg_blocks, uint32_t pin_max, uint16_t cmd_max, uint32_t text_max,
 		     uint32_t seed);
+
+/* Point t at mem again (another mapping of the same table). */
+void flow_table_relink(struct flow_table *t, void *mem);
+
+/* Chains, free lists and counts derived again from the flows (engine_adopt);
+ * flows that lost a block they claimed are marked FLOW_F2_DOOMED. */
+uint32_t flow_table_rebuild(struct flow_table *t, uint8_t *mark);
 
 /* Find the flow of a segment; *c2s = 1 when it travels client -> server. */
 struct flow *flow_lookup(struct flow_table *t, uint8_t family, const uint8_t *saddr,

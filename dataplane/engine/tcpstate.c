@@ -28,6 +28,8 @@ static void ended_unlink(struct engine *e, struct flow *f)
 
 void tcpstate_forget(struct engine *e, struct flow *f)
 {
+	if (f->flags2 & FLOW_F2_HELD)
+		engine_hold_note(e, f, 0);
 	timer_unlink(e, f);
 	ended_unlink(e, f);
 	flow_remove(&e->ft, f);

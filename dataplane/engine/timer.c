@@ -85,6 +85,14 @@ unsigned engine_timer(struct engine *e, uint64_t now_ns, struct engine_out *out)
 	/* retransmissions */
 	for (n = 0; n < ENGINE_RETX_SCAN && e->retx.head != ILIST_NONE; n++) {
 		struct flow *f = &t->flows[e->retx.head];
+		if (f->flags2 & FLOW_F2_DOOMED) {
+			/* taken over without its state: two RSTs, room for both */
+			if (out && out->cap - out->n < 2)
+				break;
+			timer_unlink(e, f);
+			engine_doom_reset(e, f, out);
+			continue;
+		}
 		timer_unlink(e, f);
 		if (!retx_pending(f))
 			continue; /* everything acknowledged */

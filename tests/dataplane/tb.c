@@ -65,6 +65,30 @@ void tb_init(struct tb *t, int family, int vlan, int use_ts)
 
 static void ep_setup(struct tb *t);
 
+static void tb_engine_shm(struct tb *t, struct engine_shm *es)
+{
+	es->map = t->have_shm ? &t->map : NULL;
+	es->reader = t->have_shm ? &t->rd : NULL;
+	es->stats = t->lc;
+	es->miss_ring = t->miss;
+	es->event_ring = t->events;
+}
+
+int tb_adopt(struct tb *t, void *mem, size_t len, char *why, size_t whylen)
+{
+	struct engine_shm es;
+	struct engine *e;
+	int rc;
+	tb_engine_shm(t, &es);
+	rc = engine_adopt(mem, len, &t->conf, &es, &e, why, whylen);
+	if (rc == 0) {
+		t->e = e;
+		t->emem = mem;
+		t->elen = len;
+	}
+	return rc;
+}
+
 void tb_reset(struct tb *t)
 {
 	struct engine_shm es;
@@ -81,12 +105,13 @@ void tb_reset(struct tb *t)
 		t->miss->tail = t->miss->head;
 		t->events->tail = t->events->head;
 	}
-	es.map = t->have_shm ? &t->map : NULL;
-	es.reader = t->have_shm ? &t->rd : NULL;
-	es.stats = t->lc;
-	es.miss_ring = t->miss;
-	es.event_ring = t->events;
-	if (engine_create(&t->conf, &es, &t->e) != 0) {
+	tb_engine_shm(t, &es);
+	if (t->emem) {
+		if (engine_init(t->emem, t->elen, &t->conf, &es, &t->e) != 0) {
+			fprintf(stderr, "tb: engine_init failed\n");
+			abort();
+		}
+	} else if (engine_create(&t->conf, &es, &t->e) != 0) {
 		fprintf(stderr, "tb: engine_create failed\n");
 		abort();
 	}
@@ -700,6 +725,7 @@ static void deliver(struct tb *t, struct tb_frame *fr)
 		ep_err(ep, "VLAN tags lost", p.n_vlan, (uint32_t)t->vlan);
 	if (p.flags & PKT_TH_RST) {
 		ep->rst_rcvd = 1;
+		ep->rst_seq = p.seq;
 		return;
 	}
 	if (!(p.flags & (PKT_TH_ACK | PKT_TH_SYN))) {

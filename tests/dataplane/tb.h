@@ -47,6 +47,7 @@ struct tb_ep {
 	struct tb_seg ooo[TB_OOO_MAX];
 	unsigned n_ooo;
 	int fin_rcvd, rst_rcvd, fin_sent;
+	uint32_t rst_seq;	/* sequence number of the last RST received */
 	unsigned frames_rcvd, data_frames_rcvd;
 	uint32_t dup_bytes;	/* payload bytes received that it already had */
 	uint16_t max_seg;	/* largest payload received in one segment */
@@ -109,6 +110,9 @@ struct tb {
 	uint16_t tx_cap;	/* bytes of each transmit buffer lent to the engine
 				 * (0: TB_FRAME_MAX) */
 	unsigned corrupted;	/* frames the test corrupted on purpose */
+	void *emem;		/* set: the engine lives here (engine_init), e.g. a
+				 * state file another process takes over */
+	size_t elen;
 };
 
 /* Shared memory preloaded with domains and verdicts. */
@@ -127,6 +131,10 @@ uint16_t tb_build(const struct tb *t, const struct tb_ep *from, const struct tb_
 
 /* A fresh engine and fresh endpoints; the shared memory stays. */
 void tb_reset(struct tb *t);
+
+/* Take over the engine state at mem (engine_adopt) with t's configuration
+ * and shared memory; 0, or the engine_adopt() error with why. */
+int tb_adopt(struct tb *t, void *mem, size_t len, char *why, size_t whylen);
 
 /* Fresh endpoints for a new connection from client port cport (other ISNs),
  * through the same engine: its flow table and counters stay. */

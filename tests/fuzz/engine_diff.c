@@ -17,6 +17,12 @@
  * completes the session; after the last command the wire heals and both
  * ends recover (tb_recover) until everything is acknowledged.
  *
+ * The data plane is also restarted at points the input chooses (up to
+ * FZ_RESTART_MAX per session, between two frames): the engine's state block
+ * is copied to another address, the old one is poisoned, and a fresh engine
+ * takes the copy over (engine_adopt), as a restarted rcptgate-dp takes over
+ * its state file.  A restart must change nothing below.
+ *
  * Asserted at the end of every session:
  * - the server received exactly the client's bytes minus the refused RCPT
  *   lines (and minus a DATA the engine refused with 554 because no
@@ -42,6 +48,7 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define FZ_RESTART_MAX 8u /* data-plane restarts per session */
 #define FZ_LOSS_MAX 6u	   /* frames lost per session (engine retx_max is 8) */
 #define FZ_GROUPS_MAX 12u
 #define FZ_CMDS_MAX 24u
@@ -138,13 +145,36 @@ static void expect(const char *srv, const char *cli)
 	ec += cl;
 }
 
-/* The wire, frame by frame: pass, lose (within the budget) or duplicate. */
+/* The engine's state block, and a second one a restart moves it to. */
+static uint8_t *ebuf[2];
+static size_t elen;
+static unsigned ecur, restarts;
+
+/* The data plane restarts: its state, at another address, taken over. */
+static void restart(void)
+{
+	char why[256];
+	unsigned nx = ecur ^ 1u;
+	memcpy(ebuf[nx], ebuf[ecur], elen);
+	memset(ebuf[ecur], 0xa5, elen); /* nothing may still point into it */
+	ecur = nx;
+	T.e = NULL;
+	FZ_CHECK(tb_adopt(&T, ebuf[ecur], elen, why, sizeof(why)) == 0, "adopt: %s", why);
+	restarts++;
+	if (trace)
+		fprintf(stderr, "data plane restarted (%u)\n", restarts);
+}
+
+/* The wire, frame by frame: pass, lose (within the budget) or duplicate;
+ * between two frames the data plane may restart. */
 static int wire(void *arg, const struct tb_frame *fr, int from_engine)
 {
 	uint8_t b = u8();
 	(void)arg;
 	(void)fr;
 	(void)from_engine;
+	if (b >= 0xd0 && b < 0xd8 && restarts < FZ_RESTART_MAX)
+		restart();
 	if (b >= 0xf0 && lost < FZ_LOSS_MAX) {
 		lost++;
 		return 0;
@@ -310,6 +340,7 @@ static void session(void)
 	FZ_CHECK(strcmp(tb_rx_str(&T.cli), exp_cli) == 0,
 		 "the client received:\n%s\nexpected:\n%s", tb_rx_str(&T.cli), exp_cli);
 	FZ_CHECK(tb_stat(&T, STAT_FAILOPEN) == 0, "a flow failed open");
+	FZ_CHECK(tb_stat(&T, STAT_FLOWS_ADOPT_RESET) == 0, "a flow was reset at a restart");
 	if (trace)
 		fprintf(stderr, "session ok: %zu bytes to the server, %zu to the client, %u lost\n",
 			es, ec, lost);
@@ -332,6 +363,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	trace = getenv("RG_FUZZ_TRACE") != NULL;
 	skip_rst = getenv("RG_FUZZ_SKIP") && strstr(getenv("RG_FUZZ_SKIP"), "rst");
 	tb_init(&T, 4, 0, 1);
+	elen = (engine_mem_size(&T.conf) + 63u) & ~(size_t)63u;
+	ebuf[0] = aligned_alloc(64, elen);
+	ebuf[1] = aligned_alloc(64, elen);
+	if (!ebuf[0] || !ebuf[1])
+		abort();
+	T.emem = ebuf[0];
+	T.elen = elen;
 	if (!T.have_shm) {
 		fprintf(stderr, "engine_diff: no shared memory (/dev/shm)\n");
 		abort();
@@ -358,6 +396,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	T.rx_csum = (h & 0x80) ? ENGINE_RXCSUM_GOOD : ENGINE_RXCSUM_UNKNOWN;
 	T.now_ns = 1000000000ull;
 	lost = 0;
+	restarts = 0;
+	T.emem = ebuf[ecur];
+	T.elen = elen;
 	tb_reset(&T);
 	session();
 	return 0;
