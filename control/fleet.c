@@ -411,18 +411,23 @@ static const char fleet_gate_lua[] =
 	"return out";
 
 /* Sharing the verdicts of one loop turn: each key with its expiry (0 =
- * none), then the stream.  KEYS: n v: keys, then the stream; ARGV: stream
- * MAXLEN, node, then per verdict its value and expiry (unix s). */
+ * none), then one stream entry carrying them all (an "r" field each: one
+ * XADD per turn, not per verdict, and the other nodes read one entry).
+ * KEYS: n v: keys, then the stream; ARGV: stream MAXLEN, node, then per
+ * verdict its value and expiry (unix s). */
 static const char fleet_share_lua[] =
 	"local n = #KEYS - 1 "
+	"local rs = {} "
 	"for i = 1, n do "
 	"  local val = ARGV[1 + 2 * i] "
 	"  local ex = ARGV[2 + 2 * i] "
 	"  if ex ~= '0' then redis.call('SET', KEYS[i], val, 'EXAT', ex) "
 	"  else redis.call('SET', KEYS[i], val) end "
-	"  redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[2], 'o', 'v', "
-	"             'r', val) "
+	"  rs[2 * i - 1] = 'r' "
+	"  rs[2 * i] = val "
 	"end "
+	"redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[2], 'o', 'v', "
+	"           unpack(rs)) "
 	"return n";
 
 /* ---------------------------------------------------------------------- */
@@ -1300,6 +1305,7 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	FS(STREAM_READS);
 	fl.last_sync_s = loop_wall_s();
+	size_t nlen = strlen(fl.node);
 	/* [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout */
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
@@ -1311,9 +1317,27 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				continue;
 			snprintf(fl.last_id, sizeof(fl.last_id), "%s", e->element[0]->str);
 			redisReply *f = e->element[1];
-			const redisReply *node = NULL, *op = NULL, *rec = NULL, *addr = NULL;
+			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+			fl.lag_ms = now_ms > ms ? now_ms - ms : 0;
+			if (f->type != REDIS_REPLY_ARRAY) {
+				FS(APPLY_BAD);
+				continue;
+			}
+			/* every node writes "n" first: our own entries are skipped
+			 * before anything else is looked at */
+			if (f->elements >= 2 && f->element[0]->type == REDIS_REPLY_STRING &&
+			    f->element[0]->len == 1 && f->element[0]->str[0] == 'n' &&
+			    f->element[1]->type == REDIS_REPLY_STRING &&
+			    f->element[1]->len == nlen &&
+			    !memcmp(f->element[1]->str, fl.node, nlen))
+				continue; /* our own */
+			const redisReply *node = NULL, *op = NULL, *addr = NULL;
 			const redisReply *pf = NULL, *man = NULL, *ttl = NULL, *cnt = NULL;
-			for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
+			unsigned nrec = 0;
+			for (size_t k = 0; k + 1 < f->elements; k += 2) {
 				const redisReply *fk = f->element[k], *fv = f->element[k + 1];
 				if (fk->type != REDIS_REPLY_STRING || fv->type != REDIS_REPLY_STRING ||
 				    fk->len != 1)
@@ -1323,7 +1347,7 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				else if (fk->str[0] == 'o')
 					op = fv;
 				else if (fk->str[0] == 'r')
-					rec = fv;
+					nrec++;
 				else if (fk->str[0] == 'a')
 					addr = fv;
 				else if (fk->str[0] == 'p')
@@ -1335,15 +1359,16 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				else if (fk->str[0] == 'c')
 					cnt = fv;
 			}
-			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-			fl.lag_ms = now_ms > ms ? now_ms - ms : 0;
-			if (node && !strcmp(node->str, fl.node))
+			if (node && node->len == nlen && !memcmp(node->str, fl.node, nlen))
 				continue; /* our own */
-			if (op && op->len == 1 && op->str[0] == 'v' && rec) {
-				apply_rec(rec->str, rec->len);
+			if (op && op->len == 1 && op->str[0] == 'v' && nrec) {
+				/* one or more verdicts, an "r" field each */
+				for (size_t k = 0; k + 1 < f->elements; k += 2) {
+					const redisReply *fk = f->element[k], *fv = f->element[k + 1];
+					if (fk->type == REDIS_REPLY_STRING && fk->len == 1 &&
+					    fk->str[0] == 'r' && fv->type == REDIS_REPLY_STRING)
+						apply_rec(fv->str, fv->len);
+				}
 			} else if (op && op->len == 1 && op->str[0] == 'd' && addr) {
 				if (core_fleet_del(addr->str, addr->len) == 0)
 					FS(DELETES);

@@ -561,6 +561,41 @@ Test(fleet, stream_applied)
 	cr_expect_eq(st.fleet.applied, 2);
 }
 
+/* One stream entry carries every verdict of a turn (an "r" field each):
+ * all of them are applied; an entry of this node's own (n = a) is not. */
+static int rec_of(const char *addr, bool valid, char *val)
+{
+	struct store_rec rec = {.version = STORE_REC_VERSION};
+	rec.verdict = valid ? RT_VALID : RT_INVALID;
+	rec.source = RT_SRC_CALLOUT;
+	rec.updated = (uint64_t)time(NULL);
+	rec.refresh_at = rec.updated + 600;
+	rec.expiry = rec.updated + 3600;
+	rec.code = valid ? 250 : 550;
+	int n = fleet_rec_encode(addr, strlen(addr), &rec, val);
+	cr_assert_gt(n, 0);
+	return n;
+}
+
+Test(fleet, stream_entry_of_several)
+{
+	start();
+	wait_connected();
+	char v1[FLEET_REC_MAX], v2[FLEET_REC_MAX], v3[FLEET_REC_MAX], v4[FLEET_REC_MAX];
+	int n1 = rec_of("multi1@dm.test", true, v1), n2 = rec_of("multi2@dm.test", false, v2);
+	int n3 = rec_of("multi3@dm.test", true, v3), n4 = rec_of("mine@dm.test", true, v4);
+	freeReplyObject(cmd("XADD rg:stream * n a o v r %b", v4, (size_t)n4));
+	freeReplyObject(cmd("XADD rg:stream * n other o v r %b r %b r %b", v1, (size_t)n1, v2,
+			    (size_t)n2, v3, (size_t)n3));
+	wait_table("multi1@dm.test", RT_VALID, 3000);
+	wait_table("multi2@dm.test", RT_INVALID, 3000);
+	wait_table("multi3@dm.test", RT_VALID, 3000);
+	spin(50);
+	cr_expect_eq(fstat_v("applied"), 3, "the three verdicts of one entry");
+	cr_expect_not(table_has("mine@dm.test", RT_VALID), "this node's own entry skipped");
+	cr_expect_eq(fstat_v("apply_bad"), 0);
+}
+
 /* On a miss the node looks into Redis before it calls out. */
 Test(fleet, redis_asked_before_callout)
 {
