@@ -8,20 +8,25 @@
  * for the blocking XREAD that applies the other nodes' verdicts (a blocked
  * read would hold every command queued behind it).  Keys, under the prefix:
  *
- *   v:<hex key>   one verdict, SET with the verdict's own expiry (EXAT)
- *   l:<hex key>   the callout lock of an address, SET NX PX callout_lock
- *   stream        the update stream, XADD MAXLEN ~ stream_max
+ *   v:<hex key>   one verdict, SET with the verdict's own expiry (EXAT);
+ *                 before it, the address's callout lock ("L <node>",
+ *                 SET NX PX callout_lock), which the verdict replaces
+ *   l:<hex key>   the lock of a refresh (a verdict is there, due again)
+ *   stream        the update stream, XADD MAXLEN ~ stream_max: one entry
+ *                 per shared batch, an "r" field per verdict
  *
  * <hex key> is the table's keyed hash of the canonical address under the
  * fleet's shared secret: fixed-length keys that only the fleet can compute.
  * The address itself travels inside the value (the store is keyed by it).
  *
- * The gate (an address about to be queued for a callout): GET v:<key>; a
- * live verdict is applied and answers it.  Else SET l:<key> NX PX: taken,
- * this node calls out and shares the verdict (the lock is left to expire:
- * deleting it would let a node whose GET just missed call out again); not
- * taken, it waits for the verdict on the stream, at most callout_wait, then
- * calls out alone.  Every failure (Redis down, an error reply) lets the
+ * The gate (an address about to be queued for a callout): SET v:<key>
+ * "L <node>" NX PX GET, one command: a live verdict found there is applied
+ * and answers it; the key free, the lock is taken: this node calls out and
+ * shares the verdict, which replaces the lock (a lock whose callout gave no
+ * verdict is left to expire: deleting it would let a node whose look just
+ * missed call out again); another node's lock there, it waits for the
+ * verdict on the stream, at most callout_wait, then calls out alone.  A
+ * verdict due for refresh takes the lock of its own, l:<key>.  Every failure (Redis down, an error reply) lets the
  * callout go at once, counted "uncoordinated".  Both steps are one script,
  * run once per loop turn for every address the turn gated (up to
  * FLEET_BATCH_MAX per call); the verdicts a turn learned are shared the same
@@ -200,6 +205,7 @@ static struct {
 	char password[256];
 	char prefix[32];
 	char node[64];
+	char lockval[72];		/* "L <node>": a callout lock in a v: key */
 	uint8_t secret[16];
 	uint32_t stream_max, lock_ms, wait_ms, timeout_ms, backoff_max_ms;
 	uint32_t harvest_limit, harvest_window_ms, block_ttl;
@@ -395,18 +401,20 @@ static void key_hex(const char *addr, size_t len, char out[40])
 /* the scripts (loaded at every connection, run by EVALSHA: one round trip
  * and one command where there would be two) */
 
-/* The gate, for the addresses of one loop turn at once: per address the
- * verdict if there is one ({1, value}), else its callout lock: {2} taken,
- * {0} held by another node.  KEYS: n v: keys, then their n l: keys;
- * ARGV: node, lock ms. */
+/* The gate, for the addresses of one loop turn at once: one command per
+ * address, SET v:<key> "L <node>" NX PX lock GET, the verdict's own key
+ * holding the callout lock until the verdict replaces it: {1, value} a
+ * verdict is there, {2} the lock was free and is now ours, {0} another
+ * node holds it.  (One key and one call per address where a GET and a
+ * lock key of its own took two of each.)  KEYS: n v: keys; ARGV: the lock
+ * value, lock ms. */
 static const char fleet_gate_lua[] =
-	"local n = #KEYS / 2 "
 	"local out = {} "
-	"for i = 1, n do "
-	"  local v = redis.call('GET', KEYS[i]) "
-	"  if v then out[i] = {1, v} "
-	"  elseif redis.call('SET', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then out[i] = {2} "
-	"  else out[i] = {0} end "
+	"for i = 1, #KEYS do "
+	"  local v = redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') "
+	"  if not v then out[i] = {2} "
+	"  elseif string.byte(v, 1) == 76 then out[i] = {0} "
+	"  else out[i] = {1, v} end "
 	"end "
 	"return out";
 
@@ -1141,8 +1149,8 @@ static void gate_flush(void)
 		return;
 	fl.ngbatch = 0;
 	struct gbatch *b = malloc(sizeof(*b) + n * sizeof(b->g[0]));
-	char (*keys)[96] = calloc(2 * (size_t)n, 96);
-	int argc = 3 + 2 * (int)n + 2;
+	char (*keys)[96] = calloc((size_t)n, 96);
+	int argc = 3 + (int)n + 2;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *lens = calloc((size_t)argc, sizeof(*lens));
 	char nk[16], px[16];
@@ -1150,7 +1158,7 @@ static void gate_flush(void)
 	if (b && keys && argv && lens) {
 		b->n = n;
 		memcpy(b->g, fl.gbatch, n * sizeof(b->g[0]));
-		snprintf(nk, sizeof(nk), "%u", 2 * n);
+		snprintf(nk, sizeof(nk), "%u", n);
 		snprintf(px, sizeof(px), "%u", fl.lock_ms);
 		int k = 0;
 		argv[k++] = "EVALSHA";
@@ -1158,11 +1166,9 @@ static void gate_flush(void)
 		argv[k++] = nk;
 		for (unsigned i = 0; i < n; i++) {
 			snprintf(keys[i], 96, "%sv:%s", fl.prefix, fl.gbatch[i]->key);
-			snprintf(keys[n + i], 96, "%sl:%s", fl.prefix, fl.gbatch[i]->key);
-		}
-		for (unsigned i = 0; i < 2 * n; i++)
 			argv[k++] = keys[i];
-		argv[k++] = fl.node;
+		}
+		argv[k++] = fl.lockval;
 		argv[k++] = px;
 		for (int i = 0; i < argc; i++)
 			lens[i] = strlen(argv[i]);
@@ -1423,6 +1429,8 @@ static void on_mget(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *v = r->element[i];
 		if (v->type != REDIS_REPLY_STRING)
 			continue; /* expired between SCAN and MGET */
+		if (v->len && v->str[0] == 'L')
+			continue; /* a callout lock, no verdict yet */
 		FS(RESYNC_KEYS);
 		apply_rec(v->str, v->len);
 	}
@@ -2287,6 +2295,7 @@ static int settings(const struct config *cfg, char *err, size_t errlen)
 		gethostname(hn, sizeof(hn) - 1);
 		snprintf(fl.node, sizeof(fl.node), "%s", hn[0] ? hn : "rcptgated");
 	}
+	snprintf(fl.lockval, sizeof(fl.lockval), "L %s", fl.node);
 	fl.stream_max = cfg->fleet_stream_max;
 	fl.lock_ms = cfg->fleet_lock_ms;
 	fl.wait_ms = cfg->fleet_wait_ms;

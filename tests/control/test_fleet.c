@@ -596,6 +596,24 @@ Test(fleet, stream_entry_of_several)
 	cr_expect_eq(fstat_v("apply_bad"), 0);
 }
 
+/* A node new to the fleet reads every key: a callout lock held in a
+ * verdict's key (no verdict yet) is no verdict, not a malformed one. */
+Test(fleet, resync_skips_locks)
+{
+	char lk[100];
+	key_of("pending@dm.test", lk, "v");
+	freeReplyObject(cmd("SET %s %s PX 10000", lk, "L other"));
+	other_node_learns("keyed@dm.test", true, true);
+	start();
+	wait_connected();
+	wait_table("keyed@dm.test", RT_VALID, 3000);
+	spin(50);
+	cr_expect_eq(fstat_v("resync_keys"), 1, "the verdict, not the lock");
+	cr_expect_eq(fstat_v("apply_bad"), 0);
+	cr_expect_not(table_has("pending@dm.test", RT_VALID));
+	cr_expect_not(table_has("pending@dm.test", RT_INVALID));
+}
+
 /* On a miss the node looks into Redis before it calls out. */
 Test(fleet, redis_asked_before_callout)
 {
@@ -616,8 +634,8 @@ Test(fleet, lock_wait_served)
 	start();
 	wait_connected();
 	char lk[100];
-	key_of("erin@dm.test", lk, "l");
-	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	key_of("erin@dm.test", lk, "v"); /* another node's lock: in the verdict's key */
+	freeReplyObject(cmd("SET %s %s NX PX 10000", lk, "L other"));
 	push_miss_at(shm, "erin@dm.test");
 	spin(300);
 	cr_assert_eq(rcpts(), 0, "no callout while another node holds the lock");
@@ -639,8 +657,8 @@ Test(fleet, lock_wait_timeout)
 	fleet_extra = "";
 	wait_connected();
 	char lk[100];
-	key_of("nofrank@dm.test", lk, "l");
-	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	key_of("nofrank@dm.test", lk, "v"); /* another node's lock: in the verdict's key */
+	freeReplyObject(cmd("SET %s %s NX PX 10000", lk, "L other"));
 	push_miss_at(shm, "nofrank@dm.test");
 	spin(150);
 	cr_assert_eq(rcpts(), 0, "still waiting");
