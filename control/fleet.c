@@ -392,9 +392,26 @@ int fleet_rec_decode(const char *s, size_t n, char *addr, size_t *len, struct st
 /* "<prefix>v:<32 hex>" */
 static void key_hex(const char *addr, size_t len, char out[40])
 {
+	static const char hx[] = "0123456789abcdef";
 	struct rg_key128 k;
 	khash128(fl.secret, addr, len, &k);
-	snprintf(out, 40, "%016" PRIx64 "%016" PRIx64, k.hi, k.lo);
+	/* as "%016" PRIx64 "%016" PRIx64 would write it, once per gated or
+	 * shared address: no printf on that path */
+	for (int i = 0; i < 16; i++) {
+		out[i] = hx[(k.hi >> (60 - 4 * i)) & 15u];
+		out[16 + i] = hx[(k.lo >> (60 - 4 * i)) & 15u];
+	}
+	out[32] = 0;
+}
+
+/* "<prefix>v:<hex>" into out (96 bytes; the prefix is at most 31). */
+static void vkey_make(const char *hex, char out[96])
+{
+	size_t pl = strlen(fl.prefix);
+	memcpy(out, fl.prefix, pl);
+	out[pl] = 'v';
+	out[pl + 1] = ':';
+	memcpy(out + pl + 2, hex, 33);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -853,6 +870,9 @@ static void hook_learned(const char *addr, size_t len, const struct store_rec *r
 	if (rec->verdict != RT_VALID && rec->verdict != RT_INVALID)
 		return;
 	struct gate *g = gate_find(addr, len);
+	char hex[40];
+	if (g)
+		memcpy(hex, g->key, sizeof(hex)); /* computed at the gate */
 	if (g && g->state == G_HOLD)
 		gate_release(g); /* the lock is left to expire (see the header) */
 	if (!up() || !fl.sbatch) {
@@ -863,9 +883,9 @@ static void hook_learned(const char *addr, size_t len, const struct store_rec *r
 	int n = fleet_rec_encode(addr, len, rec, e->val);
 	if (n < 0)
 		return; /* cannot be carried */
-	char hex[40];
-	key_hex(addr, len, hex);
-	snprintf(e->vkey, sizeof(e->vkey), "%sv:%s", fl.prefix, hex);
+	if (!g)
+		key_hex(addr, len, hex);
+	vkey_make(hex, e->vkey);
 	snprintf(e->exat, sizeof(e->exat), "%" PRIu64, rec->expiry);
 	e->vlen = (size_t)n;
 	e->len = (uint16_t)len;
@@ -1165,7 +1185,7 @@ static void gate_flush(void)
 		argv[k++] = fl.gate_sha;
 		argv[k++] = nk;
 		for (unsigned i = 0; i < n; i++) {
-			snprintf(keys[i], 96, "%sv:%s", fl.prefix, fl.gbatch[i]->key);
+			vkey_make(fl.gbatch[i]->key, keys[i]);
 			argv[k++] = keys[i];
 		}
 		argv[k++] = fl.lockval;
