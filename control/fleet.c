@@ -420,18 +420,18 @@ static void vkey_make(const char *hex, char out[96])
 
 /* The gate, for the addresses of one loop turn at once: one command per
  * address, SET v:<key> "L <node>" NX PX lock GET, the verdict's own key
- * holding the callout lock until the verdict replaces it: {1, value} a
- * verdict is there, {2} the lock was free and is now ours, {0} another
- * node holds it.  (One key and one call per address where a GET and a
+ * holding the callout lock until the verdict replaces it: per address the
+ * value when a verdict is there, 2 the lock was free and is now ours, 0
+ * another node holds it (flat: one reply object per address).  (One key and one call per address where a GET and a
  * lock key of its own took two of each.)  KEYS: n v: keys; ARGV: the lock
  * value, lock ms. */
 static const char fleet_gate_lua[] =
 	"local out = {} "
 	"for i = 1, #KEYS do "
 	"  local v = redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') "
-	"  if not v then out[i] = {2} "
-	"  elseif string.byte(v, 1) == 76 then out[i] = {0} "
-	"  else out[i] = {1, v} end "
+	"  if not v then out[i] = 2 "
+	"  elseif string.byte(v, 1) == 76 then out[i] = 0 "
+	"  else out[i] = v end "
 	"end "
 	"return out";
 
@@ -1082,8 +1082,7 @@ static void gate_result(struct gate *g, const redisReply *r)
 			free(g);
 		return;
 	}
-	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+	if (!r || (r->type != REDIS_REPLY_INTEGER && r->type != REDIS_REPLY_STRING)) {
 		if (r) {
 			FS(ERRORS);
 			if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
@@ -1092,20 +1091,20 @@ static void gate_result(struct gate *g, const redisReply *r)
 		gate_go(g, false);
 		return;
 	}
-	if (r->element[0]->integer == 2) {
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
 		FS(LOCKS);
 		g->state = G_LOCK;
 		gate_go(g, true);
 		return;
 	}
-	if (r->element[0]->integer == 0) {
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
 		FS(LOCK_WAITS);
 		g->state = G_WAIT;
 		wait_add(g, loop_now_ms() + fl.wait_ms);
 		return;
 	}
-	if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-		const redisReply *v = r->element[1];
+	if (r->type == REDIS_REPLY_STRING) {
+		const redisReply *v = r;
 		char a[RG_ADDR_MAX + 1];
 		size_t al;
 		struct store_rec rec;

@@ -1180,7 +1180,10 @@ Test(fleet, closed_list_kept)
 	other_node_learns("remote2@dm.test", true, false);
 	wait_table("remote2@dm.test", RT_VALID, 3000);
 	cr_expect_not(table_has("mallory@list.test", RT_VALID), "the list says unlisted");
-	cr_expect_eq(fstat_v("apply_skipped"), 1);
+	/* once, or twice when it was written while this new node read the keys
+	 * (then it comes from the keys and from the stream: harmless) */
+	uint64_t skipped = fstat_v("apply_skipped");
+	cr_expect(skipped == 1 || skipped == 2, "skipped %" PRIu64 " times", skipped);
 }
 
 /* The record as keys and stream carry it: round trip, and every malformed
