@@ -34,6 +34,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <hiredis/hiredis.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,11 +51,13 @@
 #define BF_MAX_COUNT 100000u
 #define BF_DEF_PROP 300u
 #define BF_TIMEOUT_S 60u
+#define BF_MAX_DELAY_MS 1000u
+#define BF_SETTLE_US 200000u	/* after a measure, before its cost is read */
 #define BF_DOMAIN "bench.test"
 #define BF_SECRET "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 struct bf_opts {
-	unsigned count, prop, maxnodes;
+	unsigned count, prop, maxnodes, delay_ms;
 	int json;
 	char rcptgated[4096];
 	const char *redis;
@@ -63,6 +67,7 @@ struct bf_opts {
 
 static int dest_fd = -1, dest_port;
 static unsigned long dest_rcpts;
+static unsigned dest_delay_ms;	/* --dest-delay-ms: before every RCPT reply */
 
 static void *dest_session(void *arg)
 {
@@ -85,8 +90,19 @@ static void *dest_session(void *arg)
 			const char *rep = "250 Ok\r\n";
 			if (!strncasecmp(line, "EHLO", 4))
 				rep = "250-dest.bench\r\n250 PIPELINING\r\n";
-			else if (!strncasecmp(line, "RCPT", 4))
+			else if (!strncasecmp(line, "RCPT", 4)) {
 				__atomic_add_fetch(&dest_rcpts, 1, __ATOMIC_RELAXED);
+				if (dest_delay_ms) {
+					/* a real destination's lookup: the replies
+					 * before this one go now, this one after it */
+					if (ol && send(fd, out, ol, MSG_NOSIGNAL) < 0)
+						goto done;
+					ol = 0;
+					struct timespec d = {.tv_sec = dest_delay_ms / 1000u,
+							     .tv_nsec = (long)(dest_delay_ms % 1000u) * 1000000L};
+					nanosleep(&d, NULL);
+				}
+			}
 			else if (!strncasecmp(line, "QUIT", 4))
 				rep = "221 Bye\r\n";
 			size_t rl = strlen(rep);
@@ -319,6 +335,125 @@ static uint64_t run_batch(struct node *nd, unsigned n, char (*addr)[64], unsigne
 	return done == cnt ? bench_now_ns() - t0 : 0;
 }
 
+/* ---- what a measure cost: CPU of the processes, Redis commands */
+
+/* CPU time of every thread of pid, ns: the first field of each task's
+ * schedstat (ns, finer than /proc/PID/stat's utime+stime in clock ticks). */
+static uint64_t proc_cpu_ns(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	DIR *d = opendir(path);
+	uint64_t sum = 0;
+	if (!d)
+		return 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p2[300];
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%s/schedstat", (int)pid, e->d_name);
+		FILE *f = fopen(p2, "r");
+		unsigned long long ns = 0;
+		if (f) {
+			if (fscanf(f, "%llu", &ns) == 1)
+				sum += ns;
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return sum;
+}
+
+#define BF_CMDS 32
+
+struct bf_cmds {
+	unsigned n;
+	char name[BF_CMDS][24];
+	unsigned long long calls[BF_CMDS];
+};
+
+static pid_t redis_pid;
+static char redis_sock[4200];
+
+/* INFO commandstats: calls per command (those run by scripts included). */
+static int redis_cmds(struct bf_cmds *c)
+{
+	memset(c, 0, sizeof(*c));
+	redisContext *rc = redisConnectUnix(redis_sock);
+	if (!rc || rc->err) {
+		if (rc)
+			redisFree(rc);
+		return -1;
+	}
+	redisReply *r = redisCommand(rc, "INFO commandstats");
+	if (r && r->type == REDIS_REPLY_STRING) {
+		for (const char *l = r->str; l && *l;) {
+			const char *nl = strchr(l, '\n');
+			unsigned long long calls;
+			char name[24];
+			if (c->n < BF_CMDS && sscanf(l, "cmdstat_%23[^:]:calls=%llu", name, &calls) == 2) {
+				snprintf(c->name[c->n], sizeof(c->name[0]), "%s", name);
+				c->calls[c->n++] = calls;
+			}
+			l = nl ? nl + 1 : NULL;
+		}
+	}
+	freeReplyObject(r);
+	/* this connection's own INFO is counted in the next snapshot: taken off there */
+	redisFree(rc);
+	return 0;
+}
+
+static unsigned long long cmds_get(const struct bf_cmds *c, const char *name)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (!strcmp(c->name[i], name))
+			return c->calls[i];
+	return 0;
+}
+
+struct bf_cost {
+	double node0_us, nodes_us, redis_us;	/* CPU per address */
+	double calls;				/* Redis commands per address */
+	unsigned ncmd;
+	char cmd[BF_CMDS][24];
+	double per[BF_CMDS];
+};
+
+struct bf_snap {
+	uint64_t node0, nodes, redis;
+	struct bf_cmds c;
+};
+
+static void snap_take(struct bf_snap *s, const struct node *nd, unsigned n)
+{
+	s->node0 = proc_cpu_ns(nd[0].pid);
+	s->nodes = 0;
+	for (unsigned i = 0; i < n; i++)
+		s->nodes += proc_cpu_ns(nd[i].pid);
+	s->redis = proc_cpu_ns(redis_pid);
+	redis_cmds(&s->c);
+}
+
+static void snap_cost(const struct bf_snap *a, const struct bf_snap *b, unsigned count,
+		      struct bf_cost *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->node0_us = (double)(b->node0 - a->node0) / 1e3 / count;
+	out->nodes_us = (double)(b->nodes - a->nodes) / 1e3 / count;
+	out->redis_us = (double)(b->redis - a->redis) / 1e3 / count;
+	for (unsigned i = 0; i < b->c.n; i++) {
+		unsigned long long d = b->c.calls[i] - cmds_get(&a->c, b->c.name[i]);
+		if (!strcmp(b->c.name[i], "info") && d)
+			d--; /* the snapshot's own */
+		if (!d)
+			continue;
+		snprintf(out->cmd[out->ncmd], sizeof(out->cmd[0]), "%s", b->c.name[i]);
+		out->per[out->ncmd++] = (double)d / count;
+		out->calls += (double)d / count;
+	}
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -331,6 +466,7 @@ struct bf_result {
 	double prop_p50, prop_p99;
 	bool have_prop;
 	double ratio, rate_fleet, rate_alone;
+	struct bf_cost cost_fleet, cost_alone;
 };
 
 static void addrs_make(char (*a)[64], unsigned cnt, const char *tag)
@@ -362,9 +498,14 @@ static int one_size(const struct bf_opts *o, unsigned n, unsigned *round, struct
 	usleep(200000);
 	res->cpa_alone = (double)(__atomic_load_n(&dest_rcpts, __ATOMIC_RELAXED) - r0) / o->count;
 	addrs_make(a, o->count, "solo");
+	struct bf_snap s0, s1;
+	snap_take(&s0, nd, n);
 	uint64_t ns = run_batch(nd, n, a, o->count, 1u, 1u);
+	usleep(BF_SETTLE_US);
+	snap_take(&s1, nd, n);
 	if (!ns)
 		goto out;
+	snap_cost(&s0, &s1, o->count, &res->cost_alone);
 	res->rate_alone = o->count / (ns / 1e9);
 	nodes_stop(nd, n);
 	/* the fleet */
@@ -377,9 +518,13 @@ static int one_size(const struct bf_opts *o, unsigned n, unsigned *round, struct
 	usleep(200000);
 	res->cpa = (double)(__atomic_load_n(&dest_rcpts, __ATOMIC_RELAXED) - r0) / o->count;
 	addrs_make(a, o->count, "miss");
+	snap_take(&s0, nd, n);
 	ns = run_batch(nd, n, a, o->count, 1u, 1u);
+	usleep(BF_SETTLE_US); /* the verdicts shared, the other nodes' applying them */
+	snap_take(&s1, nd, n);
 	if (!ns)
 		goto out;
+	snap_cost(&s0, &s1, o->count, &res->cost_fleet);
 	res->rate_fleet = o->count / (ns / 1e9);
 	res->ratio = res->rate_fleet / res->rate_alone;
 	if (n >= 2) {
@@ -433,6 +578,9 @@ static int parse(int argc, char **argv, struct bf_opts *o)
 		} else if (!strcmp(argv[i], "--nodes") && v) {
 			o->maxnodes = (unsigned)strtoul(v, NULL, 10);
 			i++;
+		} else if (!strcmp(argv[i], "--dest-delay-ms") && v) {
+			o->delay_ms = (unsigned)strtoul(v, NULL, 10);
+			i++;
 		} else if (!strcmp(argv[i], "--rcptgated") && v) {
 			snprintf(o->rcptgated, sizeof(o->rcptgated), "%s", v);
 			i++;
@@ -441,15 +589,15 @@ static int parse(int argc, char **argv, struct bf_opts *o)
 			i++;
 		} else {
 			fprintf(stderr, "usage: rcptgate-bench fleet [--json] [--count N] "
-				"[--propagation N] [--nodes 1..3] [--rcptgated PATH] "
+				"[--propagation N] [--nodes 1..3] [--dest-delay-ms 0..1000] [--rcptgated PATH] "
 				"[--redis-server PATH]\n");
 			return -1;
 		}
 	}
 	if (!o->count || o->count > BF_MAX_COUNT || !o->prop || o->prop > o->count ||
-	    !o->maxnodes || o->maxnodes > BF_MAX_NODES) {
-		fprintf(stderr, "fleet: count 1..%u, propagation 1..count, nodes 1..%u\n",
-			BF_MAX_COUNT, BF_MAX_NODES);
+	    !o->maxnodes || o->maxnodes > BF_MAX_NODES || o->delay_ms > BF_MAX_DELAY_MS) {
+		fprintf(stderr, "fleet: count 1..%u, propagation 1..count, nodes 1..%u, "
+			"dest-delay-ms 0..%u\n", BF_MAX_COUNT, BF_MAX_NODES, BF_MAX_DELAY_MS);
 		return -1;
 	}
 	return 0;
@@ -470,6 +618,7 @@ int bench_fleet(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	dest_delay_ms = o.delay_ms;
 	char path[4200], sock[4200], rlog[4200];
 	snprintf(path, sizeof(path), "%s/fleet.key", dir);
 	FILE *f = fopen(path, "w");
@@ -484,6 +633,8 @@ int bench_fleet(int argc, char **argv)
 	char *rargv[] = {(char *)o.redis, "--port", "0", "--unixsocket", sock, "--unixsocketperm",
 			 "700", "--save", "", "--appendonly", "no", "--dir", dir, NULL};
 	pid_t redis = spawn(rargv, rlog);
+	redis_pid = redis;
+	snprintf(redis_sock, sizeof(redis_sock), "%s", sock);
 	for (int i = 0; i < 250 && access(sock, F_OK); i++)
 		usleep(20000);
 	int rc = 1;
@@ -502,7 +653,7 @@ int bench_fleet(int argc, char **argv)
 	}
 	bench_print_machine(stdout, argc, argv);
 	printf("fleet: %u addresses per measure, redis-server on a Unix socket, destination on "
-	       "127.0.0.1:%d\n", o.count, dest_port);
+	       "127.0.0.1:%d, %u ms before every RCPT reply\n", o.count, dest_port, o.delay_ms);
 	printf("  nodes  callouts/address (lone boxes)  propagation p50/p99 ms  miss path "
 	       "(fleet / lone box /s)\n");
 	for (unsigned i = 0; i < nres; i++) {
@@ -512,8 +663,20 @@ int bench_fleet(int argc, char **argv)
 		printf("  %5u  %6.2f (%4.2f)%16s  %-22s  %.2f (%.0f / %.0f)\n", res[i].nodes, res[i].cpa,
 		       res[i].cpa_alone, "", prop, res[i].ratio, res[i].rate_fleet, res[i].rate_alone);
 	}
+	printf("  miss path cost per address: CPU us of node 0 (all nodes) fleet / lone box, "
+	       "redis-server CPU us, Redis commands (by command; a script's own calls counted "
+	       "too)\n");
+	for (unsigned i = 0; i < nres; i++) {
+		const struct bf_cost *fc = &res[i].cost_fleet, *a = &res[i].cost_alone;
+		printf("  %5u  %.2f (%.2f) / %.2f (%.2f)  redis %.2f us  %.2f commands:", res[i].nodes,
+		       fc->node0_us, fc->nodes_us, a->node0_us, a->nodes_us, fc->redis_us, fc->calls);
+		for (unsigned k = 0; k < fc->ncmd; k++)
+			printf(" %s %.3f", fc->cmd[k], fc->per[k]);
+		printf("\n");
+	}
 	if (o.json) {
-		printf("{\"bench\":\"fleet\",\"addresses\":%u,\"runs\":[", o.count);
+		printf("{\"bench\":\"fleet\",\"addresses\":%u,\"dest_delay_ms\":%u,\"runs\":[",
+		       o.count, o.delay_ms);
 		for (unsigned i = 0; i < nres; i++) {
 			printf("%s{\"nodes\":%u,\"callouts_per_address\":%.2f,"
 			       "\"callouts_per_address_without_fleet\":%.2f,", i ? "," : "", res[i].nodes,
@@ -524,8 +687,17 @@ int bench_fleet(int argc, char **argv)
 			else
 				printf("\"propagation_p50_ms\":null,\"propagation_p99_ms\":null,");
 			printf("\"miss_path_ratio\":%.2f,\"miss_path_per_s\":%.0f,"
-			       "\"miss_path_single_box_per_s\":%.0f}", res[i].ratio, res[i].rate_fleet,
+			       "\"miss_path_single_box_per_s\":%.0f,", res[i].ratio, res[i].rate_fleet,
 			       res[i].rate_alone);
+			const struct bf_cost *fc = &res[i].cost_fleet, *a = &res[i].cost_alone;
+			printf("\"miss_cpu_us_per_addr_fleet\":%.3f,"
+			       "\"miss_cpu_us_per_addr_fleet_all_nodes\":%.3f,"
+			       "\"miss_cpu_us_per_addr_alone\":%.3f,\"redis_cpu_us_per_addr\":%.3f,"
+			       "\"redis_calls_per_addr\":%.3f,\"redis_calls_per_addr_by_command\":{",
+			       fc->node0_us, fc->nodes_us, a->node0_us, fc->redis_us, fc->calls);
+			for (unsigned k = 0; k < fc->ncmd; k++)
+				printf("%s\"%s\":%.3f", k ? "," : "", fc->cmd[k], fc->per[k]);
+			printf("}}");
 		}
 		printf("]}\n");
 	}

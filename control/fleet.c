@@ -8,20 +8,25 @@
  * for the blocking XREAD that applies the other nodes' verdicts (a blocked
  * read would hold every command queued behind it).  Keys, under the prefix:
  *
- *   v:<hex key>   one verdict, SET with the verdict's own expiry (EXAT)
- *   l:<hex key>   the callout lock of an address, SET NX PX callout_lock
- *   stream        the update stream, XADD MAXLEN ~ stream_max
+ *   v:<hex key>   one verdict, SET with the verdict's own expiry (EXAT);
+ *                 before it, the address's callout lock ("L <node>",
+ *                 SET NX PX callout_lock), which the verdict replaces
+ *   l:<hex key>   the lock of a refresh (a verdict is there, due again)
+ *   stream        the update stream, XADD MAXLEN ~ stream_max: one entry
+ *                 per shared batch, an "r" field per verdict
  *
  * <hex key> is the table's keyed hash of the canonical address under the
  * fleet's shared secret: fixed-length keys that only the fleet can compute.
  * The address itself travels inside the value (the store is keyed by it).
  *
- * The gate (an address about to be queued for a callout): GET v:<key>; a
- * live verdict is applied and answers it.  Else SET l:<key> NX PX: taken,
- * this node calls out and shares the verdict (the lock is left to expire:
- * deleting it would let a node whose GET just missed call out again); not
- * taken, it waits for the verdict on the stream, at most callout_wait, then
- * calls out alone.  Every failure (Redis down, an error reply) lets the
+ * The gate (an address about to be queued for a callout): SET v:<key>
+ * "L <node>" NX PX GET, one command: a live verdict found there is applied
+ * and answers it; the key free, the lock is taken: this node calls out and
+ * shares the verdict, which replaces the lock (a lock whose callout gave no
+ * verdict is left to expire: deleting it would let a node whose look just
+ * missed call out again); another node's lock there, it waits for the
+ * verdict on the stream, at most callout_wait, then calls out alone.  A
+ * verdict due for refresh takes the lock of its own, l:<key>.  Every failure (Redis down, an error reply) lets the
  * callout go at once, counted "uncoordinated".  Both steps are one script,
  * run once per loop turn for every address the turn gated (up to
  * FLEET_BATCH_MAX per call); the verdicts a turn learned are shared the same
@@ -200,6 +205,7 @@ static struct {
 	char password[256];
 	char prefix[32];
 	char node[64];
+	char lockval[72];		/* "L <node>": a callout lock in a v: key */
 	uint8_t secret[16];
 	uint32_t stream_max, lock_ms, wait_ms, timeout_ms, backoff_max_ms;
 	uint32_t harvest_limit, harvest_window_ms, block_ttl;
@@ -386,43 +392,67 @@ int fleet_rec_decode(const char *s, size_t n, char *addr, size_t *len, struct st
 /* "<prefix>v:<32 hex>" */
 static void key_hex(const char *addr, size_t len, char out[40])
 {
+	static const char hx[] = "0123456789abcdef";
 	struct rg_key128 k;
 	khash128(fl.secret, addr, len, &k);
-	snprintf(out, 40, "%016" PRIx64 "%016" PRIx64, k.hi, k.lo);
+	/* as "%016" PRIx64 "%016" PRIx64 would write it, once per gated or
+	 * shared address: no printf on that path */
+	for (int i = 0; i < 16; i++) {
+		out[i] = hx[(k.hi >> (60 - 4 * i)) & 15u];
+		out[16 + i] = hx[(k.lo >> (60 - 4 * i)) & 15u];
+	}
+	out[32] = 0;
+}
+
+/* "<prefix>v:<hex>" into out (96 bytes; the prefix is at most 31). */
+static void vkey_make(const char *hex, char out[96])
+{
+	size_t pl = strlen(fl.prefix);
+	memcpy(out, fl.prefix, pl);
+	out[pl] = 'v';
+	out[pl + 1] = ':';
+	memcpy(out + pl + 2, hex, 33);
 }
 
 /* ---------------------------------------------------------------------- */
 /* the scripts (loaded at every connection, run by EVALSHA: one round trip
  * and one command where there would be two) */
 
-/* The gate, for the addresses of one loop turn at once: per address the
- * verdict if there is one ({1, value}), else its callout lock: {2} taken,
- * {0} held by another node.  KEYS: n v: keys, then their n l: keys;
- * ARGV: node, lock ms. */
+/* The gate, for the addresses of one loop turn at once: one command per
+ * address, SET v:<key> "L <node>" NX PX lock GET, the verdict's own key
+ * holding the callout lock until the verdict replaces it: per address the
+ * value when a verdict is there, 2 the lock was free and is now ours, 0
+ * another node holds it (flat: one reply object per address).  (One key and one call per address where a GET and a
+ * lock key of its own took two of each.)  KEYS: n v: keys; ARGV: the lock
+ * value, lock ms. */
 static const char fleet_gate_lua[] =
-	"local n = #KEYS / 2 "
 	"local out = {} "
-	"for i = 1, n do "
-	"  local v = redis.call('GET', KEYS[i]) "
-	"  if v then out[i] = {1, v} "
-	"  elseif redis.call('SET', KEYS[n + i], ARGV[1], 'NX', 'PX', ARGV[2]) then out[i] = {2} "
-	"  else out[i] = {0} end "
+	"for i = 1, #KEYS do "
+	"  local v = redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') "
+	"  if not v then out[i] = 2 "
+	"  elseif string.byte(v, 1) == 76 then out[i] = 0 "
+	"  else out[i] = v end "
 	"end "
 	"return out";
 
 /* Sharing the verdicts of one loop turn: each key with its expiry (0 =
- * none), then the stream.  KEYS: n v: keys, then the stream; ARGV: stream
- * MAXLEN, node, then per verdict its value and expiry (unix s). */
+ * none), then one stream entry carrying them all (an "r" field each: one
+ * XADD per turn, not per verdict, and the other nodes read one entry).
+ * KEYS: n v: keys, then the stream; ARGV: stream MAXLEN, node, then per
+ * verdict its value and expiry (unix s). */
 static const char fleet_share_lua[] =
 	"local n = #KEYS - 1 "
+	"local rs = {} "
 	"for i = 1, n do "
 	"  local val = ARGV[1 + 2 * i] "
 	"  local ex = ARGV[2 + 2 * i] "
 	"  if ex ~= '0' then redis.call('SET', KEYS[i], val, 'EXAT', ex) "
 	"  else redis.call('SET', KEYS[i], val) end "
-	"  redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[2], 'o', 'v', "
-	"             'r', val) "
+	"  rs[2 * i - 1] = 'r' "
+	"  rs[2 * i] = val "
 	"end "
+	"redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[1], '*', 'n', ARGV[2], 'o', 'v', "
+	"           unpack(rs)) "
 	"return n";
 
 /* ---------------------------------------------------------------------- */
@@ -840,6 +870,9 @@ static void hook_learned(const char *addr, size_t len, const struct store_rec *r
 	if (rec->verdict != RT_VALID && rec->verdict != RT_INVALID)
 		return;
 	struct gate *g = gate_find(addr, len);
+	char hex[40];
+	if (g)
+		memcpy(hex, g->key, sizeof(hex)); /* computed at the gate */
 	if (g && g->state == G_HOLD)
 		gate_release(g); /* the lock is left to expire (see the header) */
 	if (!up() || !fl.sbatch) {
@@ -850,9 +883,9 @@ static void hook_learned(const char *addr, size_t len, const struct store_rec *r
 	int n = fleet_rec_encode(addr, len, rec, e->val);
 	if (n < 0)
 		return; /* cannot be carried */
-	char hex[40];
-	key_hex(addr, len, hex);
-	snprintf(e->vkey, sizeof(e->vkey), "%sv:%s", fl.prefix, hex);
+	if (!g)
+		key_hex(addr, len, hex);
+	vkey_make(hex, e->vkey);
 	snprintf(e->exat, sizeof(e->exat), "%" PRIu64, rec->expiry);
 	e->vlen = (size_t)n;
 	e->len = (uint16_t)len;
@@ -1049,8 +1082,7 @@ static void gate_result(struct gate *g, const redisReply *r)
 			free(g);
 		return;
 	}
-	if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+	if (!r || (r->type != REDIS_REPLY_INTEGER && r->type != REDIS_REPLY_STRING)) {
 		if (r) {
 			FS(ERRORS);
 			if (r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
@@ -1059,20 +1091,20 @@ static void gate_result(struct gate *g, const redisReply *r)
 		gate_go(g, false);
 		return;
 	}
-	if (r->element[0]->integer == 2) {
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 2) {
 		FS(LOCKS);
 		g->state = G_LOCK;
 		gate_go(g, true);
 		return;
 	}
-	if (r->element[0]->integer == 0) {
+	if (r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
 		FS(LOCK_WAITS);
 		g->state = G_WAIT;
 		wait_add(g, loop_now_ms() + fl.wait_ms);
 		return;
 	}
-	if (r->elements == 2 && r->element[1]->type == REDIS_REPLY_STRING) {
-		const redisReply *v = r->element[1];
+	if (r->type == REDIS_REPLY_STRING) {
+		const redisReply *v = r;
 		char a[RG_ADDR_MAX + 1];
 		size_t al;
 		struct store_rec rec;
@@ -1136,8 +1168,8 @@ static void gate_flush(void)
 		return;
 	fl.ngbatch = 0;
 	struct gbatch *b = malloc(sizeof(*b) + n * sizeof(b->g[0]));
-	char (*keys)[96] = calloc(2 * (size_t)n, 96);
-	int argc = 3 + 2 * (int)n + 2;
+	char (*keys)[96] = calloc((size_t)n, 96);
+	int argc = 3 + (int)n + 2;
 	const char **argv = calloc((size_t)argc, sizeof(*argv));
 	size_t *lens = calloc((size_t)argc, sizeof(*lens));
 	char nk[16], px[16];
@@ -1145,19 +1177,17 @@ static void gate_flush(void)
 	if (b && keys && argv && lens) {
 		b->n = n;
 		memcpy(b->g, fl.gbatch, n * sizeof(b->g[0]));
-		snprintf(nk, sizeof(nk), "%u", 2 * n);
+		snprintf(nk, sizeof(nk), "%u", n);
 		snprintf(px, sizeof(px), "%u", fl.lock_ms);
 		int k = 0;
 		argv[k++] = "EVALSHA";
 		argv[k++] = fl.gate_sha;
 		argv[k++] = nk;
 		for (unsigned i = 0; i < n; i++) {
-			snprintf(keys[i], 96, "%sv:%s", fl.prefix, fl.gbatch[i]->key);
-			snprintf(keys[n + i], 96, "%sl:%s", fl.prefix, fl.gbatch[i]->key);
-		}
-		for (unsigned i = 0; i < 2 * n; i++)
+			vkey_make(fl.gbatch[i]->key, keys[i]);
 			argv[k++] = keys[i];
-		argv[k++] = fl.node;
+		}
+		argv[k++] = fl.lockval;
 		argv[k++] = px;
 		for (int i = 0; i < argc; i++)
 			lens[i] = strlen(argv[i]);
@@ -1300,6 +1330,7 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 	}
 	FS(STREAM_READS);
 	fl.last_sync_s = loop_wall_s();
+	size_t nlen = strlen(fl.node);
 	/* [[stream, [[id, [field, value, ...]], ...]]] or nil on timeout */
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
 	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
@@ -1311,9 +1342,27 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				continue;
 			snprintf(fl.last_id, sizeof(fl.last_id), "%s", e->element[0]->str);
 			redisReply *f = e->element[1];
-			const redisReply *node = NULL, *op = NULL, *rec = NULL, *addr = NULL;
+			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+			fl.lag_ms = now_ms > ms ? now_ms - ms : 0;
+			if (f->type != REDIS_REPLY_ARRAY) {
+				FS(APPLY_BAD);
+				continue;
+			}
+			/* every node writes "n" first: our own entries are skipped
+			 * before anything else is looked at */
+			if (f->elements >= 2 && f->element[0]->type == REDIS_REPLY_STRING &&
+			    f->element[0]->len == 1 && f->element[0]->str[0] == 'n' &&
+			    f->element[1]->type == REDIS_REPLY_STRING &&
+			    f->element[1]->len == nlen &&
+			    !memcmp(f->element[1]->str, fl.node, nlen))
+				continue; /* our own */
+			const redisReply *node = NULL, *op = NULL, *addr = NULL;
 			const redisReply *pf = NULL, *man = NULL, *ttl = NULL, *cnt = NULL;
-			for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2) {
+			unsigned nrec = 0;
+			for (size_t k = 0; k + 1 < f->elements; k += 2) {
 				const redisReply *fk = f->element[k], *fv = f->element[k + 1];
 				if (fk->type != REDIS_REPLY_STRING || fv->type != REDIS_REPLY_STRING ||
 				    fk->len != 1)
@@ -1323,7 +1372,7 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				else if (fk->str[0] == 'o')
 					op = fv;
 				else if (fk->str[0] == 'r')
-					rec = fv;
+					nrec++;
 				else if (fk->str[0] == 'a')
 					addr = fv;
 				else if (fk->str[0] == 'p')
@@ -1335,15 +1384,16 @@ static void on_xread(redisAsyncContext *ac, void *reply, void *priv)
 				else if (fk->str[0] == 'c')
 					cnt = fv;
 			}
-			unsigned long long ms = strtoull(fl.last_id, NULL, 10);
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-			fl.lag_ms = now_ms > ms ? now_ms - ms : 0;
-			if (node && !strcmp(node->str, fl.node))
+			if (node && node->len == nlen && !memcmp(node->str, fl.node, nlen))
 				continue; /* our own */
-			if (op && op->len == 1 && op->str[0] == 'v' && rec) {
-				apply_rec(rec->str, rec->len);
+			if (op && op->len == 1 && op->str[0] == 'v' && nrec) {
+				/* one or more verdicts, an "r" field each */
+				for (size_t k = 0; k + 1 < f->elements; k += 2) {
+					const redisReply *fk = f->element[k], *fv = f->element[k + 1];
+					if (fk->type == REDIS_REPLY_STRING && fk->len == 1 &&
+					    fk->str[0] == 'r' && fv->type == REDIS_REPLY_STRING)
+						apply_rec(fv->str, fv->len);
+				}
 			} else if (op && op->len == 1 && op->str[0] == 'd' && addr) {
 				if (core_fleet_del(addr->str, addr->len) == 0)
 					FS(DELETES);
@@ -1398,6 +1448,8 @@ static void on_mget(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *v = r->element[i];
 		if (v->type != REDIS_REPLY_STRING)
 			continue; /* expired between SCAN and MGET */
+		if (v->len && v->str[0] == 'L')
+			continue; /* a callout lock, no verdict yet */
 		FS(RESYNC_KEYS);
 		apply_rec(v->str, v->len);
 	}
@@ -2262,6 +2314,7 @@ static int settings(const struct config *cfg, char *err, size_t errlen)
 		gethostname(hn, sizeof(hn) - 1);
 		snprintf(fl.node, sizeof(fl.node), "%s", hn[0] ? hn : "rcptgated");
 	}
+	snprintf(fl.lockval, sizeof(fl.lockval), "L %s", fl.node);
 	fl.stream_max = cfg->fleet_stream_max;
 	fl.lock_ms = cfg->fleet_lock_ms;
 	fl.wait_ms = cfg->fleet_wait_ms;

@@ -561,6 +561,59 @@ Test(fleet, stream_applied)
 	cr_expect_eq(st.fleet.applied, 2);
 }
 
+/* One stream entry carries every verdict of a turn (an "r" field each):
+ * all of them are applied; an entry of this node's own (n = a) is not. */
+static int rec_of(const char *addr, bool valid, char *val)
+{
+	struct store_rec rec = {.version = STORE_REC_VERSION};
+	rec.verdict = valid ? RT_VALID : RT_INVALID;
+	rec.source = RT_SRC_CALLOUT;
+	rec.updated = (uint64_t)time(NULL);
+	rec.refresh_at = rec.updated + 600;
+	rec.expiry = rec.updated + 3600;
+	rec.code = valid ? 250 : 550;
+	int n = fleet_rec_encode(addr, strlen(addr), &rec, val);
+	cr_assert_gt(n, 0);
+	return n;
+}
+
+Test(fleet, stream_entry_of_several)
+{
+	start();
+	wait_connected();
+	char v1[FLEET_REC_MAX], v2[FLEET_REC_MAX], v3[FLEET_REC_MAX], v4[FLEET_REC_MAX];
+	int n1 = rec_of("multi1@dm.test", true, v1), n2 = rec_of("multi2@dm.test", false, v2);
+	int n3 = rec_of("multi3@dm.test", true, v3), n4 = rec_of("mine@dm.test", true, v4);
+	freeReplyObject(cmd("XADD rg:stream * n a o v r %b", v4, (size_t)n4));
+	freeReplyObject(cmd("XADD rg:stream * n other o v r %b r %b r %b", v1, (size_t)n1, v2,
+			    (size_t)n2, v3, (size_t)n3));
+	wait_table("multi1@dm.test", RT_VALID, 3000);
+	wait_table("multi2@dm.test", RT_INVALID, 3000);
+	wait_table("multi3@dm.test", RT_VALID, 3000);
+	spin(50);
+	cr_expect_eq(fstat_v("applied"), 3, "the three verdicts of one entry");
+	cr_expect_not(table_has("mine@dm.test", RT_VALID), "this node's own entry skipped");
+	cr_expect_eq(fstat_v("apply_bad"), 0);
+}
+
+/* A node new to the fleet reads every key: a callout lock held in a
+ * verdict's key (no verdict yet) is no verdict, not a malformed one. */
+Test(fleet, resync_skips_locks)
+{
+	char lk[100];
+	key_of("pending@dm.test", lk, "v");
+	freeReplyObject(cmd("SET %s %s PX 10000", lk, "L other"));
+	other_node_learns("keyed@dm.test", true, true);
+	start();
+	wait_connected();
+	wait_table("keyed@dm.test", RT_VALID, 3000);
+	spin(50);
+	cr_expect_eq(fstat_v("resync_keys"), 1, "the verdict, not the lock");
+	cr_expect_eq(fstat_v("apply_bad"), 0);
+	cr_expect_not(table_has("pending@dm.test", RT_VALID));
+	cr_expect_not(table_has("pending@dm.test", RT_INVALID));
+}
+
 /* On a miss the node looks into Redis before it calls out. */
 Test(fleet, redis_asked_before_callout)
 {
@@ -581,8 +634,8 @@ Test(fleet, lock_wait_served)
 	start();
 	wait_connected();
 	char lk[100];
-	key_of("erin@dm.test", lk, "l");
-	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	key_of("erin@dm.test", lk, "v"); /* another node's lock: in the verdict's key */
+	freeReplyObject(cmd("SET %s %s NX PX 10000", lk, "L other"));
 	push_miss_at(shm, "erin@dm.test");
 	spin(300);
 	cr_assert_eq(rcpts(), 0, "no callout while another node holds the lock");
@@ -604,8 +657,8 @@ Test(fleet, lock_wait_timeout)
 	fleet_extra = "";
 	wait_connected();
 	char lk[100];
-	key_of("nofrank@dm.test", lk, "l");
-	freeReplyObject(cmd("SET %s other NX PX 10000", lk));
+	key_of("nofrank@dm.test", lk, "v"); /* another node's lock: in the verdict's key */
+	freeReplyObject(cmd("SET %s %s NX PX 10000", lk, "L other"));
 	push_miss_at(shm, "nofrank@dm.test");
 	spin(150);
 	cr_assert_eq(rcpts(), 0, "still waiting");
@@ -1127,7 +1180,10 @@ Test(fleet, closed_list_kept)
 	other_node_learns("remote2@dm.test", true, false);
 	wait_table("remote2@dm.test", RT_VALID, 3000);
 	cr_expect_not(table_has("mallory@list.test", RT_VALID), "the list says unlisted");
-	cr_expect_eq(fstat_v("apply_skipped"), 1);
+	/* once, or twice when it was written while this new node read the keys
+	 * (then it comes from the keys and from the stream: harmless) */
+	uint64_t skipped = fstat_v("apply_skipped");
+	cr_expect(skipped == 1 || skipped == 2, "skipped %" PRIu64 " times", skipped);
 }
 
 /* The record as keys and stream carry it: round trip, and every malformed
