@@ -40,7 +40,10 @@
  * fleet's sum over a sliding window reaching harvest_limit blocks the prefix
  * on every node.  A block, decided here (this sum, or the data plane's own
  * harvest report) or by hand (rcptctl block/unblock), goes on the stream;
- * b:<prefix> (SET NX PX block_ttl) makes one node announce a harvest block.
+ * b:<prefix> (SET NX PX block_ttl) makes one node announce a harvest block;
+ * every block also lives in its b: key until it ends, so a node that
+ * resynchronises from the keys (new, or away longer than the stream
+ * remembers) enters the blocks decided before it came.
  * Each node enters it in its XDP blocklist through the xdp module (harvest
  * blocks with its backoff and allowlist, manual ones as given).
  *
@@ -260,6 +263,7 @@ static struct {
 	uint64_t pos_ms;
 	char resync_id[48];		/* stream end taken before a resync */
 	char scan_cursor[32];
+	bool scan_blocks;		/* the resync's second pass: the b: keys */
 	enum sync_state sync;
 	uint64_t lag_ms, last_sync_s;
 	/* gates */
@@ -1421,12 +1425,20 @@ static void stream_read(void)
 }
 
 static void scan_step(void);
+static void apply_block_key(const char *s, size_t n);
 
 /* One SCAN step's keys are in: the next step, or the stream. */
 static void scan_next(void)
 {
+	if (!strcmp(fl.scan_cursor, "0") && !fl.scan_blocks) {
+		/* the verdicts are in: the blocks next (a new scan from cursor 0) */
+		fl.scan_blocks = true;
+		scan_step();
+		return;
+	}
 	if (!strcmp(fl.scan_cursor, "0")) {
 		/* the keys are in: the stream from where it ended before the scan */
+		fl.scan_blocks = false;
 		snprintf(fl.last_id, sizeof(fl.last_id), "%s", fl.resync_id);
 		log_msg(LOG_INFO, "fleet: resynchronised from the keys; following the stream from %s",
 			fl.last_id);
@@ -1448,6 +1460,11 @@ static void on_mget(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *v = r->element[i];
 		if (v->type != REDIS_REPLY_STRING)
 			continue; /* expired between SCAN and MGET */
+		if (fl.scan_blocks) {
+			FS(RESYNC_KEYS);
+			apply_block_key(v->str, v->len);
+			continue;
+		}
 		if (v->len && v->str[0] == 'L')
 			continue; /* a callout lock, no verdict yet */
 		FS(RESYNC_KEYS);
@@ -1499,7 +1516,7 @@ static void on_scan(redisAsyncContext *ac, void *reply, void *priv)
 static void scan_step(void)
 {
 	char pat[96], cnt[16];
-	snprintf(pat, sizeof(pat), "%sv:*", fl.prefix);
+	snprintf(pat, sizeof(pat), fl.scan_blocks ? "%sb:*" : "%sv:*", fl.prefix);
 	snprintf(cnt, sizeof(cnt), "%u", FLEET_SCAN_COUNT);
 	const char *argv[] = {"SCAN", fl.scan_cursor, "MATCH", pat, "COUNT", cnt};
 	size_t lens[] = {4, strlen(fl.scan_cursor), 5, strlen(pat), 5, strlen(cnt)};
@@ -1537,6 +1554,7 @@ static void on_probe(redisAsyncContext *ac, void *reply, void *priv)
 	FS(RESYNCS);
 	snprintf(fl.resync_id, sizeof(fl.resync_id), "%s", last);
 	snprintf(fl.scan_cursor, sizeof(fl.scan_cursor), "0");
+	fl.scan_blocks = false;
 	scan_step();
 }
 
@@ -1571,6 +1589,58 @@ static void wall_ms_now(uint64_t *ms)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	*ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A block's key b:<prefix>, for the nodes that resynchronise from the keys
+ * (new, or away longer than the stream remembers): "node manual expiry_ms
+ * count prefix", expiry_ms 0 = until unblocked; the key expires with the
+ * block. */
+#define BLOCK_VAL_MAX (64 + 3 * 24 + XDP_PREFIX_STRLEN)
+static void block_val(char *out, bool manual, uint32_t ttl_s, uint32_t count, const char *prefix)
+{
+	uint64_t now;
+	wall_ms_now(&now);
+	snprintf(out, BLOCK_VAL_MAX, "%s %d %" PRIu64 " %u %s", fl.node, manual ? 1 : 0,
+		 ttl_s ? now + (uint64_t)ttl_s * 1000u : 0, count, prefix);
+}
+
+static void harvest_here(const struct xdp_prefix *p, uint32_t count);
+
+/* A b: key read by a resynchronisation: the block entered here. */
+static void apply_block_key(const char *s, size_t n)
+{
+	char v[BLOCK_VAL_MAX], node[64], prefix[XDP_PREFIX_STRLEN + 1], err[200] = "";
+	int manual;
+	unsigned long long expiry;
+	unsigned count;
+	struct xdp_prefix p;
+	if (n >= sizeof(v)) {
+		FS(APPLY_BAD);
+		return;
+	}
+	memcpy(v, s, n);
+	v[n] = 0;
+	_Static_assert(XDP_PREFIX_STRLEN == 64, "the width below");
+	if (sscanf(v, "%63s %d %llu %u %64s", node, &manual, &expiry,
+		   &count, prefix) != 5 ||
+	    xdp_prefix_parse(prefix, &p)) {
+		FS(APPLY_BAD);
+		return;
+	}
+	uint64_t now;
+	wall_ms_now(&now);
+	if (expiry && expiry <= now)
+		return; /* ended meanwhile */
+	if (!manual) {
+		FS(BLOCKS_APPLIED);
+		harvest_here(&p, count);
+		return;
+	}
+	uint32_t ttl = expiry ? (uint32_t)((expiry - now + 999u) / 1000u) : 0;
+	if (xdp_block(prefix, ttl, err, sizeof(err)) == 0)
+		FS(BLOCKS_APPLIED);
+	else
+		log_msg(LOG_WARNING, "fleet: block of %s from the fleet not applied: %s", prefix, err);
 }
 
 /* A block for the stream: o=b (p prefix, m manual, t ttl, c count) or o=u. */
@@ -1640,12 +1710,13 @@ static void announce(const struct xdp_prefix *p, uint32_t count, bool here)
 	a->p = *p;
 	a->count = count;
 	a->here = here;
-	char buf[XDP_PREFIX_STRLEN], bkey[128], px[24];
+	char buf[XDP_PREFIX_STRLEN], bkey[128], px[24], val[BLOCK_VAL_MAX];
 	xdp_prefix_format(p, buf, sizeof(buf));
 	snprintf(bkey, sizeof(bkey), "%sb:%s", fl.prefix, buf);
 	snprintf(px, sizeof(px), "%" PRIu64, (uint64_t)fl.block_ttl * 1000u);
-	const char *argv[] = {"SET", bkey, fl.node, "NX", "PX", px};
-	size_t lens[] = {3, strlen(bkey), strlen(fl.node), 2, 2, strlen(px)};
+	block_val(val, false, fl.block_ttl, count, buf);
+	const char *argv[] = {"SET", bkey, val, "NX", "PX", px};
+	size_t lens[] = {3, strlen(bkey), strlen(val), 2, 2, strlen(px)};
 	if (!cmd_argv(on_announce, a, 6, argv, lens)) {
 		free(a);
 		if (here)
@@ -1772,7 +1843,14 @@ static void hook_event(const struct msg_event *ev, void *arg)
 static bool hook_block(const char *prefix, uint32_t ttl_s, void *arg)
 {
 	(void)arg;
-	if (!up() || !stream_block("b", prefix, true, ttl_s, 0)) {
+	char bkey[128], px[24], val[BLOCK_VAL_MAX];
+	snprintf(bkey, sizeof(bkey), "%sb:%s", fl.prefix, prefix);
+	snprintf(px, sizeof(px), "%" PRIu64, (uint64_t)ttl_s * 1000u);
+	block_val(val, true, ttl_s, 0, prefix);
+	const char *argv[] = {"SET", bkey, val, "PX", px};
+	size_t lens[] = {3, strlen(bkey), strlen(val), 2, strlen(px)};
+	if (!up() || !cmd_argv(on_write_reply, NULL, ttl_s ? 5 : 3, argv, lens) ||
+	    !stream_block("b", prefix, true, ttl_s, 0)) {
 		FS(BLOCKS_UNSHARED);
 		log_msg(LOG_WARNING, "fleet: block of %s not shared: Redis unreachable", prefix);
 		return false;

@@ -926,7 +926,11 @@ Test(fleet, blocks_from_the_fleet)
 	wait_connected();
 	if (!xdp_maps_supported())
 		cr_skip_test("built without libbpf: no XDP blocklist");
+	/* as another node writes them: the key, then the stream entry (a block
+	 * written just before this node's first probe reaches it by the key) */
+	freeReplyObject(cmd("SET rg:b:198.18.9.0/24 %s PX 600000", "other 1 0 0 198.18.9.0/24"));
 	freeReplyObject(cmd("XADD rg:stream * n other o b p 198.18.9.0/24 m 1 t 600 c 0"));
+	freeReplyObject(cmd("SET rg:b:198.18.10.3/32 %s PX 3600000", "other 0 0 40 198.18.10.3/32"));
 	freeReplyObject(cmd("XADD rg:stream * n other o b p 198.18.10.3/32 m 0 t 3600 c 40"));
 	for (int i = 0; i < 100 && !blocked("198.18.10.3/32", NULL); i++)
 		spin(10);
@@ -935,12 +939,47 @@ Test(fleet, blocks_from_the_fleet)
 	cr_expect(manual, "blocked by hand elsewhere");
 	cr_assert(blocked("198.18.10.3/32", &manual));
 	cr_expect_not(manual, "a harvest block elsewhere");
+	freeReplyObject(cmd("DEL rg:b:198.18.9.0/24"));
 	freeReplyObject(cmd("XADD rg:stream * n other o u p 198.18.9.0/24 m 1 t 0 c 0"));
 	for (int i = 0; i < 100 && blocked("198.18.9.0/24", NULL); i++)
 		spin(10);
 	cr_expect_not(blocked("198.18.9.0/24", NULL), "unblocked by the fleet");
-	cr_expect_eq(fstat_v("blocks_applied"), 2);
+	/* each block once, or twice when both its key and its entry were read */
+	cr_expect_geq(fstat_v("blocks_applied"), 2);
+	cr_expect_leq(fstat_v("blocks_applied"), 4);
 	cr_expect_eq(fstat_v("unblocks_applied"), 1);
+}
+
+/* Blocks decided before a node joins (or while it was away longer than the
+ * stream remembers) reach it from the keys: a block is also a key b:<prefix>
+ * ("node manual expiry_ms count prefix", expiring with the block), read by the
+ * resynchronisation as the verdicts are. */
+Test(fleet, blocks_reach_a_new_node)
+{
+	if (!xdp_maps_supported())
+		cr_skip_test("built without libbpf: no XDP blocklist");
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	unsigned long long now = (unsigned long long)ts.tv_sec * 1000u + ts.tv_nsec / 1000000u;
+	char v[96];
+	snprintf(v, sizeof(v), "other 1 %llu 0 198.18.11.0/24", now + 600000u);
+	freeReplyObject(cmd("SET rg:b:198.18.11.0/24 %s PX 600000", v));
+	snprintf(v, sizeof(v), "other 0 %llu 40 198.18.12.3/32", now + 3600000u);
+	freeReplyObject(cmd("SET rg:b:198.18.12.3/32 %s PX 3600000", v));
+	/* the stream has moved on: nothing of these blocks in it */
+	freeReplyObject(cmd("XADD rg:stream * n other o d a x@example.test"));
+	start();
+	wait_connected();
+	for (int i = 0; i < 200 && !(blocked("198.18.11.0/24", NULL) &&
+				     blocked("198.18.12.3/32", NULL)); i++)
+		spin(10);
+	bool manual = false;
+	cr_assert(blocked("198.18.11.0/24", &manual),
+		  "a block by hand from before this node (resyncs %d, keys %d, bad %d)",
+		  (int)fstat_v("resyncs"), (int)fstat_v("resync_keys"), (int)fstat_v("apply_bad"));
+	cr_expect(manual);
+	cr_assert(blocked("198.18.12.3/32", &manual), "a harvest block from before this node");
+	cr_expect_not(manual);
 }
 
 /* rcptctl against the in-process daemon, the loop pumped meanwhile. */
@@ -996,13 +1035,29 @@ Test(fleet, block_by_hand_fleet_wide)
 	if (!xdp_maps_supported())
 		cr_skip_test("built without libbpf: no XDP blocklist");
 	char out[4096];
-	const char *blk[] = {"block", "198.18.7.0/24", "--json", NULL};
+	const char *blk[] = {"block", "198.18.7.0/24", "--ttl", "600", "--json", NULL};
 	cr_assert_eq(rcptctl_run(blk, out, sizeof(out)), 0, "%s", out);
 	cr_expect(strstr(out, "\"fleet\": true") || strstr(out, "\"fleet\":true"), "%s", out);
 	cr_assert(blocked("198.18.7.0/24", NULL));
 	for (int i = 0; i < 100 && stream_ops("b", "198.18.7.0/24") < 1; i++)
 		spin(10);
 	cr_expect_eq(stream_ops("b", "198.18.7.0/24"), 1);
+	/* and its key, for nodes that join later (by hand: manual flag 1) */
+	redisReply *k = NULL;
+	for (int i = 0; i < 100; i++) {
+		k = cmd("GET rg:b:198.18.7.0/24");
+		if (k->type == REDIS_REPLY_STRING)
+			break;
+		freeReplyObject(k);
+		k = NULL;
+		spin(10);
+	}
+	cr_assert_not_null(k, "b: key of a block by hand");
+	cr_expect(strstr(k->str, " 1 ") != NULL, "manual flag in '%s'", k->str);
+	freeReplyObject(k);
+	redisReply *pt = cmd("PTTL rg:b:198.18.7.0/24");
+	cr_expect(pt->type == REDIS_REPLY_INTEGER && pt->integer > 0, "the key expires with the block");
+	freeReplyObject(pt);
 	const char *ub[] = {"unblock", "198.18.8.0/24", NULL};
 	cr_assert_eq(rcptctl_run(ub, out, sizeof(out)), 0, "not blocked here, unblocked fleet-wide: %s",
 		     out);
