@@ -861,7 +861,8 @@ static void outbox_flush(void)
 		if (!(e->del ? share_del(e->addr, e->len) : share(e->addr, e->len, &e->rec)))
 			break;
 	}
-	memmove(fl.outbox, fl.outbox + i, (fl.nout - i) * sizeof(*fl.outbox));
+	if (i && fl.nout > i) /* the outbox is allocated on first use */
+		memmove(fl.outbox, fl.outbox + i, (fl.nout - i) * sizeof(*fl.outbox));
 	fl.nout -= i;
 }
 
