@@ -85,7 +85,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-	S->t.emem = NULL; /* the parent's engine lives in the file: not freed */
+	if (!S->t.emem)
+		engine_destroy(S->t.e); /* tb_init's own, never replaced */
+	S->t.emem = NULL; /* otherwise the engine lives in the file: not freed */
 	S->t.e = NULL;
 	tb_fini(&S->t);
 	close(state_fd);
@@ -104,6 +106,10 @@ static void *map_state(void)
 static void in_killed_child(void (*run)(struct tb *t, const void *arg), const void *arg)
 {
 	int st = 0;
+	/* the parent's engine (tb_init's, or one adopted before) is no longer
+	 * used: S is shared, so the child's t->e = NULL below would lose it */
+	engine_destroy(S->t.e);
+	S->t.e = NULL;
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
 	if (pid == 0) {
