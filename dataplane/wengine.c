@@ -296,8 +296,8 @@ static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_
 		if (err[0])
 			fprintf(stderr, "rcptgate-dp: %s\n", err);
 		if (found > 0)
-			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
-					"offsets are held back while no data plane runs)\n",
+			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of the flows in "
+					"the state are held back while no data plane runs)\n",
 				found, found > 1 ? "s" : "");
 	}
 	engine_hold_enable(d->e, found > 0);
@@ -463,55 +463,6 @@ struct engine *wengine_engine(struct worker *w)
 #else /* !RG_HAVE_ENGINE */
 
 /* Built without engine/: rcptgate-dp can only bridge (--no-engine). */
-/* Apply the hold set's changes to the XDP programs' maps. */
-static void wengine_hold_sync(struct dp_engine *d, struct shm_lcore *lc)
-{
-	struct engine_hold c[16];
-	unsigned n;
-	while ((n = engine_hold_changes(d->e, c, 16)) > 0)
-		for (unsigned i = 0; i < n; i++)
-			if (xdphold_apply(&d->hold, &c[i]) != 0 && lc)
-				stats_add(lc, STAT_XDP_HOLD_LOST, 1);
-}
-
-/* The XDP programs on the ports' interfaces: their hold maps get the set,
- * whole (a program loaded again starts with an empty map), then changes. */
-static void wengine_hold_open(struct worker_ctx *x, struct worker *w, struct dp_engine *d)
-{
-	unsigned ifx[DPCONF_MAX_PORTS] = {0};
-	struct engine_hold c[16];
-	uint32_t cur = 0;
-	char err[256];
-	unsigned n;
-	int found;
-
-	for (unsigned i = 0; i < x->n_ports; i++) {
-		struct rte_eth_dev_info di;
-		if (rte_eth_dev_info_get(x->ports[i].port_id, &di) == 0)
-			ifx[i] = di.if_index;
-	}
-	found = xdphold_open(&d->hold, ifx, x->n_ports, err, sizeof(err));
-	if (w->idx == 0) {
-		if (err[0])
-			fprintf(stderr, "rcptgate-dp: %s\n", err);
-		if (found > 0)
-			fprintf(stderr, "rcptgate-dp: XDP hold set: %d map%s (frames of flows with "
-					"offsets are held back while no data plane runs)\n",
-				found, found > 1 ? "s" : "");
-	}
-	engine_hold_enable(d->e, found > 0);
-	if (found <= 0) {
-		while (engine_hold_changes(d->e, c, 16) > 0)
-			; /* no map to apply them to */
-		return;
-	}
-	while ((n = engine_hold_all(d->e, &cur, c, 16)) > 0)
-		for (unsigned i = 0; i < n; i++)
-			if (xdphold_apply(&d->hold, &c[i]) != 0)
-				stats_add(w->lc, STAT_XDP_HOLD_LOST, 1);
-	wengine_hold_sync(d, w->lc);
-}
-
 int wengine_init(struct worker_ctx *x, struct worker *w, struct shm_map *m)
 {
 	(void)x;
