@@ -193,6 +193,52 @@ static int dp_probe_deferred(void)
 	return 0;
 }
 
+/* Take the deferred devices away again (a retry probes them anew). */
+static void dp_remove_deferred(void)
+{
+	for (unsigned i = 0; i < n_deferred; i++) {
+		char name[128];
+		size_t nl = strcspn(deferred[i], ",");
+		if (nl >= sizeof(name))
+			continue;
+		memcpy(name, deferred[i], nl);
+		name[nl] = 0;
+		rte_eal_hotplug_remove("vdev", name);
+	}
+}
+
+/*
+ * The ports, and with --takeover a bounded retry: the kernel releases the
+ * exited process's AF_XDP sockets after its exit (deferred work), so the
+ * first bind can still find the queue taken ("Failed to create xsk
+ * socket").  Each retry closes the ports, removes and probes the devices
+ * again, 50 ms apart, for at most DP_TAKEOVER_WAIT_MS.
+ */
+#define DP_TAKEOVER_WAIT_MS 3000u
+static int dp_setup_ports_takeover(char *err, size_t errlen)
+{
+	int rc = dp_setup_ports(err, errlen);
+	for (unsigned waited = 0; rc < 0 && n_deferred && waited < DP_TAKEOVER_WAIT_MS &&
+				  !__atomic_load_n(&dp.quit, __ATOMIC_RELAXED);
+	     waited += 50) {
+		if (!waited)
+			fprintf(stderr, "rcptgate-dp: --takeover: %s: the previous data plane's "
+					"sockets are not released yet; trying again\n", err);
+		for (unsigned i = 0; i < dp.n_ports; i++)
+			port_teardown(&dp.ports[i]);
+		dp.n_ports = 0;
+		dp_remove_deferred();
+		usleep(50000);
+		if (dp_probe_deferred() < 0)
+			return rc;
+		rc = dp_setup_ports(err, errlen);
+		if (!rc)
+			fprintf(stderr, "rcptgate-dp: --takeover: ports set up after %u ms more\n",
+				waited + 50);
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	char err[512] = "";
@@ -284,7 +330,8 @@ int main(int argc, char **argv)
 			conf.mbufs * 2 * conf.n_pairs, rte_strerror(rte_errno));
 		goto out_shm;
 	}
-	if (dp_setup_ports(err, sizeof(err)) < 0 || worker_plan(&dp, err, sizeof(err)) < 0) {
+	if (dp_setup_ports_takeover(err, sizeof(err)) < 0 ||
+	    worker_plan(&dp, err, sizeof(err)) < 0) {
 		fprintf(stderr, "rcptgate-dp: %s\n", err);
 		goto out_ports;
 	}
