@@ -19,6 +19,13 @@ int bench_fleet(int argc, char **argv);
 
 /* CLOCK_MONOTONIC in ns. */
 uint64_t bench_now_ns(void);
+/* A child running argv (PATH searched), stdout and stderr to out_fd (-1:
+ * inherited), stdin from /dev/null; -1 when fork failed. */
+int bench_spawn(char *const argv[], int out_fd);
+/* SIGTERM, then SIGKILL after wait_ms; reaped either way (pid <= 0: nothing). */
+void bench_stop(int pid, unsigned wait_ms);
+/* qsort comparator of uint64_t. */
+int bench_cmp_u64(const void *a, const void *b);
 
 /* "model name" of the first CPU and the online core count, for reports. */
 void bench_print_machine(FILE *out, int argc, char **argv);

@@ -71,43 +71,6 @@ static int port_open(int port)
 	return ok;
 }
 
-static pid_t spawn(char *const argv[], int out_fd)
-{
-	pid_t p = fork();
-	if (p == 0) {
-		if (out_fd >= 0) {
-			dup2(out_fd, 1);
-			dup2(out_fd, 2);
-		}
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul >= 0)
-			dup2(nul, 0);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	return p;
-}
-
-static void stop(pid_t p)
-{
-	if (p <= 0)
-		return;
-	kill(p, SIGTERM);
-	for (int i = 0; i < 50; i++) {
-		if (waitpid(p, NULL, WNOHANG) == p)
-			return;
-		usleep(20000);
-	}
-	kill(p, SIGKILL);
-	waitpid(p, NULL, 0);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Last "sess=N" smtp-sink printed into its output file. */
 static long sink_sessions(const char *path)
 {
@@ -229,7 +192,7 @@ int bench_callout(int argc, char **argv)
 	sargv[k++] = listen;
 	sargv[k++] = "256";
 	sargv[k] = NULL;
-	pid_t sink = spawn(sargv, sfd);
+	pid_t sink = bench_spawn(sargv, sfd);
 	int lfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	char *dargv[] = {o.rcptgated, "-c", conf, "-e", NULL};
 	pid_t gated = -1;
@@ -248,7 +211,7 @@ int bench_callout(int argc, char **argv)
 		fprintf(stderr, "callout: smtp-sink did not start (see %s)\n", sinkout);
 		goto out;
 	}
-	gated = spawn(dargv, lfd);
+	gated = bench_spawn(dargv, lfd);
 	char err[256] = "";
 	snprintf(path, sizeof(path), "%s/shm", dir);
 	for (int i = 0; i < 250; i++) {
@@ -320,16 +283,16 @@ int bench_callout(int argc, char **argv)
 		free(lat);
 		goto out;
 	}
-	qsort(lat, nl, sizeof(uint64_t), cmp_u64);
+	qsort(lat, nl, sizeof(uint64_t), bench_cmp_u64);
 	double secs = (double)(t_end - t0) / 1e9;
 	double per_s = nl / secs;
 	double p50 = lat[nl / 2] / 1e6, p99 = lat[(size_t)((nl - 1) * 0.99)] / 1e6,
 	       pmax = lat[nl - 1] / 1e6;
 	free(lat);
-	stop(gated);
+	bench_stop(gated, 1000);
 	gated = -1;
 	usleep(100000);
-	stop(sink);
+	bench_stop(sink, 1000);
 	sink = -1;
 	long sess = sink_sessions(sinkout);
 	double per_conn = sess > 0 ? (double)nl / (double)sess : 0;
@@ -353,8 +316,8 @@ int bench_callout(int argc, char **argv)
 out:
 	if (m.base)
 		shm_detach(&m);
-	stop(gated);
-	stop(sink);
+	bench_stop(gated, 1000);
+	bench_stop(sink, 1000);
 	if (sfd >= 0)
 		close(sfd);
 	if (lfd >= 0)

@@ -159,36 +159,14 @@ static int dest_start(void)
 
 /* ---- processes */
 
-static pid_t spawn(char *const argv[], const char *log)
+/* bench_spawn with its output appended to log. */
+static pid_t spawn_logged(char *const argv[], const char *log)
 {
-	pid_t p = fork();
-	if (p == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		int nul = open("/dev/null", O_RDONLY);
-		if (nul >= 0)
-			dup2(nul, 0);
-		execvp(argv[0], argv);
-		_exit(127);
-	}
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	pid_t p = bench_spawn(argv, fd);
+	if (fd >= 0)
+		close(fd);
 	return p;
-}
-
-static void stop(pid_t p)
-{
-	if (p <= 0)
-		return;
-	kill(p, SIGTERM);
-	for (int i = 0; i < 100; i++) {
-		if (waitpid(p, NULL, WNOHANG) == p)
-			return;
-		usleep(20000);
-	}
-	kill(p, SIGKILL);
-	waitpid(p, NULL, 0);
 }
 
 static void default_rcptgated(char *out, size_t len)
@@ -244,7 +222,7 @@ static int nodes_start(const struct bf_opts *o, struct node *nd, unsigned n, boo
 			dest_port, o->count * 2 + 64);
 		fclose(f);
 		char *argv[] = {(char *)o->rcptgated, "-c", conf, "-e", NULL};
-		nd[i].pid = spawn(argv, logp);
+		nd[i].pid = spawn_logged(argv, logp);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		char err[256] = "";
@@ -273,7 +251,7 @@ static void nodes_stop(struct node *nd, unsigned n)
 		if (nd[i].m.base)
 			shm_detach(&nd[i].m);
 		nd[i].m.base = NULL;
-		stop(nd[i].pid);
+		bench_stop(nd[i].pid, 2000);
 		nd[i].pid = 0;
 	}
 }
@@ -454,12 +432,6 @@ static void snap_cost(const struct bf_snap *a, const struct bf_snap *b, unsigned
 	}
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
 struct bf_result {
 	unsigned nodes;
 	double cpa, cpa_alone;
@@ -546,7 +518,7 @@ static int one_size(const struct bf_opts *o, unsigned n, unsigned *round, struct
 			}
 		}
 		if (nl) {
-			qsort(lat, nl, sizeof(*lat), cmp_u64);
+			qsort(lat, nl, sizeof(*lat), bench_cmp_u64);
 			res->prop_p50 = lat[nl / 2] / 1e6;
 			res->prop_p99 = lat[(size_t)((nl - 1) * 0.99)] / 1e6;
 			res->have_prop = true;
@@ -632,7 +604,7 @@ int bench_fleet(int argc, char **argv)
 	snprintf(rlog, sizeof(rlog), "%s/redis.log", dir);
 	char *rargv[] = {(char *)o.redis, "--port", "0", "--unixsocket", sock, "--unixsocketperm",
 			 "700", "--save", "", "--appendonly", "no", "--dir", dir, NULL};
-	pid_t redis = spawn(rargv, rlog);
+	pid_t redis = spawn_logged(rargv, rlog);
 	redis_pid = redis;
 	snprintf(redis_sock, sizeof(redis_sock), "%s", sock);
 	for (int i = 0; i < 250 && access(sock, F_OK); i++)
@@ -703,7 +675,7 @@ int bench_fleet(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	stop(redis);
+	bench_stop(redis, 2000);
 	if (rc == 0) {
 		char cmd[200];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);

@@ -2,9 +2,12 @@
  * main.c — rcptgate-bench: dispatches to the subcommand named first.
  * Subcommands whose source was not built are reported as such.
  */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -44,6 +47,43 @@ uint64_t bench_now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int bench_spawn(char *const argv[], int out_fd)
+{
+	pid_t p = fork();
+	if (p == 0) {
+		if (out_fd >= 0) {
+			dup2(out_fd, 1);
+			dup2(out_fd, 2);
+		}
+		int nul = open("/dev/null", O_RDONLY);
+		if (nul >= 0)
+			dup2(nul, 0);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	return p;
+}
+
+void bench_stop(int pid, unsigned wait_ms)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	for (unsigned i = 0; i < wait_ms / 20u; i++) {
+		if (waitpid(pid, NULL, WNOHANG) == pid)
+			return;
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+int bench_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
 }
 
 void bench_print_machine(FILE *out, int argc, char **argv)
