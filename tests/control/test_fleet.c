@@ -740,18 +740,20 @@ Test(fleet, catch_up)
 	cr_expect_eq(rcpts(), 0);
 }
 
-/* Two daemons (this one and a child rcptgated) both see a miss for each of
- * 40 addresses: the destination is asked once per address. */
-Test(fleet, two_nodes_one_callout)
+/* This daemon and a child rcptgated ("b", its shared memory in shmb), both
+ * in the fleet, configured with dom_extra (reset after), both connected. */
+static void two_nodes(char shmb[140])
 {
 	const char *bin = getenv("RG_RCPTGATED");
 	cr_assert_not_null(bin, "RG_RCPTGATED not set");
-	char confb[128], shmb[140], storeb[100], ctlb[100];
+	char confb[128], storeb[100], ctlb[100];
 	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
-	snprintf(shmb, sizeof(shmb), "%s-b", shm);
+	snprintf(shmb, 140, "%s-b", shm);
 	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
 	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
 	write_conf_at(confb, shmb, storeb, ctlb, "b");
+	write_conf();
+	dom_extra = "";
 	nodeb_pid = fork();
 	cr_assert_geq(nodeb_pid, 0);
 	if (nodeb_pid == 0) {
@@ -766,6 +768,14 @@ Test(fleet, two_nodes_one_callout)
 		spin(10);
 	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
 	wait_child_connected(ctlb); /* node b connected to Redis */
+}
+
+/* Two daemons (this one and a child rcptgated) both see a miss for each of
+ * 40 addresses: the destination is asked once per address. */
+Test(fleet, two_nodes_one_callout)
+{
+	char shmb[140];
+	two_nodes(shmb);
 	enum { N = 40 };
 	char a[N][64];
 	for (int i = 0; i < N; i++) {
@@ -788,7 +798,8 @@ Test(fleet, two_nodes_one_callout)
 	/* node b's status and stats, as rcptctl shows them */
 	const char *ctl = getenv("RG_RCPTCTL");
 	cr_assert_not_null(ctl, "RG_RCPTCTL not set");
-	char line[600], out[8192] = "";
+	char line[600], out[8192] = "", ctlb[100];
+	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir); /* two_nodes's */
 	size_t ol = 0;
 	snprintf(line, sizeof(line), "%s --socket %s status; %s --socket %s stats; "
 		 "%s --socket %s --json status", ctl, ctlb, ctl, ctlb, ctl, ctlb);
@@ -1072,31 +1083,9 @@ Test(fleet, block_by_hand_fleet_wide)
  * alone would let 2 x 20 per second through and finish in about 1 s). */
 Test(fleet, rcpt_rate_shared)
 {
-	const char *bin = getenv("RG_RCPTGATED");
-	cr_assert_not_null(bin, "RG_RCPTGATED not set");
 	dom_extra = "dest_rcpt_rate = 20\nbatch = 10\ndest_conn_rate = 100\n";
-	char confb[128], shmb[140], storeb[100], ctlb[100];
-	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
-	snprintf(shmb, sizeof(shmb), "%s-b", shm);
-	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
-	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
-	write_conf_at(confb, shmb, storeb, ctlb, "b");
-	write_conf();
-	dom_extra = "";
-	nodeb_pid = fork();
-	cr_assert_geq(nodeb_pid, 0);
-	if (nodeb_pid == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(bin, bin, "-c", confb, "-e", (char *)NULL);
-		_exit(127);
-	}
-	start();
-	wait_connected();
-	struct stat sb;
-	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
-		spin(10);
-	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
-	wait_child_connected(ctlb);
+	char shmb[140];
+	two_nodes(shmb);
 	enum { N = 80 };
 	char a[N][64];
 	uint64_t t0 = daemon_now_ms();
@@ -1170,32 +1159,10 @@ Test(fleet, acl_user)
  * most between them at a slow destination (each node alone would open 2). */
 Test(fleet, max_conns_shared)
 {
-	const char *bin = getenv("RG_RCPTGATED");
-	cr_assert_not_null(bin, "RG_RCPTGATED not set");
 	srv_rcpt_delay_ms = 40;
 	dom_extra = "dest_max_conns = 2\nbatch = 1\nsession_max_rcpts = 3\ndest_conn_rate = 1000\n";
-	char confb[128], shmb[140], storeb[100], ctlb[100];
-	snprintf(confb, sizeof(confb), "%s/b.conf", dir);
-	snprintf(shmb, sizeof(shmb), "%s-b", shm);
-	snprintf(storeb, sizeof(storeb), "%s/store-b", dir);
-	snprintf(ctlb, sizeof(ctlb), "%s/ctl-b.sock", dir);
-	write_conf_at(confb, shmb, storeb, ctlb, "b");
-	write_conf();
-	dom_extra = "";
-	nodeb_pid = fork();
-	cr_assert_geq(nodeb_pid, 0);
-	if (nodeb_pid == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(bin, bin, "-c", confb, "-e", (char *)NULL);
-		_exit(127);
-	}
-	start();
-	wait_connected();
-	struct stat sb;
-	for (int i = 0; i < 300 && stat(ctlb, &sb); i++)
-		spin(10);
-	cr_assert_eq(stat(ctlb, &sb), 0, "node b started");
-	wait_child_connected(ctlb);
+	char shmb[140];
+	two_nodes(shmb);
 	enum { N = 40 };
 	char a[N][64];
 	for (int i = 0; i < N; i++) {
